@@ -1,0 +1,114 @@
+"""The click group, the one place where library errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from pageowner import __version__
+from pageowner.errors import EXIT_RUNTIME, EXIT_USAGE, PageOwnerError, SpecError
+
+__all__ = [
+    "CONTEXT_SETTINGS",
+    "SpecParam",
+    "cli",
+    "main",
+    "warn",
+]
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+T = TypeVar("T")
+
+
+class Failure(click.ClickException):
+    """A library error on its way to the user: one line on stderr, its own exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.__dict__["exit_code"] = exit_code
+
+    def show(self, file: Any = None) -> None:
+        """Print `pageowner: message` to stderr."""
+        click.echo(f"pageowner: {self.format_message()}", err=True)
+
+
+class PageOwnerGroup(click.Group):
+    """A group that turns PageOwnerError into Failure, for every command at once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpecError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        except PageOwnerError as exc:
+            raise Failure(str(exc), exc.exit_code) from None
+
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any]
+else:
+    _ParamType = click.ParamType
+
+
+class SpecParam(_ParamType):
+    """An option value parsed by a library function; its SpecError is a usage error."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except SpecError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def warn(message: str) -> None:
+    """Print a warning on stderr."""
+    click.echo(f"pageowner: warning: {message}", err=True)
+
+
+@click.group(cls=PageOwnerGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="pageowner")
+def cli() -> None:
+    """Read, simulate, sort and compare Linux page_owner dumps.
+
+    Exit codes: 0 done, 1 runtime error (file, parse, state), 2 usage error,
+    3 a --fail-on-... threshold tripped.
+    """
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None,
+                          prog_name="pageowner", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("pageowner: interrupted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("pageowner: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`pageowner dump | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return result if isinstance(result, int) else 0
+
+
+# Kept for commands that need them; documented in the README.
+EXIT_CODES = {"done": 0, "runtime": EXIT_RUNTIME, "usage": EXIT_USAGE}

@@ -1,0 +1,154 @@
+"""`pageowner sort`: the drop-in page_owner_sort, and `pageowner demo`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.errors import InputError
+from pageowner.posort import (
+    SHORT_SORT_FLAGS,
+    SortOptions,
+    build_options,
+    parse_cull_spec,
+    parse_int_list,
+    parse_name_list,
+    parse_sort_spec,
+    sort_dump,
+)
+from pageowner.report.progress import Progress
+
+_SHORT_HELP = {
+    "a": "Sort by memory allocation time.",
+    "m": "Sort by total memory.",
+    "n": "Sort by task command name.",
+    "p": "Sort by pid.",
+    "P": "Sort by tgid.",
+    "s": "Sort by the stacktrace.",
+    "t": "Sort by number of times record is seen (default).",
+    "r": "Sort by memory release time (dumps with free_ts, 5.14-6.6).",
+}
+
+
+class WarningPrinter:
+    """Print the first warnings as they come and count the rest."""
+
+    LIMIT = 10
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if self.count <= self.LIMIT:
+            warn(message)
+
+    def summary(self) -> None:
+        """Say how many warnings were not shown."""
+        if self.count > self.LIMIT:
+            warn(f"{self.count - self.LIMIT} more warnings not shown")
+
+
+def _short_flag_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add -a -m -n -p -P -s -t -r as flags collected into one list."""
+    for letter in reversed(SHORT_SORT_FLAGS):
+        command = click.option(
+            f"-{letter}", "short_flags", flag_value=letter, multiple=True,
+            help=_SHORT_HELP[letter],
+        )(command)  # fmt: skip
+    return command
+
+
+@cli.command("sort", context_settings={"max_content_width": 100})
+@click.argument("input_path", metavar="INPUT")
+@click.argument("output_path", metavar="OUTPUT")
+@_short_flag_options
+@click.option("-f", "filter_released", is_flag=True,
+              help="Leave out blocks whose page was released (dumps with free_ts, 5.14-6.6).")
+@click.option("-d", "debug", is_flag=True, help="Print what was read and skipped to stderr.")
+@click.option("--pid", "pids", type=SpecParam("PIDLIST", parse_int_list), metavar="PIDLIST",
+              help="Select blocks whose pid is in the comma-separated list.")
+@click.option("--tgid", "tgids", type=SpecParam("TGIDLIST", parse_int_list), metavar="TGIDLIST",
+              help="Select blocks whose tgid is in the comma-separated list.")
+@click.option("--name", "names", type=SpecParam("CMDLIST", parse_name_list), metavar="CMDLIST",
+              help="Select blocks whose command name is in the comma-separated list.")
+@click.option("--cull", type=SpecParam("RULES", parse_cull_spec), metavar="RULES",
+              help="Group by fields: p|pid, tg|tgid, n|name, st|stacktrace, ator|allocator "
+                   "(and f|free for dumps with free_ts).")
+@click.option("--sort", "sort_spec", type=SpecParam("ORDER", parse_sort_spec), metavar="ORDER",
+              help="Sort order as [+|-]key[,[+|-]key...]; keys: p|pid, tg|tgid, n|name, "
+                   "st|stacktrace, T|txt, at|alloc_ts, ator|allocator, times, pages, ft|free_ts.")
+@click.option("--strict", is_flag=True,
+              help="Fail on a block that is not a page_owner record instead of skipping it.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="Processes to use on big files.")
+def sort_command(
+    input_path: str,
+    output_path: str,
+    short_flags: tuple[str, ...],
+    filter_released: bool,
+    debug: bool,
+    pids: tuple[int, ...] | None,
+    tgids: tuple[int, ...] | None,
+    names: tuple[bytes, ...] | None,
+    cull: frozenset[str] | None,
+    sort_spec: tuple[object, ...] | None,
+    strict: bool,
+    jobs: int,
+) -> None:
+    """Group and sort the records of a page_owner dump, as page_owner_sort does.
+
+    INPUT is a dump (`-` for stdin; .xz and .gz are read too); OUTPUT is the report
+    (`-` for stdout), written whole or not at all. The output is byte for byte that of
+    the kernel's tools/mm/page_owner_sort, except for the deviations in docs/compat.md.
+    """
+    options = build_options(
+        short_flags, sort_spec, cull or frozenset(), pids, tgids, names,  # type: ignore[arg-type]
+        filter_released,
+    )  # fmt: skip
+    warnings = WarningPrinter()
+    with Progress("reading") as progress:
+        engine = sort_dump(input_path, output_path, options, strict=strict, jobs=jobs,
+                           on_warning=warnings, on_progress=progress)
+    warnings.summary()
+    if debug:
+        _print_debug(engine.records, engine.selected, len(engine.groups), engine.skipped, options)
+
+
+def _print_debug(records: int, selected: int, groups: int, skipped: int,
+                 options: SortOptions) -> None:
+    """Report the counters that page_owner_sort -d would make you infer."""
+    mode = "5.18-6.6 (free_ts)" if options.legacy else "6.7+"
+    click.echo(
+        f"pageowner: read {records} records, selected {selected}, {groups} groups, "
+        f"skipped {skipped} other blocks; {mode} semantics", err=True,
+    )  # fmt: skip
+
+
+_DEMO_DUMP = Path(__file__).resolve().parents[2] / "fixtures/real/6.12.117-work.page_owner.txt.xz"
+
+
+@cli.command("demo")
+@click.option("--lines", default=40, show_default=True, help="How much of the report to show.")
+def demo_command(lines: int) -> None:
+    """Sort a bundled real dump (6.12, 27,574 records) by memory and show the top."""
+    if not _DEMO_DUMP.exists():
+        raise InputError(f"{_DEMO_DUMP}: the demo dump ships with the source checkout only")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "sorted.txt"
+        engine = sort_dump(str(_DEMO_DUMP), str(report),
+                           build_options(["m"], cull=parse_cull_spec("st")))
+        click.echo(f"$ pageowner sort -m --cull=st {_DEMO_DUMP.name} sorted.txt")
+        click.echo(f"# {engine.records} records in {len(engine.groups)} stacks; the top:\n")
+        with report.open("rb") as text:
+            for _ in range(lines):
+                line = text.readline()
+                if not line:
+                    break
+                click.echo(line.decode("utf-8", "replace"), nl=False)

@@ -1,0 +1,552 @@
+"""The text of /sys/kernel/debug/page_owner: a streaming reader and a writer for every era.
+
+`iter_blocks` splits a byte stream on blank lines, `parse_block` turns one block into a
+`PageRecord`, and `DumpReader` ties them together with the error policy (lenient: skip a
+block that is not a record, with a warning; strict: raise `ParseError`). `format_record`
+prints a record back in its own era and `convert_record` moves it to another one.
+
+Text is decoded as UTF-8 with surrogateescape, so any byte a kernel or a corrupt file put in
+a comm survives a read and a write unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import BinaryIO
+
+from pageowner.errors import ParseError
+from pageowner.kernels import KernelVersion
+from pageowner.model import (
+    DumpFormat,
+    Frame,
+    FrameStyle,
+    HeaderStyle,
+    MemcgCharge,
+    MigrateType,
+    PageFlags,
+    PageRecord,
+    PfnStyle,
+)
+from pageowner.tables import (
+    LETTER_FLAGS,
+    MIGRATETYPE_NUMBERS_3_19,
+    decode_flags,
+    gfp_migratetype,
+)
+
+__all__ = [
+    "Block",
+    "DumpReader",
+    "HEADER_PREFIX",
+    "convert_record",
+    "decode",
+    "encode",
+    "format_frame",
+    "format_record",
+    "iter_blocks",
+    "iter_records",
+    "parse_block",
+    "parse_frame",
+    "write_dump",
+]
+
+HEADER_PREFIX = "Page allocated via order "
+_PFN_PREFIX = "PFN"
+
+WarningHandler = Callable[[str], None]
+
+
+def decode(data: bytes) -> str:
+    """Decode dump bytes so that every byte round-trips.
+
+    >>> decode(b"comm\\xff")
+    'comm\\udcff'
+    """
+    return data.decode("utf-8", "surrogateescape")
+
+
+def encode(text: str) -> bytes:
+    """Encode text read by `decode` back to the same bytes."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """The lines of one blank-line-separated block, with where it starts in the file."""
+
+    lineno: int
+    lines: tuple[str, ...]
+    # False when the input ended without the blank line that closes every kernel record.
+    complete: bool = True
+
+
+def iter_blocks(stream: Iterable[bytes]) -> Iterator[Block]:
+    """Split a binary line stream into blocks on empty lines, CR-LF or LF ended.
+
+    Runs of blank lines count as one separator, and a last block without its closing
+    blank line is still yielded (page_owner_sort drops it, see docs/compat.md).
+    """
+    lines: list[str] = []
+    start = 0
+    lineno = 0
+    for raw in stream:
+        lineno += 1
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        if not raw:
+            if lines:
+                yield Block(start, tuple(lines))
+                lines = []
+            continue
+        if not lines:
+            start = lineno
+        lines.append(decode(raw))
+    if lines:
+        yield Block(start, tuple(lines), complete=False)
+
+
+_HEADER_RE = re.compile(
+    r"Page allocated via order (?P<order>\d+), mask (?P<mask>0x[0-9a-f]+)"
+    r"(?:\((?P<names>[^()]*)\))?"
+    r"(?:, pid (?P<pid>-?\d+)(?:, tgid (?P<tgid>-?\d+) \((?P<comm>.*)\))?"
+    r", ts (?P<ts>\d+) ns(?:, free_ts (?P<free_ts>\d+) ns)?)?"
+)
+_PFN_RE = re.compile(
+    r"PFN (?P<pfn>0x[0-9a-f]+|\d+) type (?P<page_mt>\w+) Block (?P<block>\d+)"
+    r" type (?P<block_mt>\w+) Flags (?P<value>0x[0-9a-f]+)\((?P<flags>[^()]*)\)"
+)
+_PFN_LETTERS_RE = re.compile(
+    r"PFN (?P<pfn>\d+) Block (?P<block>\d+) type (?P<block_mt>\d+)"
+    r" (?P<fallback>Fallback|        ) Flags (?P<letters>.{12})"
+)
+_ADDRESS_RE = re.compile(r" \[<(?P<address>[0-9a-f]+)>\] (?P<rest>.*)")
+_SYMBOL_RE = re.compile(
+    r"(?P<symbol>[^\s+\[\]]+)\+0x(?P<offset>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
+    r"(?: \[(?P<module>[^\[\]]+)\])?"
+)
+_RAW_ADDRESS_RE = re.compile(r"0x(?P<address>[0-9a-f]+)")
+_MIGRATED = "Page has been migrated, last migrate reason: "
+_SLAB_CACHE = "Slab cache page"
+_CHARGED_RE = re.compile(
+    r"Charged (?P<objcg>\(via objcg\) )?to (?P<offline>offline )?memcg (?P<name>.*)"
+)
+
+_MIGRATETYPES = {mt.value: mt for mt in MigrateType}
+_LETTER_NAMES = dict(LETTER_FLAGS)
+
+
+def _migratetype(name: str) -> MigrateType:
+    """Look up a printed migratetype name."""
+    try:
+        return _MIGRATETYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown migratetype {name!r}") from None
+
+
+def parse_frame(line: str) -> Frame:
+    """Parse one stack line (with its leading space) into a `Frame`.
+
+    >>> parse_frame(" xfs_buf_read_map+0x54/0x280 [xfs]")
+    Frame(symbol='xfs_buf_read_map', offset=84, size=640, module='xfs', address=None, raw=None)
+    """
+    address = None
+    rest = line[1:]
+    match = _ADDRESS_RE.fullmatch(line)
+    if match:
+        address = int(match["address"], 16)
+        rest = match["rest"]
+    frame = _parse_symbolic(rest, address)
+    # A frame is kept as parsed only if it prints back to the same text.
+    if format_frame(frame) != line:
+        return Frame(None, address=address, raw=rest)
+    return frame
+
+
+def _parse_symbolic(text: str, address: int | None) -> Frame:
+    """Parse the `%pS` part of a frame."""
+    match = _SYMBOL_RE.fullmatch(text)
+    if match:
+        return Frame(
+            match["symbol"],
+            int(match["offset"], 16),
+            int(match["size"], 16),
+            match["module"],
+            address,
+        )
+    raw_address = _RAW_ADDRESS_RE.fullmatch(text)
+    if raw_address and address is None:
+        return Frame(None, address=int(raw_address["address"], 16))
+    return Frame(None, address=address, raw=text)
+
+
+def format_frame(frame: Frame) -> str:
+    """Print a frame as the kernel does, with its leading space.
+
+    The `[<address>]` column of the 3.19-5.1 eras is printed when the frame carries an
+    address beside its symbol; `convert_record` adds or drops addresses to change era.
+
+    >>> format_frame(Frame("post_alloc_hook", 0x177, 0x1a0))
+    ' post_alloc_hook+0x177/0x1a0'
+    >>> format_frame(Frame("kmalloc", 1, 2, address=0xffffffff81000000))
+    ' [<ffffffff81000000>] kmalloc+0x1/0x2'
+    """
+    if frame.address is not None and (frame.symbol is not None or frame.raw is not None):
+        return f" [<{frame.address:016x}>] {frame.symbolic()}"
+    return f" {frame.symbolic()}"
+
+
+class _FrameCache:
+    """Memoize parsed frame lines: a dump repeats a few thousand stack lines millions of times."""
+
+    _LIMIT = 200_000
+
+    def __init__(self) -> None:
+        self._frames: dict[str, Frame] = {}
+
+    def get(self, line: str) -> Frame:
+        """Return the parsed frame of a line."""
+        frame = self._frames.get(line)
+        if frame is None:
+            if len(self._frames) >= self._LIMIT:
+                self._frames.clear()
+            frame = self._frames[line] = parse_frame(line)
+        return frame
+
+
+_DEFAULT_CACHE = _FrameCache()
+
+
+def _header_style(match: re.Match[str]) -> HeaderStyle:
+    """Name the header shape from the groups that matched."""
+    if match["pid"] is None:
+        return HeaderStyle.MASK if match["names"] is None else HeaderStyle.MASK_NAMES
+    if match["names"] is None:
+        raise ValueError("pid and ts without the mask's names is no kernel's header")
+    if match["tgid"] is None:
+        return HeaderStyle.PID_TS if match["free_ts"] is None else HeaderStyle.PID_TS_FREE
+    return HeaderStyle.TGID_TS if match["free_ts"] is None else HeaderStyle.TGID_TS_FREE
+
+
+def _parse_flags(value: str, text: str) -> tuple[PageFlags, bool]:
+    """Parse `%pGp` contents; tell whether it carried the post-2021 `field=` parts."""
+    names: list[str] = []
+    fields: list[tuple[str, str]] = []
+    for part in filter(None, text.split("|")):
+        key, sep, val = part.partition("=")
+        if sep:
+            fields.append((key, val))
+        else:
+            names.append(part)
+    return PageFlags(int(value, 16), tuple(names), tuple(fields)), bool(fields)
+
+
+def _parse_pfn_line(line: str) -> dict[str, object]:
+    """Parse a PFN line of any era into record fields."""
+    match = _PFN_RE.fullmatch(line)
+    if match:
+        pfn_text = match["pfn"]
+        flags, has_fields = _parse_flags(match["value"], match["flags"])
+        if pfn_text.startswith("0x"):
+            style = PfnStyle.HEX
+        else:
+            style = PfnStyle.DEC if has_fields else PfnStyle.DEC_RAW_FLAGS
+        return {
+            "pfn": int(pfn_text, 0),
+            "page_mt": _migratetype(match["page_mt"]),
+            "block": int(match["block"]),
+            "block_mt": _migratetype(match["block_mt"]),
+            "flags": flags,
+            "style": style,
+        }
+    match = _PFN_LETTERS_RE.fullmatch(line)
+    if match:
+        number = int(match["block_mt"])
+        if number >= len(MIGRATETYPE_NUMBERS_3_19):
+            raise ValueError(f"unknown 3.19 migratetype number {number}")
+        block_mt = MIGRATETYPE_NUMBERS_3_19[number]
+        letters = match["letters"]
+        names = []
+        for column, (letter, name) in zip(letters, LETTER_FLAGS, strict=True):
+            if column == letter:
+                names.append(name)
+            elif column != " ":
+                raise ValueError(f"flag column {letter!r} holds {column!r}")
+        return {
+            "pfn": int(match["pfn"]),
+            # 3.19 prints no page migratetype, only whether it differs from the block's.
+            "page_mt": None if match["fallback"] == "Fallback" else block_mt,
+            "block": int(match["block"]),
+            "block_mt": block_mt,
+            "flags": PageFlags(None, tuple(names)),
+            "style": PfnStyle.LETTERS,
+        }
+    raise ValueError("PFN line of no known shape")
+
+
+def parse_block(
+    lines: tuple[str, ...] | list[str],
+    path: str = "<dump>",
+    lineno: int = 1,
+    frame_cache: _FrameCache | None = None,
+) -> PageRecord:
+    """Parse the lines of one block into a `PageRecord`, or raise ParseError."""
+    cache = frame_cache or _DEFAULT_CACHE
+    if not lines or not lines[0].startswith(HEADER_PREFIX):
+        first = lines[0] if lines else ""
+        raise ParseError(path, lineno, first, "not a page_owner record")
+    header = _HEADER_RE.fullmatch(lines[0])
+    if header is None:
+        raise ParseError(path, lineno, lines[0], "malformed page_owner header")
+    try:
+        header_style = _header_style(header)
+    except ValueError as exc:
+        raise ParseError(path, lineno, lines[0], str(exc)) from None
+    fields: dict[str, object] = {}
+    pfn_style = PfnStyle.HEX
+    index = 1
+    if index < len(lines) and lines[index].startswith(_PFN_PREFIX):
+        try:
+            fields = _parse_pfn_line(lines[index])
+        except ValueError as exc:
+            raise ParseError(path, lineno + index, lines[index], str(exc)) from None
+        pfn_style = fields.pop("style")  # type: ignore[assignment]
+        index += 1
+    frames: list[Frame] = []
+    while index < len(lines) and lines[index].startswith(" "):
+        frames.append(cache.get(lines[index]))
+        index += 1
+    migrate_reason = None
+    slab_cache = False
+    memcg = None
+    extra: list[str] = []
+    for offset, line in enumerate(lines[index:], start=index):
+        if line.startswith(" "):
+            raise ParseError(path, lineno + offset, line, "stack frame after the trailing lines")
+        if line.startswith(_MIGRATED) and migrate_reason is None and not extra:
+            migrate_reason = line[len(_MIGRATED) :]
+        elif line == _SLAB_CACHE and not slab_cache and memcg is None and not extra:
+            slab_cache = True
+        elif (charged := _CHARGED_RE.fullmatch(line)) and memcg is None and not extra:
+            memcg = MemcgCharge(charged["name"], bool(charged["objcg"]), bool(charged["offline"]))
+        else:
+            extra.append(line)
+    frame_style = (
+        FrameStyle.ADDRESS
+        if any(frame.address is not None and frame.symbol is not None for frame in frames)
+        else FrameStyle.PLAIN
+    )
+    names = header["names"]
+    return PageRecord(
+        order=int(header["order"]),
+        gfp_mask=int(header["mask"], 16),
+        gfp_names=names,
+        pid=_opt_int(header["pid"]),
+        tgid=_opt_int(header["tgid"]),
+        comm=header["comm"],
+        ts_nsec=_opt_int(header["ts"]),
+        free_ts_nsec=_opt_int(header["free_ts"]),
+        stack=tuple(frames),
+        migrate_reason=migrate_reason,
+        slab_cache=slab_cache,
+        memcg=memcg,
+        extra=tuple(extra),
+        fmt=DumpFormat(header_style, pfn_style, frame_style),
+        lineno=lineno,
+        raw="".join(line + "\n" for line in lines),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _opt_int(text: str | None) -> int | None:
+    """Convert an optional decimal group."""
+    return None if text is None else int(text)
+
+
+def format_header(record: PageRecord) -> str:
+    """Print the first line of a record in its own era."""
+    style = record.fmt.header
+    text = f"{HEADER_PREFIX}{record.order}, mask {record.gfp_mask:#x}"
+    if style is HeaderStyle.MASK:
+        return text
+    text += f"({record.gfp_names or ''})"
+    if style is HeaderStyle.MASK_NAMES:
+        return text
+    pid = record.pid if record.pid is not None else 0
+    if style.has_tgid:
+        tgid = record.tgid if record.tgid is not None else pid
+        text += f", pid {pid}, tgid {tgid} ({record.comm or ''})"
+    else:
+        text += f", pid {pid}"
+    text += f", ts {record.ts_nsec or 0} ns"
+    if style.has_free_ts:
+        text += f", free_ts {record.free_ts_nsec or 0} ns"
+    return text
+
+
+def format_pfn_line(record: PageRecord) -> str | None:
+    """Print the PFN line of a record in its own era, or None if it has none."""
+    if record.pfn is None:
+        return None
+    style = record.fmt.pfn
+    flags = record.flags or PageFlags(0)
+    block = record.block if record.block is not None else record.pfn >> 9
+    block_mt = record.block_mt or MigrateType.UNMOVABLE
+    if style is PfnStyle.LETTERS:
+        number = MIGRATETYPE_NUMBERS_3_19.index(block_mt)
+        fallback = "        " if record.page_mt == block_mt else "Fallback"
+        letters = "".join(
+            letter if name in flags.names else " " for letter, name in LETTER_FLAGS
+        )
+        return f"PFN {record.pfn} Block {block} type {number} {fallback} Flags {letters}"
+    pfn = f"{record.pfn:#x}" if style is PfnStyle.HEX else str(record.pfn)
+    page_mt = record.page_mt or block_mt
+    parts = list(flags.names)
+    if style is not PfnStyle.DEC_RAW_FLAGS:
+        parts += [f"{key}={value}" for key, value in flags.fields]
+    return (
+        f"PFN {pfn} type {page_mt.value} Block {block} type {block_mt.value}"
+        f" Flags {flags.value or 0:#x}({'|'.join(parts)})"
+    )
+
+
+def format_lines(record: PageRecord) -> list[str]:
+    """Return the lines of a record as its era prints them, without newlines."""
+    lines = [format_header(record)]
+    pfn_line = format_pfn_line(record)
+    if pfn_line is not None:
+        lines.append(pfn_line)
+    lines.extend(format_frame(frame) for frame in record.stack)
+    if record.migrate_reason is not None:
+        lines.append(_MIGRATED + record.migrate_reason)
+    if record.slab_cache:
+        lines.append(_SLAB_CACHE)
+    if record.memcg is not None:
+        charge = record.memcg
+        via = "(via objcg) " if charge.via_objcg else ""
+        offline = "offline " if charge.offline else ""
+        lines.append(f"Charged {via}to {offline}memcg {charge.name}")
+    lines.extend(record.extra)
+    return lines
+
+
+def format_record(record: PageRecord) -> str:
+    """Print a record in its own era, closing blank line included."""
+    return "".join(line + "\n" for line in format_lines(record)) + "\n"
+
+
+def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
+    """Return the record as `kernel` would print it: fields, names and shapes of its era."""
+    fmt = kernel.fmt
+    gfp_table = kernel.gfp_table
+    names = decode_flags(record.gfp_mask, gfp_table) if gfp_table is not None else None
+    header = fmt.header
+    flags = record.flags
+    if flags is not None and flags.value is not None:
+        flag_names = decode_flags(flags.value & ((1 << 27) - 1), kernel.pageflag_table)
+        flags = replace(flags, names=tuple(filter(None, flag_names.split("|"))))
+    page_mt = record.page_mt
+    if page_mt is None and record.block_mt is not None:
+        page_mt = gfp_migratetype(record.gfp_mask)
+    if fmt.frames is FrameStyle.ADDRESS:
+        stack = tuple(
+            replace(frame, address=frame.address or 0) if frame.symbol is not None else frame
+            for frame in record.stack
+        )
+    else:
+        stack = tuple(
+            replace(frame, address=None) if frame.symbol is not None else frame
+            for frame in record.stack
+        )
+    return replace(
+        record,
+        gfp_names=names,
+        pid=(record.pid if record.pid is not None else 0) if header.has_pid else None,
+        ts_nsec=(record.ts_nsec or 0) if header.has_pid else None,
+        tgid=(record.tgid if record.tgid is not None else record.pid or 0)
+        if header.has_tgid
+        else None,
+        comm=(record.comm or "") if header.has_tgid else None,
+        free_ts_nsec=(record.free_ts_nsec or 0) if header.has_free_ts else None,
+        flags=flags,
+        page_mt=page_mt,
+        stack=stack,
+        migrate_reason=record.migrate_reason if kernel.migrate_line else None,
+        slab_cache=record.slab_cache and kernel.memcg_lines,
+        memcg=record.memcg if kernel.memcg_lines else None,
+        fmt=fmt,
+        raw=None,
+    )
+
+
+def write_dump(records: Iterable[PageRecord], out: BinaryIO) -> int:
+    """Write records as a page_owner dump to a binary stream; return how many."""
+    count = 0
+    for record in records:
+        out.write(encode(format_record(record)))
+        count += 1
+    return count
+
+
+class DumpReader:
+    """Iterate the records of a dump, applying the lenient or strict error policy.
+
+    Lenient (the default, as `sort` wants): a block that is not a page_owner record is
+    skipped and reported through `on_warning`. Strict: it raises `ParseError`. A last block
+    cut off by the end of the file is kept when it parses and reported either way.
+    """
+
+    def __init__(
+        self,
+        stream: Iterable[bytes],
+        path: str = "<dump>",
+        *,
+        strict: bool = False,
+        on_warning: WarningHandler | None = None,
+    ) -> None:
+        self.stream = stream
+        self.path = path
+        self.strict = strict
+        self.on_warning = on_warning
+        self.skipped = 0
+        self.truncated = False
+        self._cache = _FrameCache()
+
+    def _warn(self, message: str) -> None:
+        """Pass a warning on, if anyone listens."""
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    def __iter__(self) -> Iterator[PageRecord]:
+        """Yield the records in file order."""
+        for block in iter_blocks(self.stream):
+            try:
+                record = parse_block(block.lines, self.path, block.lineno, self._cache)
+            except ParseError as exc:
+                if not block.complete:
+                    self.truncated = True
+                    self._warn(f"{self.path}:{block.lineno}: the dump ends inside a record; "
+                               "that last record was dropped")
+                    continue
+                if self.strict:
+                    raise
+                self.skipped += 1
+                self._warn(f"{exc} (block skipped)")
+                continue
+            if not block.complete:
+                self.truncated = True
+                self._warn(f"{self.path}:{block.lineno}: the dump ends without a blank line; "
+                           "the last record may be incomplete")
+            yield record
+
+
+def iter_records(
+    stream: Iterable[bytes],
+    path: str = "<dump>",
+    *,
+    strict: bool = False,
+    on_warning: WarningHandler | None = None,
+) -> Iterator[PageRecord]:
+    """Yield the records of a dump; see `DumpReader` for the error policy."""
+    return iter(DumpReader(stream, path, strict=strict, on_warning=on_warning))

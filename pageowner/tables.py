@@ -1,0 +1,360 @@
+"""Kernel name tables as data: GFP flags, page flags, migratetypes and migrate reasons.
+
+Each table is read by one generic function, `decode_flags`, in the way the kernel's `%pGg`
+and `%pGp` printers walk theirs: an entry is printed when all of its bits are still set,
+those bits are then cleared, and what is left at the end is printed in hex.
+
+The values are those of x86_64 with the fixtures' config (no KASAN_HW_TAGS, no LOCKDEP).
+Tables for 6.1 and 6.12 were checked against the real dumps in fixtures/; the older ones
+(4.6-4.14) follow the kernel headers of their time and are marked [uncertain] where a bit
+position could not be pinned to a release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pageowner.model import MigrateType
+
+__all__ = [
+    "FlagTable",
+    "GFP_TABLES",
+    "LETTER_FLAGS",
+    "MIGRATE_REASONS",
+    "MIGRATETYPE_NUMBERS",
+    "MIGRATETYPE_NUMBERS_3_19",
+    "PAGEFLAG_TABLES",
+    "ZONE_NAMES",
+    "decode_flags",
+    "encode_flags",
+    "gfp_migratetype",
+    "gfp_table_for",
+    "pageflag_table_for",
+]
+
+
+@dataclass(frozen=True)
+class FlagTable:
+    """A kernel flag table: the print order of names, and each name's bits."""
+
+    name: str
+    entries: tuple[tuple[str, int], ...]
+
+    def value_of(self, name: str) -> int:
+        """Return the bits of a name in this table, or raise KeyError."""
+        for entry, value in self.entries:
+            if entry == name:
+                return value
+        raise KeyError(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Return every name in print order."""
+        return tuple(name for name, _ in self.entries)
+
+
+def decode_flags(value: int, table: FlagTable) -> str:
+    """Render a flag word the way `%pGg`/`%pGp` do: greedy names, hex remainder.
+
+    >>> decode_flags(0xcc0 | 0x100, GFP_TABLES["6.12"])
+    'GFP_KERNEL|__GFP_ZERO'
+    >>> decode_flags(0x1000000, GFP_TABLES["6.12"])
+    '0x1000000'
+    >>> decode_flags(0, GFP_TABLES["6.12"])
+    ''
+    """
+    parts: list[str] = []
+    rest = value
+    for name, bits in table.entries:
+        if bits and rest & bits == bits:
+            parts.append(name)
+            rest &= ~bits
+    if rest:
+        parts.append(f"{rest:#x}")
+    return "|".join(parts)
+
+
+def encode_flags(text: str, table: FlagTable) -> int:
+    """Turn `A|B|0x10` back into a flag word, the inverse of `decode_flags`.
+
+    >>> hex(encode_flags("GFP_KERNEL|__GFP_ZERO", GFP_TABLES["6.12"]))
+    '0xdc0'
+    """
+    value = 0
+    for part in filter(None, text.split("|")):
+        if part.startswith("0x"):
+            value |= int(part, 16)
+        else:
+            value |= table.value_of(part)
+    return value
+
+
+def _bits(names: Sequence[str]) -> dict[str, int]:
+    """Give each name its bit, in order, skipping None placeholders."""
+    return {name: 1 << bit for bit, name in enumerate(names) if name}
+
+
+# Single GFP bits of v4.15 and later (bit 9 was __GFP_ATOMIC until v6.2, unused after).
+_GFP_BITS_MODERN = _bits(
+    [
+        "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_DMA32", "__GFP_MOVABLE", "__GFP_RECLAIMABLE",
+        "__GFP_HIGH", "__GFP_IO", "__GFP_FS", "__GFP_ZERO", "__GFP_ATOMIC",
+        "__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM", "__GFP_WRITE", "__GFP_NOWARN",
+        "__GFP_RETRY_MAYFAIL", "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_MEMALLOC",
+        "__GFP_COMP", "__GFP_NOMEMALLOC", "__GFP_HARDWALL", "__GFP_THISNODE",
+        "__GFP_ACCOUNT", "__GFP_ZEROTAGS",
+    ]
+)  # fmt: skip
+
+# Single GFP bits of v4.6-v4.14 [uncertain: from the 4.6 headers and the 4.6 example
+# mask 0x24213ca(GFP_HIGHUSER_MOVABLE|__GFP_COLD|__GFP_NOWARN|__GFP_NORETRY)].
+_GFP_BITS_4_6 = _bits(
+    [
+        "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_DMA32", "__GFP_MOVABLE", "__GFP_RECLAIMABLE",
+        "__GFP_HIGH", "__GFP_IO", "__GFP_FS", "__GFP_COLD", "__GFP_NOWARN", "__GFP_REPEAT",
+        "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_MEMALLOC", "__GFP_COMP", "__GFP_ZERO",
+        "__GFP_NOMEMALLOC", "__GFP_HARDWALL", "__GFP_THISNODE", "__GFP_ATOMIC",
+        "__GFP_ACCOUNT", "__GFP_NOTRACK", "__GFP_DIRECT_RECLAIM", "__GFP_OTHER_NODE",
+        "__GFP_WRITE", "__GFP_KSWAPD_RECLAIM",
+    ]
+)  # fmt: skip
+
+
+def _gfp_table(
+    name: str,
+    bits: dict[str, int],
+    composites: Sequence[tuple[str, Sequence[str]]],
+    singles: Sequence[str],
+) -> FlagTable:
+    """Build a %pGg table from composite definitions and the single-flag print order."""
+    values = dict(bits)
+    entries: list[tuple[str, int]] = []
+    for composite, parts in composites:
+        value = 0
+        for part in parts:
+            value |= values[part]
+        values[composite] = value
+        entries.append((composite, value))
+    for single in singles:
+        entries.append((single, values[single]))
+    return FlagTable(name, tuple(entries))
+
+
+def _modern_composites(atomic: bool, nowait_nowarn: bool) -> list[tuple[str, list[str]]]:
+    """Return the GFP_* composites of include/linux/gfp(_types).h in definition order."""
+    reclaim = ["__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM"]
+    kernel = [*reclaim, "__GFP_IO", "__GFP_FS"]
+    user = [*kernel, "__GFP_HARDWALL"]
+    highuser_movable = [*user, "__GFP_HIGHMEM", "__GFP_MOVABLE"]
+    # GFP_TRANSHUGE_LIGHT = (GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_NOMEMALLOC|__GFP_NOWARN)
+    # & ~__GFP_RECLAIM.
+    light = [
+        "__GFP_IO", "__GFP_FS", "__GFP_HARDWALL", "__GFP_HIGHMEM", "__GFP_MOVABLE",
+        "__GFP_COMP", "__GFP_NOMEMALLOC", "__GFP_NOWARN",
+    ]  # fmt: skip
+    return [
+        ("GFP_TRANSHUGE", [*light, "__GFP_DIRECT_RECLAIM"]),
+        ("GFP_TRANSHUGE_LIGHT", light),
+        ("GFP_HIGHUSER_MOVABLE", highuser_movable),
+        ("GFP_HIGHUSER", [*user, "__GFP_HIGHMEM"]),
+        ("GFP_USER", user),
+        ("GFP_KERNEL_ACCOUNT", [*kernel, "__GFP_ACCOUNT"]),
+        ("GFP_KERNEL", kernel),
+        ("GFP_NOFS", [*reclaim, "__GFP_IO"]),
+        ("GFP_ATOMIC", ["__GFP_HIGH", "__GFP_KSWAPD_RECLAIM", *(["__GFP_ATOMIC"] * atomic)]),
+        ("GFP_NOIO", reclaim),
+        # "mm: add __GFP_NOWARN to GFP_NOWAIT" is in the real 6.12.117 dump, not in 6.1.192.
+        ("GFP_NOWAIT", ["__GFP_KSWAPD_RECLAIM"] + (["__GFP_NOWARN"] if nowait_nowarn else [])),
+        ("GFP_DMA", ["__GFP_DMA"]),
+        ("__GFP_HIGHMEM", ["__GFP_HIGHMEM"]),
+        ("GFP_DMA32", ["__GFP_DMA32"]),
+    ]  # fmt: skip
+
+
+# The single flags of include/trace/events/mmflags.h after the composites. The order is the
+# header's, not bit order: 5.10 prints `...|__GFP_NOMEMALLOC|__GFP_RECLAIMABLE` last.
+_MODERN_SINGLES = [
+    "__GFP_HIGH", "__GFP_ATOMIC", "__GFP_IO", "__GFP_FS", "__GFP_NOWARN",
+    "__GFP_RETRY_MAYFAIL", "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_COMP", "__GFP_ZERO",
+    "__GFP_NOMEMALLOC", "__GFP_MEMALLOC", "__GFP_HARDWALL", "__GFP_THISNODE",
+    "__GFP_RECLAIMABLE", "__GFP_MOVABLE", "__GFP_ACCOUNT", "__GFP_WRITE", "__GFP_RECLAIM",
+    "__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM", "__GFP_ZEROTAGS",
+]  # fmt: skip
+
+
+def _modern(name: str, atomic: bool, zerotags: bool, nowait_nowarn: bool) -> FlagTable:
+    """Build a v4.15+ table, with or without __GFP_ATOMIC and __GFP_ZEROTAGS."""
+    bits = dict(_GFP_BITS_MODERN)
+    bits["__GFP_RECLAIM"] = bits["__GFP_DIRECT_RECLAIM"] | bits["__GFP_KSWAPD_RECLAIM"]
+    singles = [
+        s
+        for s in _MODERN_SINGLES
+        if (atomic or s != "__GFP_ATOMIC") and (zerotags or s != "__GFP_ZEROTAGS")
+    ]
+    if not atomic:
+        del bits["__GFP_ATOMIC"]
+    return _gfp_table(name, bits, _modern_composites(atomic, nowait_nowarn), singles)
+
+
+def _legacy_4_6() -> FlagTable:
+    """Build the v4.6-v4.14 table [uncertain]."""
+    bits = dict(_GFP_BITS_4_6)
+    bits["__GFP_RECLAIM"] = bits["__GFP_DIRECT_RECLAIM"] | bits["__GFP_KSWAPD_RECLAIM"]
+    reclaim = ["__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM"]
+    kernel = [*reclaim, "__GFP_IO", "__GFP_FS"]
+    user = [*kernel, "__GFP_HARDWALL"]
+    composites: list[tuple[str, Sequence[str]]] = [
+        ("GFP_TRANSHUGE", [*user, "__GFP_HIGHMEM", "__GFP_MOVABLE", "__GFP_COMP",
+                           "__GFP_NOMEMALLOC", "__GFP_NORETRY", "__GFP_NOWARN"]),
+        ("GFP_HIGHUSER_MOVABLE", [*user, "__GFP_HIGHMEM", "__GFP_MOVABLE"]),
+        ("GFP_HIGHUSER", [*user, "__GFP_HIGHMEM"]),
+        ("GFP_USER", user),
+        ("GFP_TEMPORARY", [*kernel, "__GFP_RECLAIMABLE"]),
+        ("GFP_KERNEL_ACCOUNT", [*kernel, "__GFP_ACCOUNT"]),
+        ("GFP_KERNEL", kernel),
+        ("GFP_NOFS", [*reclaim, "__GFP_IO"]),
+        ("GFP_ATOMIC", ["__GFP_HIGH", "__GFP_ATOMIC", "__GFP_KSWAPD_RECLAIM"]),
+        ("GFP_NOIO", reclaim),
+        ("GFP_NOWAIT", ["__GFP_KSWAPD_RECLAIM"]),
+        ("GFP_DMA", ["__GFP_DMA"]),
+        ("__GFP_HIGHMEM", ["__GFP_HIGHMEM"]),
+        ("GFP_DMA32", ["__GFP_DMA32"]),
+    ]  # fmt: skip
+    singles = [
+        "__GFP_HIGH", "__GFP_ATOMIC", "__GFP_IO", "__GFP_FS", "__GFP_COLD", "__GFP_NOWARN",
+        "__GFP_REPEAT", "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_COMP", "__GFP_ZERO",
+        "__GFP_NOMEMALLOC", "__GFP_MEMALLOC", "__GFP_HARDWALL", "__GFP_THISNODE",
+        "__GFP_RECLAIMABLE", "__GFP_MOVABLE", "__GFP_ACCOUNT", "__GFP_NOTRACK", "__GFP_WRITE",
+        "__GFP_RECLAIM", "__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM", "__GFP_OTHER_NODE",
+    ]  # fmt: skip
+    return _gfp_table("4.6", bits, composites, singles)
+
+
+# Keyed by the first release each table applies to; `gfp_table_for` picks one by version.
+GFP_TABLES: dict[str, FlagTable] = {
+    "4.6": _legacy_4_6(),
+    "4.15": _modern("4.15", atomic=True, zerotags=False, nowait_nowarn=False),
+    # __GFP_ZEROTAGS: v5.13 [likely] (arm64 MTE); never set on x86_64.
+    "5.13": _modern("5.13", atomic=True, zerotags=True, nowait_nowarn=False),
+    "6.2": _modern("6.2", atomic=False, zerotags=True, nowait_nowarn=False),
+    "6.12": _modern("6.12", atomic=False, zerotags=True, nowait_nowarn=True),
+}
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """Turn '6.12' into (6, 12) for ordering."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def _pick(tables: dict[str, FlagTable], version: str) -> FlagTable | None:
+    """Return the table of the newest key not after `version`."""
+    chosen = None
+    for key in sorted(tables, key=_version_key):
+        if _version_key(key) <= _version_key(version):
+            chosen = tables[key]
+    return chosen
+
+
+def gfp_table_for(version: str) -> FlagTable | None:
+    """Return the %pGg table of a kernel version, or None before names were printed (4.6).
+
+    >>> gfp_table_for("6.1").name
+    '5.13'
+    """
+    return _pick(GFP_TABLES, version)
+
+
+# Page flag bits per era, in enum pageflags order (None marks a bit with no printed name).
+# 3.19-6.1 share most of the layout; 6.12 moved writeback/head down and renamed bits.
+_PAGEFLAGS_6_1 = [
+    "locked", "referenced", "uptodate", "dirty", "lru", "active", "workingset", "waiters",
+    "error", "slab", "owner_priv_1", "arch_1", "reserved", "private", "private_2",
+    "writeback", "head", "mappedtodisk", "reclaim", "swapbacked", "unevictable", "mlocked",
+]  # fmt: skip
+_PAGEFLAGS_6_12 = [
+    "locked", "writeback", "referenced", "uptodate", "dirty", "lru", "head", "waiters",
+    "active", "workingset", "owner_priv_1", "owner_2", "arch_1", "reserved", "private",
+    "private_2", "reclaim", "swapbacked", "unevictable", "mlocked",
+]  # fmt: skip
+# [uncertain] 4.6: before waiters (4.10) and workingset (4.20).
+_PAGEFLAGS_4_6 = [
+    "locked", "error", "referenced", "uptodate", "dirty", "lru", "active", "slab",
+    "owner_priv_1", "arch_1", "reserved", "private", "private_2", "writeback", "head",
+    "swapcache", "mappedtodisk", "reclaim", "swapbacked", "unevictable", "mlocked",
+]  # fmt: skip
+
+# %pGp print order (include/trace/events/mmflags.h), which differs from bit order.
+_PRINT_6_1 = [
+    "locked", "waiters", "error", "referenced", "uptodate", "dirty", "lru", "active",
+    "workingset", "slab", "owner_priv_1", "arch_1", "reserved", "private", "private_2",
+    "writeback", "head", "mappedtodisk", "reclaim", "swapbacked", "unevictable", "mlocked",
+]  # fmt: skip
+_PRINT_6_12 = [
+    "locked", "waiters", "referenced", "uptodate", "dirty", "lru", "active", "workingset",
+    "owner_priv_1", "owner_2", "arch_1", "reserved", "private", "private_2", "writeback",
+    "head", "reclaim", "swapbacked", "unevictable", "mlocked",
+]  # fmt: skip
+
+
+def _pageflags(name: str, bit_order: list[str], print_order: list[str]) -> FlagTable:
+    """Build a %pGp name table."""
+    bits = _bits(bit_order)
+    return FlagTable(name, tuple((flag, bits[flag]) for flag in print_order))
+
+
+PAGEFLAG_TABLES: dict[str, FlagTable] = {
+    "4.6": _pageflags("4.6", _PAGEFLAGS_4_6, _PAGEFLAGS_4_6),
+    "4.20": _pageflags("4.20", _PAGEFLAGS_6_1, _PRINT_6_1),
+    "6.12": _pageflags("6.12", _PAGEFLAGS_6_12, _PRINT_6_12),
+}
+
+
+def pageflag_table_for(version: str) -> FlagTable:
+    """Return the %pGp name table of a kernel version."""
+    table = _pick(PAGEFLAG_TABLES, version)
+    return table if table is not None else PAGEFLAG_TABLES["4.6"]
+
+
+# The twelve letter columns of the 3.19 PFN line, in print order.
+LETTER_FLAGS: tuple[tuple[str, str], ...] = (
+    ("K", "locked"), ("E", "error"), ("R", "referenced"), ("U", "uptodate"),
+    ("D", "dirty"), ("L", "lru"), ("A", "active"), ("S", "slab"), ("W", "writeback"),
+    ("C", "compound"), ("B", "swapcache"), ("M", "mappedtodisk"),
+)  # fmt: skip
+
+# migratetype numbers: since v4.4 (HighAtomic replaced Reserve, Movable moved to 1), and the
+# 3.19 order, used only by the 3.19 PFN line which prints the number.
+MIGRATETYPE_NUMBERS: tuple[MigrateType, ...] = (
+    MigrateType.UNMOVABLE, MigrateType.MOVABLE, MigrateType.RECLAIMABLE,
+    MigrateType.HIGHATOMIC, MigrateType.CMA, MigrateType.ISOLATE,
+)  # fmt: skip
+MIGRATETYPE_NUMBERS_3_19: tuple[MigrateType, ...] = (
+    MigrateType.UNMOVABLE, MigrateType.RECLAIMABLE, MigrateType.MOVABLE,
+    MigrateType.RESERVE, MigrateType.CMA, MigrateType.ISOLATE,
+)  # fmt: skip
+
+# migrate_reason_names[] (include/trace/events/migrate.h); `contig_range` was `cma` in 4.6,
+# longterm_pin/demotion arrived in 5.15/5.16 and damon in 6.11 [uncertain].
+MIGRATE_REASONS: tuple[str, ...] = (
+    "compaction", "memory_failure", "memory_hotplug", "syscall_or_cpuset",
+    "mempolicy_mbind", "numa_misplaced", "contig_range", "longterm_pin", "demotion",
+    "damon", "cma",
+)  # fmt: skip
+
+# x86_64 zone numbering in page->flags with DMA, DMA32 and Normal configured.
+ZONE_NAMES: tuple[str, ...] = ("DMA", "DMA32", "Normal", "Movable", "Device")
+
+
+def gfp_migratetype(gfp_mask: int, table: FlagTable | None = None) -> MigrateType:
+    """Return the migratetype the page allocator derives from a GFP mask.
+
+    >>> gfp_migratetype(0x100cca).value
+    'Movable'
+    """
+    table = table or GFP_TABLES["6.12"]
+    if gfp_mask & table.value_of("__GFP_MOVABLE"):
+        return MigrateType.MOVABLE
+    if gfp_mask & table.value_of("__GFP_RECLAIMABLE"):
+        return MigrateType.RECLAIMABLE
+    return MigrateType.UNMOVABLE
