@@ -1,0 +1,706 @@
+"""The buddy allocator: zones, free lists per order and migratetype, pageblocks, fallbacks.
+
+Facts are from mm/page_alloc.c of v6.12 (read, not translated): orders 0..10
+(MAX_PAGE_ORDER), pageblocks of 512 pages (pageblock_order 9) that start Movable, the
+`fallbacks[]` table, claiming a whole pageblock when half of it is free or compatible
+(try_to_steal_block), stealing a single block otherwise (__rmqueue_steal), CMA balancing
+(__rmqueue), ALLOC_NOFRAGMENT for the Normal zone, watermarks (__setup_per_zone_wmarks,
+calculate_min_free_kbytes) and lowmem_reserve.
+
+Per-page state lives in bytearrays and free lists are dicts with a heap of sequence
+numbers, so that a 16 GiB machine (4M pages) fits in a few tens of MB and every list keeps
+the kernel's head/tail order. Randomness plays no part here.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ALLOC_CMA",
+    "BuddyAllocator",
+    "FreeList",
+    "MAX_ORDER",
+    "MIGRATETYPE_NAMES",
+    "MT_CMA",
+    "MT_HIGHATOMIC",
+    "MT_ISOLATE",
+    "MT_MOVABLE",
+    "MT_RECLAIMABLE",
+    "MT_UNMOVABLE",
+    "NO_ORDER",
+    "PAGEBLOCK_ORDER",
+    "PAGEBLOCK_PAGES",
+    "WMARK_HIGH",
+    "WMARK_LOW",
+    "WMARK_MIN",
+    "Zone",
+    "ZoneSpec",
+]
+
+MAX_ORDER = 10  # MAX_PAGE_ORDER, inclusive since v6.8 (MAX_ORDER - 1 before, same value)
+NR_ORDERS = MAX_ORDER + 1
+PAGEBLOCK_ORDER = 9
+PAGEBLOCK_PAGES = 1 << PAGEBLOCK_ORDER
+NO_ORDER = 0xFF  # "not the head of a block" in the per-page order arrays
+
+# Migratetype numbers of v4.4+ (MIGRATE_UNMOVABLE ...), used as list indices.
+MT_UNMOVABLE, MT_MOVABLE, MT_RECLAIMABLE, MT_HIGHATOMIC, MT_CMA, MT_ISOLATE = range(6)
+NR_MIGRATETYPES = 6
+MIGRATE_PCPTYPES = 3
+MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+
+# mm/page_alloc.c fallbacks[]: which lists a type may take from, in order.
+FALLBACKS: dict[int, tuple[int, int]] = {
+    MT_UNMOVABLE: (MT_RECLAIMABLE, MT_MOVABLE),
+    MT_MOVABLE: (MT_RECLAIMABLE, MT_UNMOVABLE),
+    MT_RECLAIMABLE: (MT_UNMOVABLE, MT_MOVABLE),
+}
+
+# alloc_flags bits we model.
+ALLOC_CMA = 1 << 0
+ALLOC_NOFRAGMENT = 1 << 1
+WMARK_MIN, WMARK_LOW, WMARK_HIGH = range(3)
+# sysctl_lowmem_reserve_ratio: DMA 256, DMA32 256, Normal 32.
+LOWMEM_RESERVE_RATIO = (256, 256, 32)
+WATERMARK_SCALE_FACTOR = 10  # per 10000 of managed pages
+
+
+class FreeList:
+    """One free list: blocks by head pfn, with the kernel's head/tail insertion order.
+
+    The head of the list is the entry with the highest sequence number; adding to the
+    tail gives a number below every other. A heap with lazy deletion finds the head.
+    """
+
+    __slots__ = ("_heap", "_high", "_low", "seq")
+
+    def __init__(self) -> None:
+        self.seq: dict[int, int] = {}
+        self._heap: list[tuple[int, int]] = []
+        self._high = 0
+        self._low = 0
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def __contains__(self, pfn: object) -> bool:
+        return pfn in self.seq
+
+    def add(self, pfn: int, tail: bool = False) -> None:
+        """Put a block at the head (or the tail) of the list."""
+        if tail:
+            self._low -= 1
+            number = self._low
+        else:
+            self._high += 1
+            number = self._high
+        self.seq[pfn] = number
+        heapq.heappush(self._heap, (-number, pfn))
+
+    def remove(self, pfn: int) -> None:
+        """Take a block out of the list wherever it is."""
+        del self.seq[pfn]
+        if len(self._heap) > 64 and len(self._heap) > 4 * len(self.seq):
+            self._rebuild()
+
+    def head(self) -> int | None:
+        """Return the pfn at the head of the list, or None when it is empty."""
+        heap = self._heap
+        seq = self.seq
+        while heap:
+            number, pfn = heap[0]
+            if seq.get(pfn) == -number:
+                return pfn
+            heapq.heappop(heap)
+        return None
+
+    def _rebuild(self) -> None:
+        """Drop stale heap entries."""
+        self._heap = [(-number, pfn) for pfn, number in self.seq.items()]
+        heapq.heapify(self._heap)
+
+    def items(self) -> list[tuple[int, int]]:
+        """Return (pfn, sequence) pairs from head to tail."""
+        return sorted(self.seq.items(), key=lambda item: -item[1])
+
+    def restore(self, items: list[tuple[int, int]], high: int, low: int) -> None:
+        """Load entries saved by `items` and the insertion counters."""
+        self.seq = dict(items)
+        self._high = high
+        self._low = low
+        self._rebuild()
+
+    @property
+    def counters(self) -> tuple[int, int]:
+        """Return the (head, tail) insertion counters, for saving."""
+        return self._high, self._low
+
+
+@dataclass(frozen=True)
+class ZoneSpec:
+    """Where a zone lies: its index and name, and its pfn span [start, end)."""
+
+    index: int
+    name: str
+    start_pfn: int
+    end_pfn: int
+
+
+@dataclass
+class Zone:
+    """A zone: its span, page counters, watermarks and free lists."""
+
+    spec: ZoneSpec
+    present: int = 0
+    managed: int = 0
+    free: int = 0
+    free_cma: int = 0
+    watermark: list[int] = field(default_factory=lambda: [0, 0, 0])
+    lowmem_reserve: list[int] = field(default_factory=lambda: [0, 0, 0])
+    lists: list[list[FreeList]] = field(
+        default_factory=lambda: [[FreeList() for _ in range(NR_MIGRATETYPES)]
+                                 for _ in range(NR_ORDERS)]
+    )
+
+    @property
+    def index(self) -> int:
+        """Return ZONE_DMA=0, ZONE_DMA32=1 or ZONE_NORMAL=2."""
+        return self.spec.index
+
+    @property
+    def name(self) -> str:
+        """Return the zone's name as /proc/zoneinfo prints it."""
+        return self.spec.name
+
+    def nr_free(self, order: int) -> int:
+        """Return how many free blocks of an order the zone has, all types together."""
+        return sum(len(free_list) for free_list in self.lists[order])
+
+
+class BuddyAllocator:
+    """Free and allocated blocks of one node, with per-page state in flat arrays.
+
+    `free_order[pfn]` is the order of the free block starting at pfn (NO_ORDER elsewhere),
+    `free_mt[pfn]` the list it sits on; `alloc_order[pfn]` is the order of the allocated
+    block starting at pfn, `alloc_mt[pfn]` the migratetype its gfp mask asked for (every
+    page of the block); `reserved[pfn]` is 1 for pages the buddy never owned (holes,
+    memblock reservations). Pageblock migratetypes are in `pageblock_mt`.
+    """
+
+    def __init__(self, nr_pages: int, zones: list[ZoneSpec]) -> None:
+        self.nr_pages = nr_pages
+        self.free_order = bytearray(b"\xff") * nr_pages
+        self.free_mt = bytearray(nr_pages)
+        self.alloc_order = bytearray(b"\xff") * nr_pages
+        self.alloc_mt = bytearray(nr_pages)
+        self.reserved = bytearray(b"\x01") * nr_pages
+        self.pageblock_mt = bytearray([MT_MOVABLE]) * ((nr_pages + PAGEBLOCK_PAGES - 1)
+                                                       // PAGEBLOCK_PAGES)
+        self.zones = [Zone(spec) for spec in zones]
+        # zone index of every MAX_ORDER chunk (zones are aligned to 1024 pages)
+        self._chunk_zone = array("b", [-1]) * ((nr_pages >> MAX_ORDER) + 1)
+        for zone in self.zones:
+            for chunk in range(zone.spec.start_pfn >> MAX_ORDER,
+                               (zone.spec.end_pfn + (1 << MAX_ORDER) - 1) >> MAX_ORDER):
+                self._chunk_zone[chunk] = zone.index
+        self.allocated_pages = 0
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def zone_of(self, pfn: int) -> Zone:
+        """Return the zone a pfn belongs to."""
+        index = self._chunk_zone[pfn >> MAX_ORDER]
+        if index < 0:
+            raise ValueError(f"pfn {pfn:#x} is in no zone")
+        return self.zones[index]
+
+    def zone_by_index(self, index: int) -> Zone | None:
+        """Return the zone with a ZONE_* index, or None when the machine has none."""
+        for zone in self.zones:
+            if zone.index == index:
+                return zone
+        return None
+
+    def get_pageblock_mt(self, pfn: int) -> int:
+        """Return the migratetype of the pageblock holding pfn."""
+        return self.pageblock_mt[pfn >> PAGEBLOCK_ORDER]
+
+    def set_pageblock_range(self, pfn: int, order: int, mt: int) -> None:
+        """Set the migratetype of every pageblock a block of that order covers."""
+        first = pfn >> PAGEBLOCK_ORDER
+        count = max(1, (1 << order) >> PAGEBLOCK_ORDER)
+        self.pageblock_mt[first:first + count] = bytes([mt]) * count
+
+    @property
+    def free_pages(self) -> int:
+        """Return the free pages of all zones."""
+        return sum(zone.free for zone in self.zones)
+
+    @property
+    def managed_pages(self) -> int:
+        """Return the pages the buddy manages (free or allocated)."""
+        return sum(zone.managed for zone in self.zones)
+
+    # -- free list primitives ------------------------------------------------------------
+
+    def _add_free(self, zone: Zone, pfn: int, order: int, mt: int, tail: bool = False) -> None:
+        """Put a block on a free list and count it."""
+        zone.lists[order][mt].add(pfn, tail)
+        self.free_order[pfn] = order
+        self.free_mt[pfn] = mt
+        pages = 1 << order
+        zone.free += pages
+        if mt == MT_CMA:
+            zone.free_cma += pages
+
+    def _del_free(self, zone: Zone, pfn: int) -> tuple[int, int]:
+        """Take a free block off its list; return its (order, list migratetype)."""
+        order = self.free_order[pfn]
+        mt = self.free_mt[pfn]
+        zone.lists[order][mt].remove(pfn)
+        self.free_order[pfn] = NO_ORDER
+        pages = 1 << order
+        zone.free -= pages
+        if mt == MT_CMA:
+            zone.free_cma -= pages
+        return order, mt
+
+    def _expand(self, zone: Zone, pfn: int, low: int, high: int, mt: int) -> None:
+        """Return the upper halves of a split block to the free lists (expand())."""
+        size = 1 << high
+        while high > low:
+            high -= 1
+            size >>= 1
+            self._add_free(zone, pfn + size, high, mt)
+
+    def _mark_allocated(self, pfn: int, order: int, mt: int) -> None:
+        """Record an allocated block."""
+        pages = 1 << order
+        self.alloc_order[pfn] = order
+        self.alloc_mt[pfn:pfn + pages] = bytes([mt]) * pages
+        self.allocated_pages += pages
+
+    # -- boot ----------------------------------------------------------------------------
+
+    def free_range_at_boot(self, start: int, end: int, to_tail: bool,
+                           count_present: bool = True) -> None:
+        """Give [start, end) to the buddy as memblock_free_all() does: largest aligned blocks.
+
+        Since v5.10 ("place pages to tail in __free_pages_core()") boot frees go to the
+        tail, so the lowest pfns are handed out first; before, to the head.
+        """
+        self.reserved[start:end] = bytes(end - start)
+        pfn = start
+        while pfn < end:
+            order = MAX_ORDER
+            while order > 0 and (pfn & ((1 << order) - 1) or pfn + (1 << order) > end):
+                order -= 1
+            zone = self.zone_of(pfn)
+            pages = 1 << order
+            if count_present:
+                zone.present += pages
+            zone.managed += pages
+            self._free_block(pfn, order, tail=to_tail)
+            pfn += pages
+
+    def reserve_range(self, start: int, end: int) -> None:
+        """Mark pages present but reserved (memblock): they are never in the buddy."""
+        for pfn in range(start, end, 1 << MAX_ORDER):
+            zone = self.zone_of(pfn)
+            zone.present += min(end, pfn + (1 << MAX_ORDER)) - pfn
+
+    def setup_watermarks(self) -> None:
+        """Compute min/low/high watermarks and lowmem_reserve for every zone.
+
+        min_free_kbytes = int_sqrt(lowmem_kbytes * 16) clamped to [128, 262144]; each zone
+        gets its share by managed pages; low and high add max(min/4, managed * 10/10000).
+        """
+        total = self.managed_pages
+        lowmem_kbytes = total * 4
+        min_free_kbytes = max(128, min(262144, int((lowmem_kbytes * 16) ** 0.5)))
+        pages_min = min_free_kbytes >> 2
+        for zone in self.zones:
+            share = pages_min * zone.managed // total if total else 0
+            delta = max(share >> 2, zone.managed * WATERMARK_SCALE_FACTOR // 10000)
+            zone.watermark = [share, share + delta, share + 2 * delta]
+        for zone in self.zones:
+            reserve = [0, 0, 0]
+            above = 0
+            for higher in sorted(self.zones, key=lambda z: z.index):
+                if higher.index <= zone.index:
+                    continue
+                above += higher.managed
+                reserve[higher.index] = above // LOWMEM_RESERVE_RATIO[zone.index]
+            zone.lowmem_reserve = reserve
+
+    # -- allocation ----------------------------------------------------------------------
+
+    def _smallest(self, zone: Zone, order: int, mt: int) -> int | None:
+        """Take the smallest free block of a type that fits (__rmqueue_smallest)."""
+        for current in range(order, NR_ORDERS):
+            free_list = zone.lists[current][mt]
+            if not free_list.seq:
+                continue
+            pfn = free_list.head()
+            assert pfn is not None
+            self._del_free(zone, pfn)
+            self._expand(zone, pfn, order, current, mt)
+            return pfn
+        return None
+
+    def _find_fallback(self, zone: Zone, order: int, start_mt: int) -> int:
+        """Return the first fallback type with a free block of this order, or -1."""
+        for fallback in FALLBACKS[start_mt]:
+            if zone.lists[order][fallback].seq:
+                return fallback
+        return -1
+
+    @staticmethod
+    def _can_claim(order: int, start_mt: int) -> bool:
+        """can_steal_fallback(): big blocks and non-movable requests may claim blocks."""
+        return (order >= PAGEBLOCK_ORDER // 2 or start_mt in (MT_RECLAIMABLE, MT_UNMOVABLE))
+
+    def _claim(self, zone: Zone, order: int, start_mt: int, flags: int) -> int | None:
+        """Take the largest block of a fallback type and try to claim its pageblock."""
+        min_order = order
+        if order < PAGEBLOCK_ORDER and flags & ALLOC_NOFRAGMENT:
+            min_order = PAGEBLOCK_ORDER
+        for current in range(MAX_ORDER, min_order - 1, -1):
+            fallback = self._find_fallback(zone, current, start_mt)
+            if fallback < 0:
+                continue
+            if current < PAGEBLOCK_ORDER and not self._can_claim(current, start_mt):
+                break
+            pfn = zone.lists[current][fallback].head()
+            assert pfn is not None
+            page = self._try_claim_block(zone, pfn, current, order, start_mt)
+            if page is not None:
+                return page
+        return None
+
+    def _try_claim_block(self, zone: Zone, pfn: int, current: int, order: int,
+                         start_mt: int) -> int | None:
+        """Claim the pageblock of a free block for start_mt when enough of it suits."""
+        block_mt = self.get_pageblock_mt(pfn)
+        if block_mt == MT_HIGHATOMIC:
+            return None
+        if current >= PAGEBLOCK_ORDER:
+            self._del_free(zone, pfn)
+            self.set_pageblock_range(pfn, current, start_mt)
+            self._expand(zone, pfn, order, current, start_mt)
+            return pfn
+        start = pfn & ~(PAGEBLOCK_PAGES - 1)
+        if start < zone.spec.start_pfn or start + PAGEBLOCK_PAGES > zone.spec.end_pfn:
+            return None
+        free_pages, movable_pages = self._pageblock_census(start)
+        if start_mt == MT_MOVABLE:
+            alike = movable_pages
+        elif block_mt == MT_MOVABLE:
+            alike = PAGEBLOCK_PAGES - free_pages - movable_pages
+        else:
+            alike = 0
+        if free_pages + alike < PAGEBLOCK_PAGES // 2:
+            return None
+        self._move_freepages_block(zone, start, start_mt)
+        return self._smallest(zone, order, start_mt)
+
+    def _pageblock_census(self, start: int) -> tuple[int, int]:
+        """Count free pages and pages allocated as movable in one pageblock."""
+        free_pages = 0
+        movable = 0
+        pfn = start
+        end = start + PAGEBLOCK_PAGES
+        free_order = self.free_order
+        alloc_order = self.alloc_order
+        alloc_mt = self.alloc_mt
+        while pfn < end:
+            order = free_order[pfn]
+            if order != NO_ORDER:
+                free_pages += 1 << order
+                pfn += 1 << order
+                continue
+            order = alloc_order[pfn]
+            if order != NO_ORDER:
+                if alloc_mt[pfn] == MT_MOVABLE:
+                    movable += 1 << order
+                pfn += 1 << order
+                continue
+            pfn += 1
+        return free_pages, movable
+
+    def _move_freepages_block(self, zone: Zone, start: int, mt: int) -> None:
+        """Move every free block of a pageblock to mt's lists (tail) and retype the block."""
+        pfn = start
+        end = start + PAGEBLOCK_PAGES
+        while pfn < end:
+            order = self.free_order[pfn]
+            if order == NO_ORDER:
+                pfn += 1
+                continue
+            self._del_free(zone, pfn)
+            self._add_free(zone, pfn, order, mt, tail=True)
+            pfn += 1 << order
+        self.pageblock_mt[start >> PAGEBLOCK_ORDER] = mt
+
+    def _steal(self, zone: Zone, order: int, start_mt: int) -> int | None:
+        """Take the smallest fallback block without claiming its pageblock."""
+        for current in range(order, NR_ORDERS):
+            fallback = self._find_fallback(zone, current, start_mt)
+            if fallback < 0:
+                continue
+            pfn = zone.lists[current][fallback].head()
+            assert pfn is not None
+            self._del_free(zone, pfn)
+            self._expand(zone, pfn, order, current, fallback)
+            return pfn
+        return None
+
+    def _rmqueue(self, zone: Zone, order: int, mt: int, flags: int) -> int | None:
+        """Take a block from one zone: own type, CMA, claim, then steal (__rmqueue)."""
+        if flags & ALLOC_CMA and zone.free_cma > zone.free // 2:
+            page = self._smallest(zone, order, MT_CMA)
+            if page is not None:
+                return page
+        page = self._smallest(zone, order, mt)
+        if page is not None:
+            return page
+        if flags & ALLOC_CMA:
+            page = self._smallest(zone, order, MT_CMA)
+            if page is not None:
+                return page
+        if mt >= MIGRATE_PCPTYPES:
+            return None
+        page = self._claim(zone, order, mt, flags)
+        if page is not None:
+            return page
+        if not flags & ALLOC_NOFRAGMENT:
+            return self._steal(zone, order, mt)
+        return None
+
+    def zone_usable(self, zone: Zone, order: int, mark: int, highest: int, flags: int) -> int:
+        """Return how many pages may still be taken above a watermark (may be <= 0)."""
+        free = zone.free
+        if not flags & ALLOC_CMA:
+            free -= zone.free_cma
+        return free - zone.watermark[mark] - zone.lowmem_reserve[highest] - ((1 << order) - 1)
+
+    def zonelist(self, highest: int) -> list[Zone]:
+        """Return the zones an allocation may use, preferred first (Normal, DMA32, DMA)."""
+        return [zone for zone in sorted(self.zones, key=lambda z: -z.index)
+                if zone.index <= highest and zone.managed]
+
+    def alloc(self, order: int, highest: int, mt: int, flags: int = 0) -> int | None:
+        """Allocate a block: fast path at the low watermark, then at min; None on failure."""
+        zones = self.zonelist(highest)
+        nofragment = bool(zones) and zones[0].index == 2 and self.zone_by_index(1) is not None
+        for mark in (WMARK_LOW, WMARK_MIN):
+            passes = (flags | ALLOC_NOFRAGMENT, flags) if nofragment else (flags,)
+            for pass_flags in passes:
+                for zone in zones:
+                    if self.zone_usable(zone, order, mark, highest, pass_flags) <= 0:
+                        continue
+                    pfn = self._rmqueue(zone, order, mt, pass_flags)
+                    if pfn is not None:
+                        self._mark_allocated(pfn, order, mt)
+                        return pfn
+        return None
+
+    def alloc_run(self, highest: int, mt: int, flags: int, limit: int) -> tuple[int, int] | None:
+        """Allocate up to `limit` order-0 pages that are contiguous; return (pfn, count).
+
+        Taking a whole free block of order k as 2^k order-0 pages leaves the lists exactly
+        as 2^k single allocations would: expand() puts each buddy at the head of a lower
+        list, and the next allocation takes it. A partial block leaves the same pieces.
+        """
+        pfn = self.alloc(0, highest, mt, flags)
+        if pfn is None:
+            return None
+        zone = self.zone_of(pfn)
+        count = 1
+        # the block's upper halves are now at the heads of the lower lists, in order
+        while count < limit:
+            nxt = pfn + count
+            if nxt >= zone.spec.end_pfn:
+                break
+            order = self.free_order[nxt]
+            if order == NO_ORDER or self.free_mt[nxt] != self.alloc_mt[pfn]:
+                break
+            list_mt = self.free_mt[nxt]
+            if zone.lists[order][list_mt].head() != nxt:
+                break
+            if flags & ALLOC_CMA and list_mt != MT_CMA and zone.free_cma > zone.free // 2:
+                break
+            # the lists below `order` must be empty for the next single allocation to
+            # come from this block
+            if any(zone.lists[lower][list_mt].seq for lower in range(order)):
+                break
+            if self.zone_usable(zone, 0, WMARK_MIN, highest, flags) <= 0:
+                break
+            take = min(1 << order, limit - count)
+            if not self._may_take(zone, take, highest, flags):
+                break
+            self._del_free(zone, nxt)
+            if take < (1 << order):
+                self._expand_partial(zone, nxt, order, take, list_mt)
+            count += take
+        if count > 1:
+            self.alloc_order[pfn + 1:pfn + count] = bytes(count - 1)
+            self.alloc_mt[pfn + 1:pfn + count] = bytes([self.alloc_mt[pfn]]) * (count - 1)
+            self.allocated_pages += count - 1
+        return pfn, count
+
+    def _may_take(self, zone: Zone, take: int, highest: int, flags: int) -> bool:
+        """Tell whether `take` more pages may come from this zone above the low mark."""
+        return self.zone_usable(zone, 0, WMARK_LOW, highest, flags) - take >= 0 or (
+            self.zone_usable(zone, 0, WMARK_MIN, highest, flags) - take >= 0
+            and all(self.zone_usable(other, 0, WMARK_LOW, highest, flags) <= 0
+                    for other in self.zonelist(highest))
+        )
+
+    def _expand_partial(self, zone: Zone, pfn: int, order: int, take: int, mt: int) -> None:
+        """Free the tail of a block whose first `take` pages were handed out one by one."""
+        # Single allocations split the block in halves and keep the lower half each time:
+        # what stays free is the binary decomposition of [pfn + take, pfn + 2^order).
+        pieces: list[tuple[int, int]] = []
+        start = pfn + take
+        end = pfn + (1 << order)
+        cursor = start
+        while cursor < end:
+            size_order = 0
+            while (cursor & ((2 << size_order) - 1)) == 0 and cursor + (2 << size_order) <= end:
+                size_order += 1
+            pieces.append((cursor, size_order))
+            cursor += 1 << size_order
+        # expand() added bigger pieces first; the smallest ones were consumed and re-split
+        for piece, piece_order in sorted(pieces, key=lambda p: -p[1]):
+            self._add_free(zone, piece, piece_order, mt)
+
+    def alloc_at(self, pfn: int, mt: int) -> bool:
+        """Take one specific free page out of its free block (for compaction targets)."""
+        head = self.free_block_of(pfn)
+        if head is None:
+            return False
+        zone = self.zone_of(pfn)
+        order, list_mt = self._del_free(zone, head)
+        # split down to the page, keeping the halves that do not hold it
+        while order > 0:
+            order -= 1
+            half = head + (1 << order)
+            if pfn >= half:
+                self._add_free(zone, head, order, list_mt)
+                head = half
+            else:
+                self._add_free(zone, half, order, list_mt)
+        self._mark_allocated(pfn, 0, mt)
+        return True
+
+    def free_block_of(self, pfn: int) -> int | None:
+        """Return the head of the free block holding pfn, or None if the page is not free."""
+        for order in range(NR_ORDERS):
+            head = pfn & ~((1 << order) - 1)
+            block_order = self.free_order[head]
+            if block_order != NO_ORDER and head + (1 << block_order) > pfn:
+                return head
+        return None
+
+    # -- free ----------------------------------------------------------------------------
+
+    def free(self, pfn: int, order: int) -> None:
+        """Free an allocated block and merge it with its free buddies (__free_one_page)."""
+        if self.alloc_order[pfn] != order:
+            raise ValueError(f"pfn {pfn:#x} is not an allocated block of order {order}")
+        pages = 1 << order
+        self.alloc_order[pfn] = NO_ORDER
+        self.allocated_pages -= pages
+        self._free_block(pfn, order)
+
+    def split(self, pfn: int) -> None:
+        """Turn an allocated block into order-0 allocations (split_page())."""
+        order = self.alloc_order[pfn]
+        pages = 1 << order
+        self.alloc_order[pfn:pfn + pages] = bytes(pages)
+
+    def _free_block(self, pfn: int, order: int, tail: bool = False) -> None:
+        """Merge a block with free buddies and put it on its pageblock's list."""
+        zone = self.zone_of(pfn)
+        mt = self.get_pageblock_mt(pfn)
+        start = zone.spec.start_pfn
+        end = zone.spec.end_pfn
+        free_order = self.free_order
+        while order < MAX_ORDER:
+            buddy = pfn ^ (1 << order)
+            if buddy < start or buddy + (1 << order) > end or free_order[buddy] != order:
+                break
+            if order >= PAGEBLOCK_ORDER:
+                buddy_mt = self.get_pageblock_mt(buddy)
+                if buddy_mt != mt and (mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES):
+                    break
+            self._del_free(zone, buddy)
+            if order >= PAGEBLOCK_ORDER and self.get_pageblock_mt(buddy) != mt:
+                # v6.9: the merged buddy's pageblock takes the type of the freed block
+                self.set_pageblock_range(buddy, order, mt)
+            pfn &= buddy
+            order += 1
+        self._add_free(zone, pfn, order, mt, tail)
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def iter_free_blocks(self) -> Iterator[tuple[int, int, int]]:
+        """Yield (pfn, order, list migratetype) of every free block, by zone and list."""
+        for zone in self.zones:
+            for order in range(NR_ORDERS):
+                for mt in range(NR_MIGRATETYPES):
+                    for pfn in zone.lists[order][mt].seq:
+                        yield pfn, order, mt
+
+    def iter_allocated(self) -> Iterator[tuple[int, int]]:
+        """Yield (pfn, order) of every allocated block in pfn order."""
+        alloc_order = self.alloc_order
+        pfn = 0
+        nr = self.nr_pages
+        while pfn < nr:
+            order = alloc_order[pfn]
+            if order != NO_ORDER:
+                yield pfn, order
+                pfn += 1 << order
+            else:
+                pfn += 1
+
+    def rebuild_free_blocks(self) -> set[tuple[int, int, int]]:
+        """Derive the free blocks from the allocated and reserved pages alone.
+
+        With no two free buddies left unmerged, free memory has exactly one decomposition
+        into maximal aligned blocks (capped at MAX_ORDER, within a zone), each on the list
+        of its pageblock's type; the live lists must equal this set.
+        """
+        used = bytearray(self.reserved)
+        for pfn, order in self.iter_allocated():
+            used[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
+        blocks: set[tuple[int, int, int]] = set()
+        for zone in self.zones:
+            pfn = zone.spec.start_pfn
+            end = zone.spec.end_pfn
+            while pfn < end:
+                if used[pfn]:
+                    pfn += 1
+                    continue
+                order = 0
+                while (order < MAX_ORDER and not pfn & ((2 << order) - 1)
+                       and pfn + (2 << order) <= end
+                       and not any(used[pfn:pfn + (2 << order)])
+                       and self._mergeable(pfn, order + 1)):
+                    order += 1
+                blocks.add((pfn, order, self.get_pageblock_mt(pfn)))
+                pfn += 1 << order
+        return blocks
+
+    def _mergeable(self, pfn: int, order: int) -> bool:
+        """Tell whether a free block of this order may span its pageblocks' types."""
+        if order <= PAGEBLOCK_ORDER:
+            return True
+        types = {self.get_pageblock_mt(p) for p in range(pfn, pfn + (1 << order), PAGEBLOCK_PAGES)}
+        return len(types) == 1 or all(t < MIGRATE_PCPTYPES for t in types)

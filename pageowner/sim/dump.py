@@ -1,0 +1,281 @@
+"""What the simulated /sys/kernel/debug prints: page_owner and page_owner_stacks.
+
+`write_page_owner` streams the records in pfn order with text cached per allocation class
+(a 16 GiB machine has millions of records but a few thousand classes); a test proves it
+prints exactly what `pageowner.dumpfile.format_record(machine.record_at(pfn))` prints.
+The page_owner_stacks files are printed with `pageowner.stacksfile.format_stack_count`.
+Reading a file the simulated kernel does not have fails like the real read:
+"No such file or directory".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from pageowner.dumpfile import HEADER_PREFIX, encode
+from pageowner.errors import InputError, OutputError
+from pageowner.fileio import atomic_output
+from pageowner.model import HeaderStyle, MigrateType, PfnStyle, StackCount
+from pageowner.sim.buddy import MIGRATETYPE_NAMES, NO_ORDER, PAGEBLOCK_ORDER
+from pageowner.sim.gfp import gfp_migratetype, to_version
+from pageowner.sim.machine import Machine
+from pageowner.stacksfile import format_stack_count
+from pageowner.tables import LETTER_FLAGS, MIGRATETYPE_NUMBERS_3_19, decode_flags
+
+__all__ = [
+    "DEBUGFS",
+    "STACKS_FILES",
+    "check_file",
+    "iter_stack_counts",
+    "stacks_file_text",
+    "write_debugfs_tree",
+    "write_page_owner",
+]
+
+DEBUGFS = "/sys/kernel/debug"
+# page_owner_stacks files and the version that added them (v6.9 show_stacks, v6.19 handles).
+STACKS_FILES: dict[str, tuple[int, int]] = {
+    "show_stacks": (6, 9),
+    "count_threshold": (6, 9),
+    "show_handles": (6, 19),
+    "show_stacks_handles": (6, 19),
+}
+_RUN = re.compile(rb"[^\xff]+")
+Progress = Callable[[int, int | None], None]
+
+
+def check_file(machine: Machine, name: str) -> None:
+    """Raise InputError the way reading a missing debugfs file fails."""
+    if name == "page_owner":
+        exists = machine.page_owner
+    else:
+        exists = machine.page_owner and machine.kernel_key >= STACKS_FILES[name]
+        name = f"page_owner_stacks/{name}"
+    if not exists:
+        raise InputError(f"{DEBUGFS}/{name}: No such file or directory")
+
+
+class _Writer:
+    """Format records of one machine from per-class cached pieces."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.kernel = machine.kernel
+        self.fmt = machine.kernel.fmt
+        self.header_cache: dict[tuple[int, int], str] = {}
+        self.mid_cache: dict[int, str] = {}
+        self.tail_cache: dict[tuple[int, int, int], str] = {}
+        self.body_cache: dict[tuple[int, int], str] = {}
+        self.zone_of = machine.buddy.zone_of
+
+    def header(self, cls_id: int, order: int) -> str:
+        """Return the header up to the ts value (or the whole line for old eras)."""
+        key = (cls_id, order)
+        text = self.header_cache.get(key)
+        if text is None:
+            machine = self.machine
+            cls = machine.classes[cls_id]
+            style = self.fmt.header
+            gfp = to_version(cls.gfp, machine.version)
+            text = f"{HEADER_PREFIX}{order}, mask {gfp:#x}"
+            if style is not HeaderStyle.MASK:
+                table = self.kernel.gfp_table
+                text += f"({decode_flags(gfp, table) if table is not None else ''})"
+            task = machine.tasks[cls.task]
+            if style.has_tgid:
+                text += f", pid {task.pid}, tgid {task.tgid} ({task.comm}), ts "
+            elif style.has_pid:
+                text += f", pid {task.pid}, ts "
+            else:
+                text += "\n"
+            self.header_cache[key] = text
+        return text
+
+    def pfn_mid(self, cls_id: int) -> str:
+        """Return ` type <page mt> Block ` for a class."""
+        text = self.mid_cache.get(cls_id)
+        if text is None:
+            cls = self.machine.classes[cls_id]
+            text = f" type {MIGRATETYPE_NAMES[gfp_migratetype(cls.gfp)]} Block "
+            self.mid_cache[cls_id] = text
+        return text
+
+    def pfn_tail(self, cls_id: int, block_mt: int, pfn: int) -> str:
+        """Return ` type <block mt> Flags ...` for a class, block type and zone."""
+        zone = self.zone_of(pfn).index
+        key = (cls_id, block_mt, zone)
+        text = self.tail_cache.get(key)
+        if text is None:
+            machine = self.machine
+            flags = machine.page_flags(pfn, machine.classes[cls_id])
+            parts = list(flags.names)
+            if self.fmt.pfn is not PfnStyle.DEC_RAW_FLAGS:
+                parts += [f"{k}={v}" for k, v in flags.fields]
+            text = (f" type {MIGRATETYPE_NAMES[block_mt]} Flags {flags.value or 0:#x}"
+                    f"({'|'.join(parts)})\n")
+            self.tail_cache[key] = text
+        return text
+
+    def letters_line(self, pfn: int, cls_id: int, block_mt: int) -> str:
+        """Return the 3.19 PFN line."""
+        machine = self.machine
+        cls = machine.classes[cls_id]
+        flags = machine.page_flags(pfn, cls)
+        block_type = MigrateType(MIGRATETYPE_NAMES[block_mt])
+        number = MIGRATETYPE_NUMBERS_3_19.index(block_type)
+        page_mt = gfp_migratetype(cls.gfp)
+        fallback = "        " if page_mt == block_mt else "Fallback"
+        letters = "".join(letter if name in flags.names else " " for letter, name in LETTER_FLAGS)
+        return (f"PFN {pfn} Block {pfn >> PAGEBLOCK_ORDER} type {number} {fallback} "
+                f"Flags {letters}\n")
+
+    def body(self, cls_id: int, reason: int) -> str:
+        """Return the stack and trailing lines, blank separator included."""
+        key = (cls_id, reason)
+        text = self.body_cache.get(key)
+        if text is None:
+            machine = self.machine
+            cls = machine.classes[cls_id]
+            text = machine.depot.text(cls.stack)
+            if reason and self.kernel.migrate_line:
+                text += ("Page has been migrated, last migrate reason: "
+                         f"{machine.migrate_reason_name(reason - 1)}\n")
+            if self.kernel.memcg_lines and machine.params.memcg:
+                if cls.slab:
+                    text += "Slab cache page\n"
+                if cls.memcg:
+                    group = machine.memcgs[cls.memcg - 1]
+                    via = "(via objcg) " if cls.objcg else ""
+                    offline = "" if group.online else "offline "
+                    text += f"Charged {via}to {offline}memcg {group.name}\n"
+            text += "\n"
+            self.body_cache[key] = text
+        return text
+
+    def record(self, pfn: int) -> str:
+        """Return one record's text."""
+        page = self.machine.page
+        cls_id = page.cls[pfn]
+        order = page.order[pfn]
+        style = self.fmt.header
+        text = self.header(cls_id, order)
+        if style.has_pid:
+            text += f"{page.ts[pfn]} ns"
+            if style.has_free_ts:
+                text += f", free_ts {page.free_ts[pfn]} ns"
+            text += "\n"
+        block_mt = self.machine.buddy.pageblock_mt[pfn >> PAGEBLOCK_ORDER]
+        pfn_style = self.fmt.pfn
+        if pfn_style is PfnStyle.LETTERS:
+            text += self.letters_line(pfn, cls_id, block_mt)
+        else:
+            pfn_text = f"{pfn:#x}" if pfn_style is PfnStyle.HEX else str(pfn)
+            text += ("PFN " + pfn_text + self.pfn_mid(cls_id) + str(pfn >> PAGEBLOCK_ORDER)
+                     + self.pfn_tail(cls_id, block_mt, pfn))
+        return text + self.body(cls_id, page.migrate[pfn])
+
+
+def iter_heads(machine: Machine) -> Iterator[int]:
+    """Yield head pfns in pfn order, skipping free and untracked ranges in C."""
+    order = machine.page.order
+    for run in _RUN.finditer(order):
+        pfn = run.start()
+        end = run.end()
+        while pfn < end:
+            value = order[pfn]
+            if value == NO_ORDER:
+                pfn += 1
+                continue
+            yield pfn
+            pfn += 1 << value
+
+
+def write_page_owner(machine: Machine, out: BinaryIO, progress: Progress | None = None) -> int:
+    """Write /sys/kernel/debug/page_owner; return the number of records."""
+    check_file(machine, "page_owner")
+    writer = _Writer(machine)
+    record = writer.record
+    parts: list[str] = []
+    count = 0
+    total = machine.layout.nr_pages
+    for pfn in iter_heads(machine):
+        parts.append(record(pfn))
+        count += 1
+        if len(parts) >= 8192:
+            out.write(encode("".join(parts)))
+            parts.clear()
+            if progress is not None:
+                progress(pfn, total)
+    if parts:
+        out.write(encode("".join(parts)))
+    if progress is not None:
+        progress(total, total)
+    return count
+
+
+def iter_stack_counts(machine: Machine, name: str, threshold: int = 0) -> Iterator[StackCount]:
+    """Yield the blocks of a page_owner_stacks file (show_stacks, show_handles, ...)."""
+    check_file(machine, name)
+    depot = machine.depot
+    for index in depot.iter_listed():
+        count = depot.nr_pages[index]
+        if name == "show_stacks_handles":
+            yield StackCount(depot.frames(index), handle=depot.handle(index))
+            continue
+        if count < 1 or count < threshold:
+            continue
+        if name == "show_stacks":
+            yield StackCount(depot.frames(index), nr_base_pages=count)
+        else:
+            yield StackCount((), handle=depot.handle(index), nr_base_pages=count)
+
+
+def stacks_file_text(machine: Machine, name: str, threshold: int = 0) -> str:
+    """Return the whole text of a page_owner_stacks file."""
+    if name == "count_threshold":
+        check_file(machine, name)
+        return f"{threshold}\n"
+    return "".join(format_stack_count(entry)
+                   for entry in iter_stack_counts(machine, name, threshold))
+
+
+def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> list[str]:
+    """Lay out the machine's debugfs files under a directory; return the files written.
+
+    Each file is written whole and renamed into place, so a reader sees the old or the new
+    file, never a half-written one. Files the simulated kernel does not have are removed.
+    """
+    root = Path(directory)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot create directory: {exc.strerror}") from None
+    written: list[str] = []
+    target = root / "page_owner"
+    if machine.page_owner:
+        with atomic_output(str(target)) as out:
+            write_page_owner(machine, out)
+        written.append(str(target))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+    stacks_dir = root / "page_owner_stacks"
+    for name, since in STACKS_FILES.items():
+        path = stacks_dir / name
+        if machine.page_owner and machine.kernel_key >= since:
+            stacks_dir.mkdir(exist_ok=True)
+            with atomic_output(str(path)) as out:
+                out.write(encode(stacks_file_text(machine, name, threshold)))
+            written.append(str(path))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    with contextlib.suppress(OSError):
+        if stacks_dir.exists() and not any(stacks_dir.iterdir()):
+            os.rmdir(stacks_dir)
+    return written

@@ -1,0 +1,603 @@
+"""The simulated machine: memory layout, boot, allocations with page_owner bookkeeping.
+
+A `Machine` owns the buddy allocator, the stack depot, the tasks, the memcgs and, per
+page, the page_owner data the kernel keeps in page_ext: order, allocation class (stack,
+gfp mask, task, page flags, memcg), ts, free_ts and last migrate reason. Workloads call
+`alloc`/`alloc_bulk`/`free_object`/`migrate`; `pageowner.sim.dump` prints the result.
+
+Boot follows the kernel's order: memblock reservations, memblock_free_all() into the
+buddy, the allocations made before page_owner starts (page_ext itself among them), the
+"page owner found early allocated" walk, then the kernel's initcalls and PID 1 as learned
+from a real boot of the same family (pageowner/data/sim-<family>.json).
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from pageowner.errors import PageOwnerError
+from pageowner.kernels import KernelVersion, get_kernel, version_key
+from pageowner.model import MemcgCharge, MigrateType, PageFlags, PageRecord, PfnStyle
+from pageowner.sim.buddy import (
+    ALLOC_CMA,
+    MAX_ORDER,
+    MIGRATETYPE_NAMES,
+    MT_MOVABLE,
+    NO_ORDER,
+    PAGEBLOCK_ORDER,
+    BuddyAllocator,
+    ZoneSpec,
+)
+from pageowner.sim.cmdline import BootParams, parse_cmdline
+from pageowner.sim.gfp import gfp_migratetype, gfp_zone, to_version
+from pageowner.sim.stackdepot import StackDepot
+from pageowner.sim.stacks import FamilyProfile, StackBuilder, family_of, load_profile
+from pageowner.sim.tasks import TaskTable
+from pageowner.symtab import SymbolTable, TextSymbolTable
+from pageowner.tables import LETTER_FLAGS, decode_flags
+
+__all__ = [
+    "AllocClass",
+    "Machine",
+    "MemoryLayout",
+    "OutOfMemory",
+    "ZONE_BITS_SHIFT",
+    "SYMBOL_LOADERS",
+    "layout_memory",
+    "load_symbols",
+]
+
+PAGE_SHIFT = 12
+MIB_PAGES = 256
+SECTION_PAGES = 32768
+ZONE_BITS_SHIFT = 56  # ZONES_PGSHIFT of the fixtures' x86_64 config (node 0 above it)
+_LOW_LIMIT = 0x100000  # 4 GiB in pages: the end of ZONE_DMA32
+_DMA_END = 0x1000  # 16 MiB
+MIGRATE_REASON_NAMES = ("compaction", "memory_failure", "memory_hotplug",
+                        "syscall_or_cpuset", "mempolicy_mbind", "numa_misplaced",
+                        "contig_range", "longterm_pin", "demotion", "damon")
+
+
+# How a symbol table named at boot is read again by later commands: kind -> loader.
+SYMBOL_LOADERS: dict[str, Callable[[str], SymbolTable]] = {
+    "system-map": TextSymbolTable.from_file,
+    "kallsyms": TextSymbolTable.from_file,
+}
+
+
+def load_symbols(kind: str, path: str) -> SymbolTable:
+    """Read a symbol table of a registered kind."""
+    loader = SYMBOL_LOADERS.get(kind)
+    if loader is None:
+        raise PageOwnerError(f"unknown symbol table kind {kind!r}")
+    return loader(path)
+
+
+class OutOfMemory(PageOwnerError):
+    """The simulated machine cannot satisfy an allocation, even after reclaim."""
+
+
+@dataclass(frozen=True)
+class MemoryLayout:
+    """Where RAM is: usable ranges (pfn intervals), reservations and zone spans."""
+
+    nr_pages: int
+    usable: tuple[tuple[int, int], ...]
+    reserved: tuple[tuple[str, int, int], ...]
+    zones: tuple[ZoneSpec, ...]
+    cma: tuple[int, int] | None = None
+    initrd: tuple[int, int] | None = None
+
+    @property
+    def present_pages(self) -> int:
+        """Return the pages of RAM (usable ranges)."""
+        return sum(end - start for start, end in self.usable)
+
+
+def layout_memory(mem_bytes: int, params: BootParams, seed: int, family: str) -> MemoryLayout:
+    """Lay out RAM as QEMU/x86_64 does: low RAM below 3 GiB, the rest above 4 GiB.
+
+    The first page and 0x9f000-0x100000 (BIOS, VGA) are not RAM; ACPI keeps the last
+    128 KiB of low RAM; memblock puts the kernel image at a KASLR-like 2 MiB-aligned
+    address, the struct page array and the initrd at the top, and the CMA area (cma=)
+    below them, aligned to MAX_ORDER.
+    """
+    pages = mem_bytes >> PAGE_SHIFT
+    low = pages if pages <= 0xE0000 else 0xC0000
+    high = pages - low
+    ranges: list[tuple[int, int]] = [(1, 0x9F), (0x100, low - 0x20)]
+    if high:
+        ranges.append((_LOW_LIMIT, _LOW_LIMIT + high))
+    if params.mem_limit is not None:
+        cap = params.mem_limit >> PAGE_SHIFT
+        ranges = [(start, min(end, cap)) for start, end in ranges if start < cap]
+    if not ranges or sum(end - start for start, end in ranges) < 8192:
+        raise PageOwnerError("too little memory to boot (at least 32 MiB)")
+    nr_pages = max(end for _, end in ranges)
+    nr_pages = (nr_pages + (1 << MAX_ORDER) - 1) >> MAX_ORDER << MAX_ORDER
+    zones = [ZoneSpec(0, "DMA", 0, _DMA_END)]
+    zones.append(ZoneSpec(1, "DMA32", _DMA_END, min(nr_pages, _LOW_LIMIT)))
+    if nr_pages > _LOW_LIMIT:
+        zones.append(ZoneSpec(2, "Normal", _LOW_LIMIT, nr_pages))
+    present = sum(end - start for start, end in ranges)
+    rng = random.Random(f"{seed}:kaslr")
+    low_end = min(end for start, end in ranges if start == 0x100)
+    image_pages = 5120 if version_key(family) >= (6, 0) else 4096
+    slots = max(1, (low_end // 2 - 0x2000 - image_pages) // 512)
+    image = 0x2000 + rng.randrange(slots) * 512
+    reserved: list[tuple[str, int, int]] = [("kernel", image, image + image_pages)]
+    top = max(end for _, end in ranges)
+    memmap = (present * 64 + 4095) >> PAGE_SHIFT
+    memmap_start = top - memmap
+    if memmap_start < low_end and top > _LOW_LIMIT:
+        memmap_start = max(_LOW_LIMIT, memmap_start)
+    reserved.append(("memmap", memmap_start, top))
+    initrd_end = low_end - 0x400
+    initrd = (initrd_end - 0x300, initrd_end)
+    reserved.append(("initrd", *initrd))
+    cma = None
+    if params.cma_bytes:
+        cma_pages = ((params.cma_bytes >> PAGE_SHIFT) + (1 << MAX_ORDER) - 1) >> MAX_ORDER
+        cma_pages <<= MAX_ORDER
+        cma_end = (initrd[0] >> MAX_ORDER) << MAX_ORDER
+        cma_start = cma_end - cma_pages
+        if cma_start <= image + image_pages + 0x1000:
+            raise PageOwnerError(
+                f"cma={params.cma_bytes >> 20}M does not fit in {mem_bytes >> 20} MiB")
+        cma = (cma_start, cma_end)
+    return MemoryLayout(nr_pages, tuple(ranges), tuple(reserved), tuple(zones), cma, initrd)
+
+
+@dataclass(frozen=True)
+class AllocClass:
+    """What allocations of one kind share: stack, gfp mask, task, flags and memcg."""
+
+    stack: int
+    gfp: int  # canonical layout (pageowner.sim.gfp)
+    task: int
+    flags: int  # index into Machine.flag_sets
+    memcg: int = 0  # 1 + index into Machine.memcgs; 0 = not charged
+    objcg: bool = False
+    slab: bool = False
+
+
+@dataclass
+class Memcg:
+    """A memory cgroup: its name (cgroup_name()) and whether it is still online."""
+
+    name: str
+    online: bool = True
+
+
+@dataclass
+class _Arrays:
+    """Per-page page_owner data."""
+
+    order: bytearray
+    cls: array[int]
+    ts: array[int]
+    free_ts: array[int]
+    migrate: bytearray
+    obj: array[int]
+
+
+def _zero_array(typecode: str, n: int) -> array[int]:
+    """Return an array of n zeros quickly."""
+    return array(typecode, bytes(array(typecode).itemsize * n))
+
+
+@dataclass
+class Machine:
+    """A booted machine with page_owner state; see the module docstring."""
+
+    kernel: KernelVersion
+    params: BootParams
+    mem_bytes: int
+    seed: int
+    layout: MemoryLayout
+    buddy: BuddyAllocator
+    page: _Arrays
+    depot: StackDepot = field(default_factory=StackDepot)
+    tasks: TaskTable = field(default_factory=TaskTable)
+    memcgs: list[Memcg] = field(default_factory=list)
+    classes: list[AllocClass] = field(default_factory=list)
+    flag_sets: list[tuple[str, ...]] = field(default_factory=list)
+    objects: list[str] = field(default_factory=lambda: [""])
+    dmesg: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    reader: str = ""
+    clock_ns: int = 0
+    op_counter: int = 0
+    symbols: SymbolTable | None = None
+    symbols_source: tuple[str, str] | None = None
+    _class_index: dict[AllocClass, int] = field(default_factory=dict)
+    _flag_index: dict[tuple[str, ...], int] = field(default_factory=dict)
+    _object_index: dict[str, int] = field(default_factory=dict)
+    _builder: StackBuilder | None = None
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, version: str, mem_bytes: int, cmdline: str, seed: int,
+               symbols: SymbolTable | None = None,
+               symbols_source: tuple[str, str] | None = None,
+               layout: MemoryLayout | None = None, page: _Arrays | None = None) -> Machine:
+        """Build an unbooted machine: layout and empty arrays (or saved ones)."""
+        kernel = get_kernel(version)
+        params = parse_cmdline(cmdline, kernel)
+        if layout is None:
+            layout = layout_memory(mem_bytes, params, seed, family_of(version))
+        n = layout.nr_pages
+        if page is None:
+            page = _Arrays(bytearray(b"\xff") * n, _zero_array("I", n), _zero_array("Q", n),
+                           _zero_array("Q", n), bytearray(n), _zero_array("I", n))
+        machine = cls(kernel, params, mem_bytes, seed, layout,
+                      BuddyAllocator(n, list(layout.zones)), page)
+        machine.symbols = symbols
+        machine.symbols_source = symbols_source
+        machine.depot.version = version
+        return machine
+
+    @property
+    def version(self) -> str:
+        """Return the simulated kernel version."""
+        return self.kernel.version
+
+    @property
+    def kernel_key(self) -> tuple[int, ...]:
+        """Return the version as a comparable tuple."""
+        return version_key(self.kernel.version)
+
+    @property
+    def page_owner(self) -> bool:
+        """Tell whether page_owner=on took effect."""
+        return self.params.page_owner
+
+    @property
+    def family(self) -> FamilyProfile:
+        """Return the learned profile this version's behaviour comes from."""
+        return load_profile(family_of(self.version))
+
+    @property
+    def builder(self) -> StackBuilder:
+        """Return the stack builder of this machine's version and symbols."""
+        if self._builder is None:
+            self._builder = StackBuilder(self.kernel, self.seed, self.symbols)
+        return self._builder
+
+    def rng(self, purpose: str) -> random.Random:
+        """Return a generator for one operation, derived from the seed (never stored)."""
+        self.op_counter += 1
+        return random.Random(f"{self.seed}:{self.op_counter}:{purpose}")
+
+    def log(self, message: str) -> None:
+        """Add a kernel log line stamped with the simulated clock."""
+        seconds, nanos = divmod(self.clock_ns, 1_000_000_000)
+        self.dmesg.append(f"[{seconds:5d}.{nanos // 1000:06d}] {message}")
+
+    # -- interning -----------------------------------------------------------------------
+
+    def stack(self, lines: tuple[str, ...]) -> int:
+        """Save a stack in the depot; return its index."""
+        return self.depot.save(lines)
+
+    def flags_id(self, names: Iterable[str]) -> int:
+        """Intern a set of page flag names."""
+        key = tuple(names)
+        index = self._flag_index.get(key)
+        if index is None:
+            index = self._flag_index[key] = len(self.flag_sets)
+            self.flag_sets.append(key)
+        return index
+
+    def memcg_id(self, name: str | None, online: bool = True) -> int:
+        """Return 1 + the index of a memcg, creating it; 0 for no memcg."""
+        if name is None:
+            return 0
+        for index, memcg in enumerate(self.memcgs):
+            if memcg.name == name:
+                return index + 1
+        self.memcgs.append(Memcg(name, online))
+        return len(self.memcgs)
+
+    def set_memcg_online(self, name: str, online: bool) -> None:
+        """Take a memcg offline (rmdir) or bring it back."""
+        self.memcgs[self.memcg_id(name) - 1].online = online
+
+    def class_id(self, alloc_class: AllocClass) -> int:
+        """Intern an allocation class."""
+        index = self._class_index.get(alloc_class)
+        if index is None:
+            index = self._class_index[alloc_class] = len(self.classes)
+            self.classes.append(alloc_class)
+        return index
+
+    def object_id(self, name: str | None) -> int:
+        """Return the id of a named group of allocations (a file, a process); 0 for none."""
+        if not name:
+            return 0
+        index = self._object_index.get(name)
+        if index is None:
+            index = self._object_index[name] = len(self.objects)
+            self.objects.append(name)
+        return index
+
+    def rebuild_indexes(self) -> None:
+        """Recompute lookup dicts after a load."""
+        self._class_index = {c: i for i, c in enumerate(self.classes)}
+        self._flag_index = {f: i for i, f in enumerate(self.flag_sets)}
+        self._object_index = {o: i for i, o in enumerate(self.objects) if o}
+
+    # -- allocation ----------------------------------------------------------------------
+
+    def _alloc_flags(self, gfp: int) -> int:
+        """Return ALLOC_CMA for movable requests (gfp_to_alloc_flags_cma())."""
+        return ALLOC_CMA if gfp_migratetype(gfp) == MT_MOVABLE else 0
+
+    def _record(self, pfn: int, order: int, cls: int, ts: int, obj: int) -> None:
+        """Fill page_owner data for a new allocation (__set_page_owner)."""
+        page = self.page
+        page.order[pfn] = order
+        page.cls[pfn] = cls
+        page.ts[pfn] = ts
+        page.migrate[pfn] = 0
+        page.obj[pfn] = obj
+        if order:
+            pages = 1 << order
+            page.obj[pfn + 1:pfn + pages] = array("I", [obj]) * (pages - 1)
+        if self.page_owner:
+            self.depot.account(self.classes[cls].stack, 1 << order)
+
+    def _reclaim(self, pages: int) -> bool:
+        """Free clean page cache, oldest file first (kswapd/direct reclaim); tell if any."""
+        freed = 0
+        for index, name in enumerate(self.objects):
+            if name.startswith("pagecache:") and freed < pages:
+                freed += self.free_object(name)
+                self.objects[index] = ""
+        return freed > 0
+
+    def alloc(self, alloc_class: AllocClass, order: int = 0, count: int = 1,
+              obj: str | None = None, step_ns: int = 1500,
+              ts: Sequence[int] | None = None) -> list[int]:
+        """Allocate `count` blocks of one class, spaced `step_ns` apart; return head pfns."""
+        cls = self.class_id(alloc_class)
+        gfp = alloc_class.gfp
+        highest = gfp_zone(gfp)
+        mt = gfp_migratetype(gfp)
+        flags = self._alloc_flags(gfp)
+        obj_id = self.object_id(obj)
+        pfns = []
+        for index in range(count):
+            pfn = self.buddy.alloc(order, highest, mt, flags)
+            if pfn is None and self._reclaim(1 << order):
+                pfn = self.buddy.alloc(order, highest, mt, flags)
+            if pfn is None:
+                raise OutOfMemory(self._oom_message(alloc_class, order))
+            if ts is not None:
+                stamp = ts[index]
+                self.clock_ns = max(self.clock_ns, stamp)
+            else:
+                self.clock_ns += step_ns
+                stamp = self.clock_ns
+            self._record(pfn, order, cls, stamp, obj_id)
+            pfns.append(pfn)
+        return pfns
+
+    def alloc_bulk(self, alloc_class: AllocClass, pages: int, obj: str | None = None,
+                   step_ns: int = 700) -> int:
+        """Allocate many order-0 pages fast (a big write or fault-in); return how many."""
+        cls = self.class_id(alloc_class)
+        gfp = alloc_class.gfp
+        highest = gfp_zone(gfp)
+        mt = gfp_migratetype(gfp)
+        flags = self._alloc_flags(gfp)
+        obj_id = self.object_id(obj)
+        page = self.page
+        done = 0
+        stack = alloc_class.stack
+        while done < pages:
+            run = self.buddy.alloc_run(highest, mt, flags, pages - done)
+            if run is None and self._reclaim(pages - done):
+                run = self.buddy.alloc_run(highest, mt, flags, pages - done)
+            if run is None:
+                raise OutOfMemory(self._oom_message(alloc_class, 0, pages - done))
+            pfn, n = run
+            start = self.clock_ns + step_ns
+            page.order[pfn:pfn + n] = bytes(n)
+            page.cls[pfn:pfn + n] = array("I", [cls]) * n
+            # a write's pages are not evenly spaced in time: jitter each step by up to 50%
+            half = max(1, step_ns // 2)
+            page.ts[pfn:pfn + n] = array(
+                "Q", (start + i * step_ns + (i * 2654435761) % half for i in range(n)))
+            page.migrate[pfn:pfn + n] = bytes(n)
+            page.obj[pfn:pfn + n] = array("I", [obj_id]) * n
+            self.clock_ns = start + n * step_ns
+            if self.page_owner:
+                self.depot.account(stack, n)
+            done += n
+        return done
+
+    def _oom_message(self, alloc_class: AllocClass, order: int, pages: int = 0) -> str:
+        """Describe a failed allocation the way the kernel's warning starts."""
+        task = self.tasks[alloc_class.task]
+        gfp = to_version(alloc_class.gfp, self.version)
+        table = self.kernel.gfp_table
+        names = f"({decode_flags(gfp, table)})" if table is not None else ""
+        need = f"; {pages} pages still to allocate" if pages else ""
+        return (f"out of memory: {task.comm}: page allocation failure: order:{order}, "
+                f"mode:{gfp:#x}{names}; {self.buddy.free_pages} pages free{need}")
+
+    # -- free ----------------------------------------------------------------------------
+
+    def free(self, pfn: int) -> int:
+        """Free the allocation at a head pfn (__reset_page_owner); return its pages."""
+        page = self.page
+        order = page.order[pfn]
+        if order == NO_ORDER:
+            raise ValueError(f"pfn {pfn:#x} holds no allocation")
+        pages = 1 << order
+        self.clock_ns += 300
+        self.buddy.free(pfn, order)
+        if self.page_owner:
+            self.depot.account(self.classes[page.cls[pfn]].stack, -pages)
+        page.order[pfn] = NO_ORDER
+        page.free_ts[pfn:pfn + pages] = array("Q", [self.clock_ns]) * pages
+        page.obj[pfn:pfn + pages] = array("I", bytes(4 * pages))
+        return pages
+
+    def object_pfns(self, name: str) -> list[int]:
+        """Return the head pfns of an object's allocations, in pfn order."""
+        obj = self._object_index.get(name)
+        if obj is None:
+            return []
+        page = self.page
+        target = array("I", [obj]).tobytes()
+        raw = page.obj.tobytes()
+        pfns = []
+        start = raw.find(target)
+        while start >= 0:
+            if start % 4 == 0:
+                pfn = start // 4
+                if page.order[pfn] != NO_ORDER:
+                    pfns.append(pfn)
+            start = raw.find(target, start + 1)
+        return pfns
+
+    def free_object(self, name: str) -> int:
+        """Free every allocation of a named object; return the pages freed."""
+        return sum(self.free(pfn) for pfn in self.object_pfns(name))
+
+    # -- migration -----------------------------------------------------------------------
+
+    def migrate(self, pfn: int, target: int, reason: int) -> None:
+        """Move an order-0 allocation to a free page (folio_copy_owner() + free)."""
+        page = self.page
+        cls = page.cls[pfn]
+        gfp_mt = gfp_migratetype(self.classes[cls].gfp)
+        if not self.buddy.alloc_at(target, gfp_mt):
+            raise ValueError(f"migration target {target:#x} is not free")
+        self.clock_ns += 2000
+        page.order[target] = 0
+        page.cls[target] = cls
+        page.ts[target] = page.ts[pfn]
+        # v5.14-v6.6 copied the old page's ts into the new page's free_ts (a bug v6.7 fixed
+        # along with removing free_ts from the output)
+        copy_bug = (5, 14) <= version_key(self.version) < (6, 7)
+        page.free_ts[target] = page.ts[pfn] if copy_bug else page.free_ts[pfn]
+        page.migrate[target] = reason + 1
+        page.obj[target] = page.obj[pfn]
+        # the old page is freed; its stack's count is moved with the folio, not changed
+        self.buddy.free(pfn, 0)
+        page.order[pfn] = NO_ORDER
+        page.free_ts[pfn] = self.clock_ns
+        page.obj[pfn] = 0
+
+    # -- records -------------------------------------------------------------------------
+
+    def iter_heads(self) -> Iterable[int]:
+        """Yield the head pfn of every allocation with page_owner data, in pfn order."""
+        order = self.page.order
+        n = len(order)
+        pfn = 0
+        while pfn < n:
+            value = order[pfn]
+            if value == NO_ORDER:
+                pfn += 1
+                continue
+            yield pfn
+            pfn += 1 << value
+
+    def page_flags(self, pfn: int, cls: AllocClass) -> PageFlags:
+        """Return the PageFlags a record prints for a page (value, names, fields)."""
+        names = self.flag_sets[cls.flags]
+        zone = self.buddy.zone_of(pfn).index
+        style = self.kernel.fmt.pfn
+        if style is PfnStyle.LETTERS:
+            letters = {name for _, name in LETTER_FLAGS}
+            mapped = tuple(n if n != "head" else "compound" for n in names)
+            printed = tuple(name for _, name in LETTER_FLAGS if name in mapped and name in letters)
+            return PageFlags(None, printed)
+        table = self.kernel.pageflag_table
+        value = 0
+        for name in names:
+            try:
+                value |= table.value_of(name)
+            except KeyError:
+                continue  # e.g. `slab` is a page type, not a flag, from v6.10
+        printed_names = tuple(filter(None, decode_flags(value, table).split("|")))
+        value |= zone << ZONE_BITS_SHIFT
+        fields: tuple[tuple[str, str], ...] = ()
+        if style is not PfnStyle.DEC_RAW_FLAGS:
+            fields = (("node", "0"), ("zone", str(zone)))
+        return PageFlags(value, printed_names, fields)
+
+    def migrate_reason_name(self, reason: int) -> str:
+        """Return the printed migrate reason; `contig_range` was `cma` before v5.1."""
+        name = MIGRATE_REASON_NAMES[reason]
+        if name == "contig_range" and version_key(self.version) < (5, 1):
+            return "cma"
+        return name
+
+    def record_at(self, pfn: int) -> PageRecord:
+        """Return the record /sys/kernel/debug/page_owner prints for a head pfn."""
+        page = self.page
+        order = page.order[pfn]
+        cls = self.classes[page.cls[pfn]]
+        kernel = self.kernel
+        fmt = kernel.fmt
+        header = fmt.header
+        gfp = to_version(cls.gfp, self.version)
+        table = kernel.gfp_table
+        task = self.tasks[cls.task]
+        block_mt_value = self.buddy.get_pageblock_mt(pfn)
+        block_mt = MigrateType(MIGRATETYPE_NAMES[block_mt_value])
+        page_mt: MigrateType | None = MigrateType(MIGRATETYPE_NAMES[gfp_migratetype(cls.gfp)])
+        if fmt.pfn is PfnStyle.LETTERS and page_mt != block_mt:
+            page_mt = None  # 3.19 prints only "Fallback"
+        reason = page.migrate[pfn]
+        memcg = None
+        slab = False
+        if kernel.memcg_lines and self.params.memcg:
+            slab = cls.slab
+            if cls.memcg:
+                group = self.memcgs[cls.memcg - 1]
+                memcg = MemcgCharge(group.name, cls.objcg, not group.online)
+        return PageRecord(
+            order=order,
+            gfp_mask=gfp,
+            gfp_names=decode_flags(gfp, table) if table is not None else None,
+            pid=task.pid if header.has_pid else None,
+            tgid=task.tgid if header.has_tgid else None,
+            comm=task.comm if header.has_tgid else None,
+            ts_nsec=page.ts[pfn] if header.has_pid else None,
+            free_ts_nsec=page.free_ts[pfn] if header.has_free_ts else None,
+            pfn=pfn,
+            page_mt=page_mt,
+            block=pfn >> PAGEBLOCK_ORDER,
+            block_mt=block_mt,
+            flags=self.page_flags(pfn, cls),
+            stack=self.depot.frames(cls.stack),
+            migrate_reason=(self.migrate_reason_name(reason - 1)
+                            if reason and kernel.migrate_line else None),
+            slab_cache=slab,
+            memcg=memcg,
+            fmt=fmt,
+        )
+
+    def records(self) -> list[PageRecord]:
+        """Return every record in pfn order (small machines; the writer streams)."""
+        return [self.record_at(pfn) for pfn in self.iter_heads()]
+
+    # -- boot ----------------------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Boot: memblock, buddy, early allocations, page_owner init, initcalls, PID 1."""
+        from pageowner.sim.boot import run_boot
+
+        run_boot(self)
+

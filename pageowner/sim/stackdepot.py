@@ -1,0 +1,133 @@
+"""The stack depot: deduplicated stacks, their handles and their page counts.
+
+Stacks are kept as the frame lines the dump prints, indexed in the order they were first
+saved; pages refer to a stack by that index. `handle()` encodes the index the way
+lib/stackdepot.c packs a `depot_stack_handle_t` (pool index, offset in 16-byte units,
+extra bits), so that show_handles prints plausible numbers. Since v6.9 page_owner counts
+the base pages each stack currently holds and keeps the stacks on a list, newest first,
+with its dummy and failure stacks at the tail (mm/page_owner.c); `iter_listed` walks it.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator
+
+from pageowner.dumpfile import parse_frame
+from pageowner.kernels import version_key
+from pageowner.model import Frame
+
+__all__ = ["DUMMY", "EARLY", "FAILURE", "StackDepot", "depot_handle"]
+
+# page_owner registers these three at init, in this order (init_page_owner()).
+DUMMY, FAILURE, EARLY = 0, 1, 2
+
+_POOL_BYTES = 16384  # DEPOT_POOL_SIZE: 4 pages
+_ALIGN = 16  # DEPOT_STACK_ALIGN
+_FIXED_RECORD = 544  # v6.8+: a stack_record holds CONFIG_STACKDEPOT_MAX_FRAMES (64) entries
+
+
+def depot_handle(index: int, depths: list[int], version: str) -> int:
+    """Return the handle of the index-th saved stack, as that kernel would number it.
+
+    v6.8+ stores fixed-size records and packs `pool_index_plus_1:17, offset:10, extra:5`;
+    older kernels stored variable-sized records and packed `pool_index, offset, valid:1`.
+
+    >>> depot_handle(0, [4], "6.19"), depot_handle(1, [4, 4], "6.19")
+    (1, 4456449)
+    """
+    fixed = version_key(version) >= (6, 8)
+    pool = 0
+    offset = 0
+    for position in range(index + 1):
+        size = _FIXED_RECORD if fixed else 24 + 8 * depths[position]
+        size = (size + _ALIGN - 1) // _ALIGN * _ALIGN
+        if offset + size > _POOL_BYTES:
+            pool += 1
+            offset = 0
+        if position == index:
+            break
+        offset += size
+    units = offset // _ALIGN
+    if fixed:
+        return (pool + 1) | (units << 17)
+    index_bits = 16 if version_key(version) >= (5, 19) else 21
+    return pool | (units << index_bits) | (1 << (index_bits + 10))
+
+
+class StackDepot:
+    """Stacks by index, with per-stack page counts and the v6.9 stack list order."""
+
+    def __init__(self) -> None:
+        self.stacks: list[tuple[str, ...]] = []
+        self._index: dict[tuple[str, ...], int] = {}
+        self.nr_pages = array("q")
+        # indices in the order of their first counted allocation (v6.9 list, reversed)
+        self.listed: list[int] = []
+        self._on_list = bytearray()
+        self._frames: dict[int, tuple[Frame, ...]] = {}
+        self._handles: list[int] = []
+        self.version = ""
+
+    def __len__(self) -> int:
+        return len(self.stacks)
+
+    def save(self, lines: tuple[str, ...]) -> int:
+        """Store a stack (its frame lines) if new; return its index."""
+        index = self._index.get(lines)
+        if index is None:
+            index = len(self.stacks)
+            self.stacks.append(lines)
+            self._index[lines] = index
+            self.nr_pages.append(0)
+            self._on_list.append(0)
+        return index
+
+    def frames(self, index: int) -> tuple[Frame, ...]:
+        """Return the parsed frames of a stack."""
+        frames = self._frames.get(index)
+        if frames is None:
+            frames = self._frames[index] = tuple(parse_frame(line) for line in self.stacks[index])
+        return frames
+
+    def text(self, index: int) -> str:
+        """Return the stack as the dump prints it, each frame line ending in a newline."""
+        return "".join(line + "\n" for line in self.stacks[index])
+
+    def handle(self, index: int) -> int:
+        """Return the stack's depot handle for the depot's kernel version."""
+        while len(self._handles) <= index:
+            depths = [len(stack) for stack in self.stacks[: len(self._handles) + 1]]
+            self._handles.append(depot_handle(len(self._handles), depths, self.version))
+        return self._handles[index]
+
+    def account(self, index: int, pages: int) -> None:
+        """Add (or, negative, remove) base pages to a stack's count (v6.9 refcount)."""
+        if index == EARLY:
+            return  # early-allocated pages are never counted
+        self.nr_pages[index] += pages
+        if pages > 0 and not self._on_list[index]:
+            self._on_list[index] = 1
+            if index not in (DUMMY, FAILURE):
+                self.listed.append(index)
+
+    def iter_listed(self) -> Iterator[int]:
+        """Yield stack indices as show_stacks walks them: newest first, placeholders last."""
+        yield from reversed(self.listed)
+        yield DUMMY
+        yield FAILURE
+
+    def restore(self, stacks: list[tuple[str, ...]], nr_pages: array[int],
+                listed: list[int], version: str) -> None:
+        """Load a saved depot."""
+        self.stacks = stacks
+        self._index = {lines: index for index, lines in enumerate(stacks)}
+        self.nr_pages = nr_pages
+        self.listed = listed
+        self._on_list = bytearray(len(stacks))
+        for index in listed:
+            self._on_list[index] = 1
+        self._on_list[DUMMY:FAILURE + 1] = b"\x01\x01"
+        self._frames = {}
+        self._handles = []
+        self.version = version
