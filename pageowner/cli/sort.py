@@ -1,15 +1,13 @@
-"""`pageowner sort`: the drop-in page_owner_sort, and `pageowner demo`."""
+"""`pageowner sort`: the drop-in page_owner_sort."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from pageowner.cli.base import SpecParam, cli, warn
-from pageowner.errors import InputError
 from pageowner.posort import (
     SHORT_SORT_FLAGS,
     SortOptions,
@@ -127,28 +125,3 @@ def _print_debug(records: int, selected: int, groups: int, skipped: int,
         f"pageowner: read {records} records, selected {selected}, {groups} groups, "
         f"skipped {skipped} other blocks; {mode} semantics", err=True,
     )  # fmt: skip
-
-
-_DEMO_DUMP = Path(__file__).resolve().parents[2] / "fixtures/real/6.12.117-work.page_owner.txt.xz"
-
-
-@cli.command("demo")
-@click.option("--lines", default=40, show_default=True, help="How much of the report to show.")
-def demo_command(lines: int) -> None:
-    """Sort a bundled real dump (6.12, 27,574 records) by memory and show the top."""
-    if not _DEMO_DUMP.exists():
-        raise InputError(f"{_DEMO_DUMP}: the demo dump ships with the source checkout only")
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "sorted.txt"
-        engine = sort_dump(str(_DEMO_DUMP), str(report),
-                           build_options(["m"], cull=parse_cull_spec("st")))
-        click.echo(f"$ pageowner sort -m --cull=st {_DEMO_DUMP.name} sorted.txt")
-        click.echo(f"# {engine.records} records in {len(engine.groups)} stacks; the top:\n")
-        with report.open("rb") as text:
-            for _ in range(lines):
-                line = text.readline()
-                if not line:
-                    break
-                click.echo(line.decode("utf-8", "replace"), nl=False)

@@ -474,12 +474,22 @@ class Machine:
 
     # -- migration -----------------------------------------------------------------------
 
-    def migrate(self, pfn: int, target: int, reason: int) -> None:
-        """Move an order-0 allocation to a free page (folio_copy_owner() + free)."""
+    def migrate(self, pfn: int, target: int | None, reason: int) -> int:
+        """Move an order-0 allocation (folio_copy_owner() + free); return the new pfn.
+
+        `target` is a free page to move to (compaction's free scanner found it), or None
+        to allocate one outside CMA as alloc_migration_target() does.
+        """
         page = self.page
         cls = page.cls[pfn]
         gfp_mt = gfp_migratetype(self.classes[cls].gfp)
-        if not self.buddy.alloc_at(target, gfp_mt):
+        if target is None:
+            target = self.buddy.alloc(0, gfp_zone(self.classes[cls].gfp), gfp_mt, 0)
+            if target is None and self._reclaim(1):
+                target = self.buddy.alloc(0, gfp_zone(self.classes[cls].gfp), gfp_mt, 0)
+            if target is None:
+                raise OutOfMemory(self._oom_message(self.classes[cls], 0))
+        elif not self.buddy.alloc_at(target, gfp_mt):
             raise ValueError(f"migration target {target:#x} is not free")
         self.clock_ns += 2000
         page.order[target] = 0
@@ -496,6 +506,7 @@ class Machine:
         page.order[pfn] = NO_ORDER
         page.free_ts[pfn] = self.clock_ns
         page.obj[pfn] = 0
+        return target
 
     # -- records -------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ from pageowner.sim.stacks import FamilyProfile
 
 __all__ = ["Entry", "LineInfo", "decode_entries", "parse_lines", "replay"]
 
-_CHARGED = re.compile(r"Charged (?P<objcg>\(via objcg\) )?to (?P<offline>offline )?memcg (?P<name>.*)")
+_CHARGED = re.compile(
+    r"Charged (?P<objcg>\(via objcg\) )?to (?P<offline>offline )?memcg (?P<name>.*)")
 
 
 @dataclass(frozen=True)

@@ -263,8 +263,8 @@ CALL_PATHS: dict[str, dict[str, tuple[str, ...]]] = {
                  "asm_common_interrupt"),
     },
     "cma": {
-        "6.12": ("post_alloc_hook", "split_free_pages", "isolate_freepages_range",
-                 "alloc_contig_range_noprof", "__cma_alloc", "cma_alloc", "cma_alloc_mem",
+        "6.12": ("post_alloc_hook", "split_free_pages", "alloc_contig_range_noprof",
+                 "__cma_alloc", "cma_alloc", "cma_alloc_mem",
                  "cma_alloc_write", "simple_attr_write_xsigned", "debugfs_attr_write",
                  "full_proxy_write", "vfs_write", "ksys_write", *_SYSCALL),
         "6.1": ("post_alloc_hook", "split_map_pages", "isolate_freepages_range",

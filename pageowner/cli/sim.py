@@ -1,0 +1,160 @@
+"""`pageowner boot`, `run`, `workloads`, `dump` and `demo`: the simulated kernel."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.errors import SpecError
+from pageowner.kernels import DEFAULT_VERSION, KERNEL_VERSIONS
+from pageowner.report.progress import Progress
+from pageowner.sim import api, state
+from pageowner.sim.workloads import WORKLOADS
+
+# Symbol-table options of `boot`: option name -> loader kind registered in
+# pageowner.sim.machine.SYMBOL_LOADERS. An ELF vmlinux is one more line here.
+SYMBOL_OPTIONS: dict[str, tuple[str, str]] = {
+    "system_map": ("system-map", "Take function addresses and sizes from a System.map."),
+    "kallsyms": ("kallsyms", "Take function addresses from a /proc/kallsyms copy."),
+}
+
+
+def _state_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --state (also $PAGEOWNER_STATE)."""
+    return click.option(
+        "--state", "state_dir", metavar="DIR", envvar="PAGEOWNER_STATE",
+        help="Where the machine is kept (default: $PAGEOWNER_STATE or ./.pageowner).",
+    )(command)
+
+
+def _symbol_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one FILE option per registered symbol-table kind."""
+    for name, (_, help_text) in reversed(list(SYMBOL_OPTIONS.items())):
+        command = click.option(f"--{name.replace('_', '-')}", name, metavar="FILE",
+                               help=help_text)(command)
+    return command
+
+
+def _symbols(options: dict[str, str | None]) -> tuple[str, str] | None:
+    """Pick the one symbol table given, if any."""
+    given = [(SYMBOL_OPTIONS[name][0], path) for name, path in options.items() if path]
+    if len(given) > 1:
+        raise SpecError("give at most one symbol table")
+    return given[0] if given else None
+
+
+@cli.command("boot")
+@click.option("--cmdline", default="", metavar="TEXT",
+              help='The kernel command line, e.g. "page_owner=on mem=512M cma=64M".')
+@click.option("--kernel", "version", type=click.Choice(KERNEL_VERSIONS),
+              default=DEFAULT_VERSION, show_default=True, help="The kernel version.")
+@click.option("--mem", "mem_bytes", type=SpecParam("SIZE", api.parse_mem), default="1G",
+              show_default=True, metavar="SIZE", help="RAM, with K/M/G suffixes.")
+@click.option("--seed", type=click.IntRange(0), default=api.DEFAULT_SEED, show_default=True,
+              help="Seed of every random choice (layout, hashed pointers).")
+@click.option("--force", is_flag=True, help="Replace a machine already booted here.")
+@_symbol_options
+@_state_option
+def boot_command(cmdline: str, version: str, mem_bytes: int, seed: int, force: bool,
+                 state_dir: str | None, **symbol_files: str | None) -> None:
+    """Boot a simulated machine and print what the kernel logs about page_owner."""
+    directory = state.default_state_dir(state_dir)
+    with Progress("booting", unit="steps"):
+        result = api.boot(directory, version, mem_bytes, cmdline, seed, force,
+                          _symbols(symbol_files))
+    for line in result.dmesg:
+        click.echo(line)
+    for note in result.notes:
+        warn(note)
+    if not result.page_owner:
+        click.echo("pageowner: hint: boot with --cmdline page_owner=on to record page owners",
+                   err=True)
+    click.echo(result.summary, err=True)
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True,
+                                      "allow_extra_args": False})
+@click.argument("name", metavar="WORKLOAD")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[OPTIONS]")
+@_state_option
+def run_command(name: str, args: tuple[str, ...], state_dir: str | None) -> None:
+    """Drive the machine with a workload (see `pageowner workloads`)."""
+    directory = state.default_state_dir(state_dir)
+    click.echo(api.run(directory, name, list(args)))
+
+
+@cli.command("workloads")
+def workloads_command() -> None:
+    """List the workloads `pageowner run` knows, with their options."""
+    for workload in WORKLOADS.values():
+        click.echo(f"{workload.name:10} {workload.summary}")
+        for param in workload.params:
+            value = "" if param.kind == "flag" else " " + param.kind.upper()
+            default = "" if param.kind == "flag" else f" (default {param.default})"
+            if param.choices:
+                value = " " + "|".join(param.choices)
+            click.echo(f"{'':12}{param.option}{value}: {param.help}{default}")
+
+
+@cli.command("dump")
+@click.option("-o", "--output", default="-", metavar="FILE",
+              help="Write here (whole or not at all) instead of stdout.")
+@click.option("--stacks", "stacks", flag_value="show_stacks",
+              help="page_owner_stacks/show_stacks (6.9+).")
+@click.option("--handles", "stacks", flag_value="show_handles",
+              help="page_owner_stacks/show_handles (6.19+).")
+@click.option("--stacks-handles", "stacks", flag_value="show_stacks_handles",
+              help="page_owner_stacks/show_stacks_handles (6.19+).")
+@click.option("--threshold", type=click.IntRange(0), default=None, metavar="N",
+              help="count_threshold: only stacks holding at least N pages (implies --stacks).")
+@click.option("--debugfs-tree", "tree", metavar="DIR",
+              help="Lay out page_owner and page_owner_stacks/ under DIR, as in debugfs.")
+@_state_option
+def dump_command(output: str, stacks: str | None, threshold: int | None, tree: str | None,
+                 state_dir: str | None) -> None:
+    """Print what reading /sys/kernel/debug/page_owner prints on the machine."""
+    directory = state.default_state_dir(state_dir)
+    if threshold is not None and stacks is None and tree is None:
+        stacks = "show_stacks"
+    if tree is not None and (stacks is not None or output != "-"):
+        raise click.UsageError("--debugfs-tree writes every file; drop -o and --stacks")
+    with Progress("dumping", unit="pages") as progress:
+        count = api.dump(directory, sys.stdout.buffer, output, stacks, threshold or 0, tree,
+                         progress)
+    if tree is not None:
+        click.echo(f"pageowner: {count} files written under {tree}", err=True)
+    elif output != "-":
+        click.echo(f"pageowner: {count} {'records' if stacks is None else 'stacks'} "
+                   f"written to {output}", err=True)
+
+
+_DEMO_TEXT = """\
+What happened: a simulated {version} kernel booted with page_owner=on, a busy workload
+ran (tmpfs files, page cache, forks, network, a memcg, and a driver that leaks pages),
+the simulated /sys/kernel/debug/page_owner was dumped ({records} records) and sorted by
+pages per stack ({groups} distinct stacks). Each block below is one stack with how many
+allocations and pages it holds right now. Look for stacks you did not expect to be that
+big: `leaky_refill [leaky]` is the driver that never frees what it allocates.
+"""
+
+
+@cli.command("demo")
+@click.option("--lines", default=40, show_default=True, help="How much of the report to show.")
+@click.option("--kernel", "version", type=click.Choice(KERNEL_VERSIONS),
+              default=DEFAULT_VERSION, show_default=True, help="The kernel version.")
+def demo_command(lines: int, version: str) -> None:
+    """Boot a simulated machine, run a workload, dump page_owner and sort it by memory."""
+    with Progress("demo", unit="steps"):
+        result = api.demo(version, lines)
+    for step in result.steps:
+        click.echo(f"$ {step}")
+    click.echo("")
+    click.echo(_DEMO_TEXT.format(version=version, records=result.records,
+                                 groups=result.groups))
+    for line in result.report_head:
+        click.echo(line)
+

@@ -1,0 +1,187 @@
+"""What the simulator commands do, one function each: boot, run, dump, demo.
+
+Each function takes plain values, holds the state's lock for its whole duration, loads
+and saves the machine through `pageowner.sim.state` and returns what the command prints.
+The CLI (pageowner/cli/sim.py) only converts options and renders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pageowner.errors import SpecError, StateError
+from pageowner.fileio import atomic_output
+from pageowner.kernels import DEFAULT_VERSION, get_kernel
+from pageowner.posort import build_options, parse_cull_spec, sort_dump
+from pageowner.sim import state
+from pageowner.sim.cmdline import memparse
+from pageowner.sim.dump import check_file, stacks_file_text, write_debugfs_tree, write_page_owner
+from pageowner.sim.machine import Machine, load_symbols
+from pageowner.sim.workloads import run_workload
+
+__all__ = [
+    "BootResult",
+    "DEFAULT_MEM",
+    "DEFAULT_SEED",
+    "DemoResult",
+    "boot",
+    "demo",
+    "dump",
+    "parse_mem",
+    "run",
+]
+
+DEFAULT_MEM = 1 << 30
+DEFAULT_SEED = 1
+Progress = Callable[[int, int | None], None]
+
+
+def parse_mem(text: str) -> int:
+    """Parse --mem: bytes with K/M/G suffixes (memparse), at least 32 MiB.
+
+    >>> parse_mem("512M")
+    536870912
+    """
+    size, rest = memparse(text)
+    if rest not in ("", "B", "iB") or size < (32 << 20):
+        raise SpecError(f"--mem: want a size of at least 32M, like 256M or 4G: {text!r}")
+    if size > (1 << 40):
+        raise SpecError(f"--mem: at most 1T: {text!r}")
+    return size
+
+
+@dataclass
+class BootResult:
+    """What `boot` prints: the kernel log lines and our own notes."""
+
+    dmesg: list[str]
+    notes: list[str]
+    summary: str
+    page_owner: bool
+
+
+def boot(directory: Path, version: str = DEFAULT_VERSION, mem_bytes: int = DEFAULT_MEM,
+         cmdline: str = "", seed: int = DEFAULT_SEED, force: bool = False,
+         symbols: tuple[str, str] | None = None) -> BootResult:
+    """Boot a new machine into a state directory; refuse to replace one without force.
+
+    `symbols` is (kind, path) of a registered symbol-table loader
+    (`pageowner.sim.machine.SYMBOL_LOADERS`), read now and again by later commands.
+    """
+    get_kernel(version)
+    with state.locked(directory, exclusive=True, create=True):
+        if state.exists(directory) and not force:
+            raise StateError(f"{directory}: a machine is already booted here; use --force "
+                             "to replace it (its state is lost)")
+        table = load_symbols(*symbols) if symbols else None
+        machine = Machine.create(version, mem_bytes, cmdline, seed, table, symbols)
+        machine.boot()
+        state.save(machine, directory)
+    managed = machine.buddy.managed_pages
+    summary = (f"booted {version} with {mem_bytes >> 20} MiB ({managed * 4 // 1024} MiB "
+               f"managed), {machine.buddy.allocated_pages} pages allocated; state in "
+               f"{directory}")
+    return BootResult(machine.dmesg, machine.notes, summary, machine.page_owner)
+
+
+def run(directory: Path, name: str, args: list[str]) -> str:
+    """Run a workload on the saved machine and save it again."""
+    with state.locked(directory, exclusive=True):
+        machine = state.load(directory)
+        account = run_workload(machine, name, args)
+        state.save(machine, directory)
+    used = machine.buddy.allocated_pages
+    return f"{account}; {used} pages allocated, {machine.buddy.free_pages} free"
+
+
+STACKS_KINDS = ("show_stacks", "show_handles", "show_stacks_handles")
+
+
+def dump(directory: Path, out: BinaryIO | None = None, output: str = "-",
+         stacks: str | None = None, threshold: int = 0, tree: str | None = None,
+         progress: Progress | None = None) -> int:
+    """Print page_owner, a page_owner_stacks file, or lay out a debugfs tree.
+
+    Read-only: the machine is not changed, so two dumps in a row are identical.
+    Returns the number of records (page_owner) or blocks (stacks files) or files (tree).
+    """
+    if stacks is not None and stacks not in STACKS_KINDS:
+        raise SpecError(f"unknown page_owner_stacks file {stacks!r}")
+    with state.locked(directory, exclusive=False):
+        machine = state.load(directory, with_symbols=False)
+    if tree is not None:
+        return len(write_debugfs_tree(machine, tree, threshold))
+    name = stacks or "page_owner"
+    check_file(machine, name)
+    with _output(out, output) as stream:
+        if stacks is None:
+            return write_page_owner(machine, stream, progress)
+        text = stacks_file_text(machine, stacks, threshold)
+        stream.write(text.encode("utf-8", "surrogateescape"))
+        return text.count("\n\n")
+
+
+@contextlib.contextmanager
+def _output(out: BinaryIO | None, path: str) -> Iterator[BinaryIO]:
+    """Yield the given stream, or write `path` atomically (`-` is stdout)."""
+    if out is not None and path == "-":
+        yield out
+        return
+    with atomic_output(path) as stream:
+        yield stream
+
+
+# The demo's workload mix: what a busy little server does, plus a leaking driver.
+DEMO_WORKLOADS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("capture", ("--mb", "128")),
+    ("pagecache", ("--mb", "96", "--file", "/var/lib/db/table.ibd")),
+    ("fork", ("--count", "20", "--comm", "nginx")),
+    ("net", ("--mb", "16")),
+    ("memcg", ("--name", "db.slice", "--mb", "64", "--comm", "postgres")),
+    ("leak", ("--pages", "30000", "--seconds", "600")),
+)
+
+
+@dataclass
+class DemoResult:
+    """What the demo did and the head of the report."""
+
+    steps: list[str] = field(default_factory=list)
+    records: int = 0
+    groups: int = 0
+    report_head: list[str] = field(default_factory=list)
+
+
+def demo(version: str = DEFAULT_VERSION, lines: int = 40) -> DemoResult:
+    """Boot a machine with page_owner=on, run a workload mix, dump and sort it."""
+    result = DemoResult()
+    with tempfile.TemporaryDirectory(prefix="pageowner-demo-") as tmp:
+        directory = Path(tmp) / "state"
+        booted = boot(directory, version, DEFAULT_MEM, "page_owner=on", DEFAULT_SEED)
+        result.steps.append(f"pageowner boot --kernel {version} --mem 1G "
+                            f"--cmdline page_owner=on  # {booted.summary.split(';')[0]}")
+        for name, args in DEMO_WORKLOADS:
+            account = run(directory, name, list(args))
+            result.steps.append(f"pageowner run {name} {' '.join(args)}  # "
+                                f"{account.split(';')[0]}")
+        dump_path = str(Path(tmp) / "page_owner.txt")
+        result.records = dump(directory, output=dump_path)
+        result.steps.append(f"pageowner dump -o page_owner.txt  # {result.records} records")
+        report = Path(tmp) / "sorted.txt"
+        engine = sort_dump(dump_path, str(report),
+                           build_options(["m"], cull=parse_cull_spec("st")))
+        result.groups = len(engine.groups)
+        result.steps.append("pageowner sort -m --cull=st page_owner.txt sorted.txt  "
+                            f"# {result.groups} distinct stacks")
+        with report.open("rb") as text:
+            for _ in range(lines):
+                line = text.readline()
+                if not line:
+                    break
+                result.report_head.append(line.decode("utf-8", "replace").rstrip("\n"))
+    return result
