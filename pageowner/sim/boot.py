@@ -177,7 +177,7 @@ def run_boot(machine: Machine) -> None:
     ratio = machine.layout.present_pages / (profile.data["boot_mem_mb"] * 256)
     unpack = [entry.t1_us for entry in entries if _unpacks_initrd(machine, entry)]
     initrd_free_ns = (max(unpack) + 1000) * 1000 if unpack else 900_000_000
-    freed = []
+    freed: list[bool] = []
 
     def on_event(stamp: int, force: bool = False) -> None:
         if freed or machine.layout.initrd is None:

@@ -66,7 +66,8 @@ class _Writer:
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self.kernel = machine.kernel
-        self.fmt = machine.kernel.fmt
+        self.fmt = machine.fmt
+        self.migrate_line, self.memcg_lines = machine.era
         self.header_cache: dict[tuple[int, int], str] = {}
         self.mid_cache: dict[int, str] = {}
         self.tail_cache: dict[tuple[int, int, int], str] = {}
@@ -84,7 +85,7 @@ class _Writer:
             gfp = to_version(cls.gfp, machine.version)
             text = f"{HEADER_PREFIX}{order}, mask {gfp:#x}"
             if style is not HeaderStyle.MASK:
-                table = self.kernel.gfp_table
+                table = self.machine.gfp_table
                 text += f"({decode_flags(gfp, table) if table is not None else ''})"
             task = machine.tasks[cls.task]
             if style.has_tgid:
@@ -142,10 +143,10 @@ class _Writer:
             machine = self.machine
             cls = machine.classes[cls_id]
             text = machine.depot.text(cls.stack)
-            if reason and self.kernel.migrate_line:
+            if reason and self.migrate_line:
                 text += ("Page has been migrated, last migrate reason: "
                          f"{machine.migrate_reason_name(reason - 1)}\n")
-            if self.kernel.memcg_lines and machine.params.memcg:
+            if self.memcg_lines and machine.params.memcg:
                 if cls.slab:
                     text += "Slab cache page\n"
                 if cls.memcg:

@@ -13,6 +13,7 @@ from a real boot of the same family (pageowner/data/sim-<family>.json).
 
 from __future__ import annotations
 
+import functools
 import random
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +21,14 @@ from dataclasses import dataclass, field
 
 from pageowner.errors import PageOwnerError
 from pageowner.kernels import KernelVersion, get_kernel, version_key
-from pageowner.model import MemcgCharge, MigrateType, PageFlags, PageRecord, PfnStyle
+from pageowner.model import (
+    DumpFormat,
+    MemcgCharge,
+    MigrateType,
+    PageFlags,
+    PageRecord,
+    PfnStyle,
+)
 from pageowner.sim.buddy import (
     ALLOC_CMA,
     MAX_ORDER,
@@ -35,9 +43,9 @@ from pageowner.sim.cmdline import BootParams, parse_cmdline
 from pageowner.sim.gfp import gfp_migratetype, gfp_zone, to_version
 from pageowner.sim.stackdepot import StackDepot
 from pageowner.sim.stacks import FamilyProfile, StackBuilder, family_of, load_profile
-from pageowner.sim.tasks import TaskTable
+from pageowner.sim.tasks import Task, TaskTable
 from pageowner.symtab import SymbolTable, TextSymbolTable
-from pageowner.tables import LETTER_FLAGS, decode_flags
+from pageowner.tables import LETTER_FLAGS, FlagTable, decode_flags
 
 __all__ = [
     "AllocClass",
@@ -74,6 +82,10 @@ def load_symbols(kind: str, path: str) -> SymbolTable:
     if loader is None:
         raise PageOwnerError(f"unknown symbol table kind {kind!r}")
     return loader(path)
+
+
+# Flags renamed across eras: PG_mappedtodisk is printed as owner_2 from v6.12 [uncertain].
+_FLAG_ALIASES = {"mappedtodisk": "owner_2", "owner_2": "mappedtodisk"}
 
 
 class OutOfMemory(PageOwnerError):
@@ -218,6 +230,9 @@ class Machine:
     _flag_index: dict[tuple[str, ...], int] = field(default_factory=dict)
     _object_index: dict[str, int] = field(default_factory=dict)
     _builder: StackBuilder | None = None
+    _flags_cache: dict[tuple[int, int], PageFlags] = field(default_factory=dict)
+    _class_record: dict[int, tuple[int, str | None, Task, MigrateType]] = field(
+        default_factory=dict)
 
     # -- construction --------------------------------------------------------------------
 
@@ -246,6 +261,26 @@ class Machine:
     def version(self) -> str:
         """Return the simulated kernel version."""
         return self.kernel.version
+
+    @functools.cached_property
+    def fmt(self) -> DumpFormat:
+        """Return the version's line shapes (computed once)."""
+        return self.kernel.fmt
+
+    @functools.cached_property
+    def gfp_table(self) -> FlagTable | None:
+        """Return the version's %pGg table, None before v4.6."""
+        return self.kernel.gfp_table
+
+    @functools.cached_property
+    def pageflag_table(self) -> FlagTable:
+        """Return the version's %pGp table."""
+        return self.kernel.pageflag_table
+
+    @functools.cached_property
+    def era(self) -> tuple[bool, bool]:
+        """Return (prints migrate reasons, prints memcg lines)."""
+        return self.kernel.migrate_line, self.kernel.memcg_lines
 
     @property
     def kernel_key(self) -> tuple[int, ...]:
@@ -525,21 +560,32 @@ class Machine:
 
     def page_flags(self, pfn: int, cls: AllocClass) -> PageFlags:
         """Return the PageFlags a record prints for a page (value, names, fields)."""
-        names = self.flag_sets[cls.flags]
         zone = self.buddy.zone_of(pfn).index
-        style = self.kernel.fmt.pfn
+        key = (cls.flags, zone)
+        flags = self._flags_cache.get(key)
+        if flags is None:
+            flags = self._flags_cache[key] = self._page_flags(cls.flags, zone)
+        return flags
+
+    def _page_flags(self, flag_set: int, zone: int) -> PageFlags:
+        """Compute the PageFlags of a flag set in a zone."""
+        names = self.flag_sets[flag_set]
+        style = self.fmt.pfn
         if style is PfnStyle.LETTERS:
             letters = {name for _, name in LETTER_FLAGS}
             mapped = tuple(n if n != "head" else "compound" for n in names)
             printed = tuple(name for _, name in LETTER_FLAGS if name in mapped and name in letters)
             return PageFlags(None, printed)
-        table = self.kernel.pageflag_table
+        table = self.pageflag_table
         value = 0
         for name in names:
             try:
                 value |= table.value_of(name)
             except KeyError:
-                continue  # e.g. `slab` is a page type, not a flag, from v6.10
+                try:
+                    value |= table.value_of(_FLAG_ALIASES.get(name, name))
+                except KeyError:
+                    continue  # e.g. `slab` is a page type, not a flag, from v6.10
         printed_names = tuple(filter(None, decode_flags(value, table).split("|")))
         value |= zone << ZONE_BITS_SHIFT
         fields: tuple[tuple[str, str], ...] = ()
@@ -558,22 +604,27 @@ class Machine:
         """Return the record /sys/kernel/debug/page_owner prints for a head pfn."""
         page = self.page
         order = page.order[pfn]
-        cls = self.classes[page.cls[pfn]]
-        kernel = self.kernel
-        fmt = kernel.fmt
+        cls_id = page.cls[pfn]
+        cls = self.classes[cls_id]
+        fmt = self.fmt
         header = fmt.header
-        gfp = to_version(cls.gfp, self.version)
-        table = kernel.gfp_table
-        task = self.tasks[cls.task]
-        block_mt_value = self.buddy.get_pageblock_mt(pfn)
-        block_mt = MigrateType(MIGRATETYPE_NAMES[block_mt_value])
-        page_mt: MigrateType | None = MigrateType(MIGRATETYPE_NAMES[gfp_migratetype(cls.gfp)])
+        cached = self._class_record.get(cls_id)
+        if cached is None:
+            gfp = to_version(cls.gfp, self.version)
+            table = self.gfp_table
+            cached = self._class_record[cls_id] = (
+                gfp, decode_flags(gfp, table) if table is not None else None,
+                self.tasks[cls.task], MigrateType(MIGRATETYPE_NAMES[gfp_migratetype(cls.gfp)]))
+        gfp, gfp_names, task, gfp_mt = cached
+        block_mt = MigrateType(MIGRATETYPE_NAMES[self.buddy.get_pageblock_mt(pfn)])
+        page_mt: MigrateType | None = gfp_mt
         if fmt.pfn is PfnStyle.LETTERS and page_mt != block_mt:
             page_mt = None  # 3.19 prints only "Fallback"
         reason = page.migrate[pfn]
         memcg = None
         slab = False
-        if kernel.memcg_lines and self.params.memcg:
+        migrate_line, memcg_lines = self.era
+        if memcg_lines and self.params.memcg:
             slab = cls.slab
             if cls.memcg:
                 group = self.memcgs[cls.memcg - 1]
@@ -581,7 +632,7 @@ class Machine:
         return PageRecord(
             order=order,
             gfp_mask=gfp,
-            gfp_names=decode_flags(gfp, table) if table is not None else None,
+            gfp_names=gfp_names,
             pid=task.pid if header.has_pid else None,
             tgid=task.tgid if header.has_tgid else None,
             comm=task.comm if header.has_tgid else None,
@@ -594,7 +645,7 @@ class Machine:
             flags=self.page_flags(pfn, cls),
             stack=self.depot.frames(cls.stack),
             migrate_reason=(self.migrate_reason_name(reason - 1)
-                            if reason and kernel.migrate_line else None),
+                            if reason and migrate_line else None),
             slab_cache=slab,
             memcg=memcg,
             fmt=fmt,

@@ -309,8 +309,10 @@ def _fork(machine: Machine, values: dict[str, Any]) -> str:
         def obj_of(entry: Entry, i: int, tasks: list[int] = tasks) -> str:
             return f"task:{machine.tasks[tasks[i % len(tasks)]].pid}"
 
-        replay(machine, entries, task_of, start, count_scale=lambda entry, s=scale: s,
-               obj_of=obj_of)
+        def count_scale(entry: Entry, scale: float = scale) -> float:
+            return scale
+
+        replay(machine, entries, task_of, start, count_scale=count_scale, obj_of=obj_of)
         start = machine.clock_ns + 100_000
     return f"forked {count} × {values['comm']}"
 
@@ -462,7 +464,7 @@ def _isolate_free(machine: Machine, block: int) -> list[int]:
     head = buddy.free_block_of(block)
     if head is not None and buddy.free_order[head] >= PAGEBLOCK_ORDER:
         return []  # a wholly free pageblock is what compaction is for
-    free = []
+    free: list[int] = []
     pfn = block
     while pfn < block + PAGEBLOCK_PAGES:
         order = buddy.free_order[pfn]
