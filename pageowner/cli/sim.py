@@ -13,14 +13,12 @@ from pageowner.errors import SpecError
 from pageowner.kernels import DEFAULT_VERSION, KERNEL_VERSIONS
 from pageowner.report.progress import Progress
 from pageowner.sim import api, state
+from pageowner.sim.machine import SYMBOL_SOURCES
 from pageowner.sim.workloads import WORKLOADS
 
-# Symbol-table options of `boot`: option name -> loader kind registered in
-# pageowner.sim.machine.SYMBOL_LOADERS. An ELF vmlinux is one more line here.
-SYMBOL_OPTIONS: dict[str, tuple[str, str]] = {
-    "system_map": ("system-map", "Take function addresses and sizes from a System.map."),
-    "kallsyms": ("kallsyms", "Take function addresses from a /proc/kallsyms copy."),
-}
+# `boot --KIND FILE` for every symbol table kind in pageowner.sim.machine.SYMBOL_SOURCES
+# (an ELF vmlinux is one more entry there): parameter name -> kind.
+SYMBOL_OPTIONS: dict[str, str] = {kind.replace("-", "_"): kind for kind in SYMBOL_SOURCES}
 
 
 def _state_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,15 +31,15 @@ def _state_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _symbol_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add one FILE option per registered symbol-table kind."""
-    for name, (_, help_text) in reversed(list(SYMBOL_OPTIONS.items())):
-        command = click.option(f"--{name.replace('_', '-')}", name, metavar="FILE",
-                               help=help_text)(command)
+    for name, kind in reversed(list(SYMBOL_OPTIONS.items())):
+        command = click.option(f"--{kind}", name, metavar="FILE",
+                               help=SYMBOL_SOURCES[kind].help)(command)
     return command
 
 
 def _symbols(options: dict[str, str | None]) -> tuple[str, str] | None:
     """Pick the one symbol table given, if any."""
-    given = [(SYMBOL_OPTIONS[name][0], path) for name, path in options.items() if path]
+    given = [(SYMBOL_OPTIONS[name], path) for name, path in options.items() if path]
     if len(given) > 1:
         raise SpecError("give at most one symbol table")
     return given[0] if given else None

@@ -70,8 +70,8 @@ def boot(directory: Path, version: str = DEFAULT_VERSION, mem_bytes: int = DEFAU
          symbols: tuple[str, str] | None = None) -> BootResult:
     """Boot a new machine into a state directory; refuse to replace one without force.
 
-    `symbols` is (kind, path) of a registered symbol-table loader
-    (`pageowner.sim.machine.SYMBOL_LOADERS`), read now and again by later commands.
+    `symbols` is (kind, path) of a registered symbol table
+    (`pageowner.sim.machine.SYMBOL_SOURCES`), read now and again by later commands.
     """
     get_kernel(version)
     with state.locked(directory, exclusive=True, create=True):

@@ -202,18 +202,18 @@ class BuddyAllocator:
                                                        // PAGEBLOCK_PAGES)
         self.zones = [Zone(spec) for spec in zones]
         # zone index of every MAX_ORDER chunk (zones are aligned to 1024 pages)
-        self._chunk_zone = array("b", [-1]) * ((nr_pages >> MAX_ORDER) + 1)
+        self.chunk_zone = array("b", [-1]) * ((nr_pages >> MAX_ORDER) + 1)
         for zone in self.zones:
             for chunk in range(zone.spec.start_pfn >> MAX_ORDER,
                                (zone.spec.end_pfn + (1 << MAX_ORDER) - 1) >> MAX_ORDER):
-                self._chunk_zone[chunk] = zone.index
+                self.chunk_zone[chunk] = zone.index
         self.allocated_pages = 0
 
     # -- lookups -------------------------------------------------------------------------
 
     def zone_of(self, pfn: int) -> Zone:
         """Return the zone a pfn belongs to."""
-        index = self._chunk_zone[pfn >> MAX_ORDER]
+        index = self.chunk_zone[pfn >> MAX_ORDER]
         if index < 0:
             raise ValueError(f"pfn {pfn:#x} is in no zone")
         return self.zones[index]

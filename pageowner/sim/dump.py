@@ -158,60 +158,81 @@ class _Writer:
             self.body_cache[key] = text
         return text
 
-    def record(self, pfn: int) -> str:
-        """Return one record's text."""
-        page = self.machine.page
-        cls_id = page.cls[pfn]
-        order = page.order[pfn]
-        style = self.fmt.header
-        text = self.header(cls_id, order)
-        if style.has_pid:
-            text += f"{page.ts[pfn]} ns"
-            if style.has_free_ts:
-                text += f", free_ts {page.free_ts[pfn]} ns"
-            text += "\n"
-        block_mt = self.machine.buddy.pageblock_mt[pfn >> PAGEBLOCK_ORDER]
-        pfn_style = self.fmt.pfn
-        if pfn_style is PfnStyle.LETTERS:
-            text += self.letters_line(pfn, cls_id, block_mt)
-        else:
-            pfn_text = f"{pfn:#x}" if pfn_style is PfnStyle.HEX else str(pfn)
-            text += ("PFN " + pfn_text + self.pfn_mid(cls_id) + str(pfn >> PAGEBLOCK_ORDER)
-                     + self.pfn_tail(cls_id, block_mt, pfn))
-        return text + self.body(cls_id, page.migrate[pfn])
 
+def write_page_owner(machine: Machine, out: BinaryIO, progress: Progress | None = None) -> int:
+    """Write /sys/kernel/debug/page_owner; return the number of records.
 
-def iter_heads(machine: Machine) -> Iterator[int]:
-    """Yield head pfns in pfn order, skipping free and untracked ranges in C."""
-    order = machine.page.order
-    for run in _RUN.finditer(order):
+    The loop is `_Writer.record` unrolled, with the cached pieces looked up by integer
+    keys: this is where a 16 GiB machine spends its dump time.
+    """
+    check_file(machine, "page_owner")
+    writer = _Writer(machine)
+    page = machine.page
+    orders, classes, ts, free_ts, migrate = (page.order, page.cls, page.ts, page.free_ts,
+                                             page.migrate)
+    pageblock_mt = machine.buddy.pageblock_mt
+    chunk_zone = machine.buddy.chunk_zone
+    header_style = writer.fmt.header
+    has_pid = header_style.has_pid
+    has_free_ts = header_style.has_free_ts
+    pfn_style = writer.fmt.pfn
+    letters = pfn_style is PfnStyle.LETTERS
+    hex_pfn = pfn_style is PfnStyle.HEX
+    heads: dict[int, str] = {}
+    mids: dict[int, str] = {}
+    tails: dict[int, str] = {}
+    bodies: dict[int, str] = {}
+    parts: list[str] = []
+    append = parts.append
+    count = 0
+    total = machine.layout.nr_pages
+    for run in _RUN.finditer(orders):
         pfn = run.start()
         end = run.end()
         while pfn < end:
-            value = order[pfn]
-            if value == NO_ORDER:
+            order = orders[pfn]
+            if order == NO_ORDER:
                 pfn += 1
                 continue
-            yield pfn
-            pfn += 1 << value
-
-
-def write_page_owner(machine: Machine, out: BinaryIO, progress: Progress | None = None) -> int:
-    """Write /sys/kernel/debug/page_owner; return the number of records."""
-    check_file(machine, "page_owner")
-    writer = _Writer(machine)
-    record = writer.record
-    parts: list[str] = []
-    count = 0
-    total = machine.layout.nr_pages
-    for pfn in iter_heads(machine):
-        parts.append(record(pfn))
-        count += 1
-        if len(parts) >= 8192:
-            out.write(encode("".join(parts)))
-            parts.clear()
-            if progress is not None:
-                progress(pfn, total)
+            cls_id = classes[pfn]
+            key = cls_id << 8 | order
+            head = heads.get(key)
+            if head is None:
+                head = heads[key] = writer.header(cls_id, order)
+            if has_pid:
+                if has_free_ts:
+                    append(f"{head}{ts[pfn]} ns, free_ts {free_ts[pfn]} ns\n")
+                else:
+                    append(f"{head}{ts[pfn]} ns\n")
+            else:
+                append(head)
+            block_mt = pageblock_mt[pfn >> PAGEBLOCK_ORDER]
+            if letters:
+                append(writer.letters_line(pfn, cls_id, block_mt))
+            else:
+                mid = mids.get(cls_id)
+                if mid is None:
+                    mid = mids[cls_id] = writer.pfn_mid(cls_id)
+                tail_key = (cls_id << 8 | block_mt) << 4 | chunk_zone[pfn >> 10]
+                tail = tails.get(tail_key)
+                if tail is None:
+                    tail = tails[tail_key] = writer.pfn_tail(cls_id, block_mt, pfn)
+                if hex_pfn:
+                    append(f"PFN {pfn:#x}{mid}{pfn >> PAGEBLOCK_ORDER}{tail}")
+                else:
+                    append(f"PFN {pfn}{mid}{pfn >> PAGEBLOCK_ORDER}{tail}")
+            body_key = cls_id << 8 | migrate[pfn]
+            body = bodies.get(body_key)
+            if body is None:
+                body = bodies[body_key] = writer.body(cls_id, migrate[pfn])
+            append(body)
+            count += 1
+            pfn += 1 << order
+            if len(parts) >= 24576:
+                out.write(encode("".join(parts)))
+                parts.clear()
+                if progress is not None:
+                    progress(pfn, total)
     if parts:
         out.write(encode("".join(parts)))
     if progress is not None:

@@ -53,7 +53,8 @@ __all__ = [
     "MemoryLayout",
     "OutOfMemory",
     "ZONE_BITS_SHIFT",
-    "SYMBOL_LOADERS",
+    "SYMBOL_SOURCES",
+    "SymbolSource",
     "layout_memory",
     "load_symbols",
 ]
@@ -69,19 +70,30 @@ MIGRATE_REASON_NAMES = ("compaction", "memory_failure", "memory_hotplug",
                         "contig_range", "longterm_pin", "demotion", "damon")
 
 
-# How a symbol table named at boot is read again by later commands: kind -> loader.
-SYMBOL_LOADERS: dict[str, Callable[[str], SymbolTable]] = {
-    "system-map": TextSymbolTable.from_file,
-    "kallsyms": TextSymbolTable.from_file,
+@dataclass(frozen=True)
+class SymbolSource:
+    """A kind of symbol table `boot` accepts: how to read it, and its option's help."""
+
+    load: Callable[[str], SymbolTable]
+    help: str
+
+
+# Symbol tables by kind; `boot` gets one `--KIND FILE` option per entry, and later
+# commands read the file again with the same loader.
+SYMBOL_SOURCES: dict[str, SymbolSource] = {
+    "system-map": SymbolSource(TextSymbolTable.from_file,
+                               "Take function addresses and sizes from a System.map."),
+    "kallsyms": SymbolSource(TextSymbolTable.from_file,
+                             "Take function addresses from a copy of /proc/kallsyms."),
 }
 
 
 def load_symbols(kind: str, path: str) -> SymbolTable:
     """Read a symbol table of a registered kind."""
-    loader = SYMBOL_LOADERS.get(kind)
-    if loader is None:
+    source = SYMBOL_SOURCES.get(kind)
+    if source is None:
         raise PageOwnerError(f"unknown symbol table kind {kind!r}")
-    return loader(path)
+    return source.load(path)
 
 
 # Flags renamed across eras: PG_mappedtodisk is printed as owner_2 from v6.12 [uncertain].
@@ -394,6 +406,7 @@ class Machine:
             if name.startswith("pagecache:") and freed < pages:
                 freed += self.free_object(name)
                 self.objects[index] = ""
+                self._object_index.pop(name, None)
         return freed > 0
 
     def alloc(self, alloc_class: AllocClass, order: int = 0, count: int = 1,
