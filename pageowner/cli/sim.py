@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.demo import demo
 from pageowner.errors import SpecError
 from pageowner.kernels import DEFAULT_VERSION, KERNEL_VERSIONS
 from pageowner.report.progress import Progress
@@ -92,7 +93,8 @@ def workloads_command() -> None:
         click.echo(f"{workload.name:10} {workload.summary}")
         for param in workload.params:
             value = "" if param.kind == "flag" else " " + param.kind.upper()
-            default = "" if param.kind == "flag" else f" (default {param.default})"
+            shown = param.kind != "flag" and param.default not in ("", None)
+            default = f" (default {param.default})" if shown else ""
             if param.choices:
                 value = " " + "|".join(param.choices)
             click.echo(f"{'':12}{param.option}{value}: {param.help}{default}")
@@ -147,7 +149,7 @@ big: `leaky_refill [leaky]` is the driver that never frees what it allocates.
 def demo_command(lines: int, version: str) -> None:
     """Boot a simulated machine, run a workload, dump page_owner and sort it by memory."""
     with Progress("demo", unit="steps"):
-        result = api.demo(version, lines)
+        result = demo(version, lines)
     for step in result.steps:
         click.echo(f"$ {step}")
     click.echo("")

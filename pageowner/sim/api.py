@@ -1,4 +1,4 @@
-"""What the simulator commands do, one function each: boot, run, dump, demo.
+"""What the simulator commands do, one function each: boot, run, dump.
 
 Each function takes plain values, holds the state's lock for its whole duration, loads
 and saves the machine through `pageowner.sim.state` and returns what the command prints.
@@ -8,16 +8,14 @@ The CLI (pageowner/cli/sim.py) only converts options and renders.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pageowner.errors import SpecError, StateError
 from pageowner.fileio import atomic_output
 from pageowner.kernels import DEFAULT_VERSION, get_kernel
-from pageowner.posort import build_options, parse_cull_spec, sort_dump
 from pageowner.sim import state
 from pageowner.sim.cmdline import memparse
 from pageowner.sim.dump import check_file, stacks_file_text, write_debugfs_tree, write_page_owner
@@ -28,9 +26,7 @@ __all__ = [
     "BootResult",
     "DEFAULT_MEM",
     "DEFAULT_SEED",
-    "DemoResult",
     "boot",
-    "demo",
     "dump",
     "parse_mem",
     "run",
@@ -134,54 +130,3 @@ def _output(out: BinaryIO | None, path: str) -> Iterator[BinaryIO]:
         return
     with atomic_output(path) as stream:
         yield stream
-
-
-# The demo's workload mix: what a busy little server does, plus a leaking driver.
-DEMO_WORKLOADS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("capture", ("--mb", "128")),
-    ("pagecache", ("--mb", "96", "--file", "/var/lib/db/table.ibd")),
-    ("fork", ("--count", "20", "--comm", "nginx")),
-    ("net", ("--mb", "16")),
-    ("memcg", ("--name", "db.slice", "--mb", "64", "--comm", "postgres")),
-    ("leak", ("--pages", "30000", "--seconds", "600")),
-)
-
-
-@dataclass
-class DemoResult:
-    """What the demo did and the head of the report."""
-
-    steps: list[str] = field(default_factory=list)
-    records: int = 0
-    groups: int = 0
-    report_head: list[str] = field(default_factory=list)
-
-
-def demo(version: str = DEFAULT_VERSION, lines: int = 40) -> DemoResult:
-    """Boot a machine with page_owner=on, run a workload mix, dump and sort it."""
-    result = DemoResult()
-    with tempfile.TemporaryDirectory(prefix="pageowner-demo-") as tmp:
-        directory = Path(tmp) / "state"
-        booted = boot(directory, version, DEFAULT_MEM, "page_owner=on", DEFAULT_SEED)
-        result.steps.append(f"pageowner boot --kernel {version} --mem 1G "
-                            f"--cmdline page_owner=on  # {booted.summary.split(';')[0]}")
-        for name, args in DEMO_WORKLOADS:
-            account = run(directory, name, list(args))
-            result.steps.append(f"pageowner run {name} {' '.join(args)}  # "
-                                f"{account.split(';')[0]}")
-        dump_path = str(Path(tmp) / "page_owner.txt")
-        result.records = dump(directory, output=dump_path)
-        result.steps.append(f"pageowner dump -o page_owner.txt  # {result.records} records")
-        report = Path(tmp) / "sorted.txt"
-        engine = sort_dump(dump_path, str(report),
-                           build_options(["m"], cull=parse_cull_spec("st")))
-        result.groups = len(engine.groups)
-        result.steps.append("pageowner sort -m --cull=st page_owner.txt sorted.txt  "
-                            f"# {result.groups} distinct stacks")
-        with report.open("rb") as text:
-            for _ in range(lines):
-                line = text.readline()
-                if not line:
-                    break
-                result.report_head.append(line.decode("utf-8", "replace").rstrip("\n"))
-    return result

@@ -17,7 +17,7 @@ from pageowner.dumpfile import parse_frame
 from pageowner.kernels import version_key
 from pageowner.model import Frame
 
-__all__ = ["DUMMY", "EARLY", "FAILURE", "StackDepot", "depot_handle"]
+__all__ = ["DUMMY", "EARLY", "FAILURE", "StackDepot", "depot_handles"]
 
 # page_owner registers these three at init, in this order (init_page_owner()).
 DUMMY, FAILURE, EARLY = 0, 1, 2
@@ -27,32 +27,33 @@ _ALIGN = 16  # DEPOT_STACK_ALIGN
 _FIXED_RECORD = 544  # v6.8+: a stack_record holds CONFIG_STACKDEPOT_MAX_FRAMES (64) entries
 
 
-def depot_handle(index: int, depths: list[int], version: str) -> int:
-    """Return the handle of the index-th saved stack, as that kernel would number it.
+def depot_handles(depths: list[int], version: str) -> list[int]:
+    """Return the handles of stacks saved in order, as that kernel would number them.
 
     v6.8+ stores fixed-size records and packs `pool_index_plus_1:17, offset:10, extra:5`;
     older kernels stored variable-sized records and packed `pool_index, offset, valid:1`.
 
-    >>> depot_handle(0, [4], "6.19"), depot_handle(1, [4, 4], "6.19")
-    (1, 4456449)
+    >>> depot_handles([4, 4], "6.19")
+    [1, 4456449]
     """
     fixed = version_key(version) >= (6, 8)
+    index_bits = 16 if version_key(version) >= (5, 19) else 21
+    handles = []
     pool = 0
     offset = 0
-    for position in range(index + 1):
-        size = _FIXED_RECORD if fixed else 24 + 8 * depths[position]
+    for depth in depths:
+        size = _FIXED_RECORD if fixed else 24 + 8 * depth
         size = (size + _ALIGN - 1) // _ALIGN * _ALIGN
         if offset + size > _POOL_BYTES:
             pool += 1
             offset = 0
-        if position == index:
-            break
+        units = offset // _ALIGN
+        if fixed:
+            handles.append((pool + 1) | (units << 17))
+        else:
+            handles.append(pool | (units << index_bits) | (1 << (index_bits + 10)))
         offset += size
-    units = offset // _ALIGN
-    if fixed:
-        return (pool + 1) | (units << 17)
-    index_bits = 16 if version_key(version) >= (5, 19) else 21
-    return pool | (units << index_bits) | (1 << (index_bits + 10))
+    return handles
 
 
 class StackDepot:
@@ -96,9 +97,9 @@ class StackDepot:
 
     def handle(self, index: int) -> int:
         """Return the stack's depot handle for the depot's kernel version."""
-        while len(self._handles) <= index:
-            depths = [len(stack) for stack in self.stacks[: len(self._handles) + 1]]
-            self._handles.append(depot_handle(len(self._handles), depths, self.version))
+        if len(self._handles) <= index:
+            depths = [len(stack) for stack in self.stacks]
+            self._handles = depot_handles(depths, self.version)
         return self._handles[index]
 
     def account(self, index: int, pages: int) -> None:
