@@ -240,7 +240,10 @@ def _pagecache(machine: Machine, values: dict[str, Any]) -> str:
     """Read a file from disk: readahead fills the page cache (reclaimable)."""
     task = _spawn(machine, "cat")
     pages = _pages(values["mb"])
-    gfp = (GFP["GFP_HIGHUSER_MOVABLE"] | GFP["__GFP_NORETRY"] | GFP["__GFP_NOWARN"])
+    # readahead_gfp_mask(): the mapping's mask with __GFP_NORETRY|__GFP_NOWARN; folios
+    # (v5.19+ page cache) always add __GFP_COMP
+    gfp = GFP["GFP_HIGHUSER_MOVABLE"] | GFP["__GFP_NORETRY"] | GFP["__GFP_NOWARN"]
+    gfp = _family_gfp(machine, gfp | GFP["__GFP_COMP"], gfp)
     cls = _path_class(machine, "pagecache_read", gfp, task,
                       ("referenced", "uptodate", "lru", "mappedtodisk"))
     machine.alloc_bulk(cls, pages, f"pagecache:{values['file']}:{machine.op_counter}",
