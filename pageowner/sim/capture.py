@@ -42,7 +42,7 @@ def _role_start(info: dict[str, Any]) -> int:
 
 def run_capture(machine: Machine, mb: int) -> str:
     """Run the fixtures' init-script workload with a big file of `mb` MiB."""
-    from pageowner.sim.workloads import _site_class, compact_memory
+    from pageowner.sim.workloads import compact_memory, site_class
 
     profile = machine.family
     data = profile.data
@@ -128,10 +128,10 @@ def run_capture(machine: Machine, mb: int) -> str:
     # -- the tmpfs writes, interleaved as events ----------------------------------------
     small_memcg, small_offline = _memcg_of(machine, "shmem_write_small")
     big_memcg, _ = _memcg_of(machine, "shmem_write")
-    small_cls, _ = _site_class(machine, "shmem_write_small", tasks_of["dd-small"][0],
+    small_cls, _ = site_class(machine, "shmem_write_small", tasks_of["dd-small"][0],
                                small_memcg)
-    big_cls, _ = _site_class(machine, "shmem_write", tasks_of["dd-big"][0], big_memcg)
-    huge_cls, _ = _site_class(machine, "shmem_write_huge", tasks_of["dd-huge"][0], big_memcg)
+    big_cls, _ = site_class(machine, "shmem_write", tasks_of["dd-big"][0], big_memcg)
+    huge_cls, _ = site_class(machine, "shmem_write_huge", tasks_of["dd-huge"][0], big_memcg)
     if small_memcg:
         machine.set_memcg_online(small_memcg, True)
     chunks = max(1, min(mb, 4096))

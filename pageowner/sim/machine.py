@@ -316,11 +316,6 @@ class Machine:
             self._builder = StackBuilder(self.kernel, self.seed, self.symbols)
         return self._builder
 
-    def rng(self, purpose: str) -> random.Random:
-        """Return a generator for one operation, derived from the seed (never stored)."""
-        self.op_counter += 1
-        return random.Random(f"{self.seed}:{self.op_counter}:{purpose}")
-
     def log(self, message: str) -> None:
         """Add a kernel log line stamped with the simulated clock."""
         seconds, nanos = divmod(self.clock_ns, 1_000_000_000)
@@ -385,7 +380,7 @@ class Machine:
         """Return ALLOC_CMA for movable requests (gfp_to_alloc_flags_cma())."""
         return ALLOC_CMA if gfp_migratetype(gfp) == MT_MOVABLE else 0
 
-    def _record(self, pfn: int, order: int, cls: int, ts: int, obj: int) -> None:
+    def set_page_owner(self, pfn: int, order: int, cls: int, ts: int, obj: int) -> None:
         """Fill page_owner data for a new allocation (__set_page_owner)."""
         page = self.page
         page.order[pfn] = order
@@ -432,7 +427,7 @@ class Machine:
             else:
                 self.clock_ns += step_ns
                 stamp = self.clock_ns
-            self._record(pfn, order, cls, stamp, obj_id)
+            self.set_page_owner(pfn, order, cls, stamp, obj_id)
             pfns.append(pfn)
         return pfns
 

@@ -34,6 +34,7 @@ __all__ = [
     "parse_workload_args",
     "register",
     "run_workload",
+    "site_class",
 ]
 
 MIGRATE_COMPACTION = 0
@@ -76,28 +77,40 @@ def register(workload: Workload) -> Workload:
     return workload
 
 
-def _parse_value(param: Param, text: str) -> Any:
-    """Convert one option value, or raise SpecError."""
-    if param.kind == "int":
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise SpecError(f"{param.option}: not a number: {text!r}") from None
-        if value < 0:
-            raise SpecError(f"{param.option}: must not be negative: {text!r}")
-        return value
-    if param.kind == "size":
-        if text.isdigit():
-            return int(text)
-        size, rest = memparse(text)
-        if rest not in ("", "B", "b", "iB") or size == 0 and text[:1] != "0":
-            raise SpecError(f"{param.option}: not a size in MiB or with K/M/G: {text!r}")
-        return size >> 20
-    if param.kind == "choice":
-        if text not in param.choices:
-            raise SpecError(f"{param.option}: choose one of {', '.join(param.choices)}")
-        return text
+def _parse_int(param: Param, text: str) -> int:
+    """Read a non-negative integer option."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise SpecError(f"{param.option}: not a number: {text!r}") from None
+    if value < 0:
+        raise SpecError(f"{param.option}: must not be negative: {text!r}")
+    return value
+
+
+def _parse_size(param: Param, text: str) -> int:
+    """Read a size in MiB: a plain number, or bytes with K/M/G suffixes."""
+    if text.isdigit():
+        return int(text)
+    size, rest = memparse(text)
+    if rest not in ("", "B", "b", "iB") or size == 0 and text[:1] != "0":
+        raise SpecError(f"{param.option}: not a size in MiB or with K/M/G: {text!r}")
+    return size >> 20
+
+
+def _parse_choice(param: Param, text: str) -> str:
+    """Read one of the option's choices."""
+    if text not in param.choices:
+        raise SpecError(f"{param.option}: choose one of {', '.join(param.choices)}")
     return text
+
+
+VALUE_PARSERS: dict[str, Callable[[Param, str], Any]] = {
+    "int": _parse_int,
+    "size": _parse_size,
+    "choice": _parse_choice,
+    "str": lambda param, text: text,
+}
 
 
 def parse_workload_args(workload: Workload, args: Sequence[str]) -> dict[str, Any]:
@@ -127,7 +140,7 @@ def parse_workload_args(workload: Workload, args: Sequence[str]) -> dict[str, An
                 raise SpecError(f"{option} needs a value")
             text = args[index + 1]
             index += 2
-        values[param.name] = _parse_value(param, text)
+        values[param.name] = VALUE_PARSERS[param.kind](param, text)
     return values
 
 
@@ -140,6 +153,7 @@ def run_workload(machine: Machine, name: str, args: Sequence[str]) -> str:
     if workload.at_boot:
         raise SpecError(f"{name!r} runs once, at boot: use 'pageowner boot'")
     values = parse_workload_args(workload, args)
+    machine.op_counter += 1  # numbers this run's objects (page cache files, buffers)
     end_reader(machine)
     machine.clock_ns += 50_000_000
     account = workload.run(machine, values)
@@ -172,7 +186,7 @@ def _path_class(machine: Machine, path: str, gfp: int, task: int,
                       machine.flags_id(flags), machine.memcg_id(memcg), objcg, slab)
 
 
-def _site_class(machine: Machine, site: str, task: int, memcg: str | None = None
+def site_class(machine: Machine, site: str, task: int, memcg: str | None = None
                 ) -> tuple[AllocClass, str | None]:
     """Build a class for a learned site (the tmpfs write); return it and its memcg line."""
     profile = machine.family
@@ -257,11 +271,11 @@ def _shmem(machine: Machine, values: dict[str, Any]) -> str:
     obj = f"tmpfs:{values['file']}"
     memcg = values["memcg"] or None
     if values["huge"]:
-        cls, _ = _site_class(machine, "shmem_write_huge", task, memcg)
+        cls, _ = site_class(machine, "shmem_write_huge", task, memcg)
         count = max(1, values["mb"] // 2)
         machine.alloc(cls, 9, count, obj, step_ns=2_000_000)
         return f"dd: {count * 2} MiB written to a huge=always tmpfs ({count} THPs)"
-    cls, _ = _site_class(machine, "shmem_write", task, memcg)
+    cls, _ = site_class(machine, "shmem_write", task, memcg)
     machine.alloc_bulk(cls, _pages(values["mb"]), obj, step_ns=1500)
     where = f" in memcg {memcg}" if memcg else ""
     return f"dd: {values['mb']} MiB written to tmpfs{where}"
@@ -405,7 +419,7 @@ def _cma(machine: Machine, values: dict[str, Any]) -> str:
                 continue
         buddy.alloc_at(pfn, gfp_migratetype(gfp))
         machine.clock_ns += 400
-        machine._record(pfn, 0, cls, machine.clock_ns, obj)
+        machine.set_page_owner(pfn, 0, cls, machine.clock_ns, obj)
         taken += 1
         pfn += 1
     if taken < wanted:
@@ -493,7 +507,7 @@ def _memcg(machine: Machine, values: dict[str, Any]) -> str:
     pid = machine.tasks[task].pid
     half = _pages(values["mb"]) // 2
     _fault_in(machine, task, half, f"task:{pid}", memcg=name)
-    cls, _ = _site_class(machine, "shmem_write", task, name)
+    cls, _ = site_class(machine, "shmem_write", task, name)
     machine.alloc_bulk(cls, _pages(values["mb"]) - half, f"tmpfs:{name}:{pid}", step_ns=1500)
     if values["offline"]:
         machine.set_memcg_online(name, False)
