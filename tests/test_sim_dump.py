@@ -231,3 +231,23 @@ def test_the_same_seed_gives_the_same_dump_and_another_seed_another() -> None:
 
     assert dump(3) == dump(3)
     assert dump(3) != dump(4)  # KASLR-like placement and hashed %p values move
+
+
+@pytest.mark.parametrize("version", ["3.19", "5.10", "6.1", "6.19"])
+def test_page_owner_data_matches_the_allocator(version: str) -> None:
+    # GIVEN a machine after the whole mix (migrations, CMA, frees, splits)
+    machine = machine_for(version)
+    buddy = machine.buddy
+    owned = {pfn: machine.page.order[pfn] for pfn in machine.iter_heads()}
+    allocated = dict(buddy.iter_allocated())
+    # THEN every allocated block has exactly its page_owner record, and nothing else does
+    assert owned == allocated
+    assert buddy.free_pages + buddy.allocated_pages == buddy.managed_pages
+    assert buddy.rebuild_free_blocks() == set(buddy.iter_free_blocks())
+    # and each stack's count is the pages its records hold (early pages are never counted)
+    pages: dict[int, int] = {}
+    for pfn, order in owned.items():
+        stack = machine.classes[machine.page.cls[pfn]].stack
+        pages[stack] = pages.get(stack, 0) + (1 << order)
+    pages.pop(2, None)  # the early stack
+    assert {i: n for i, n in enumerate(machine.depot.nr_pages) if n and i != 2} == pages

@@ -36,12 +36,8 @@ def register_placeholders(machine: Machine) -> None:
     """Save page_owner's dummy, failure and early stacks first, as init_page_owner() does."""
     builder = machine.builder
     for index, kind in ((DUMMY, "dummy"), (FAILURE, "failure"), (EARLY, "early")):
-        lines = builder.placeholder(kind)
-        saved = machine.depot.save(lines)
-        if saved != index:
-            # two placeholders printing alike (pre-stackdepot eras): keep indices apart
-            machine.depot.stacks.append(lines)
-            machine.depot.nr_pages.append(0)
+        saved = machine.depot.save(builder.placeholder(kind))
+        assert saved == index, "the placeholders must be the depot's first three stacks"
 
 
 def _memblock(machine: Machine) -> None:
