@@ -474,9 +474,10 @@ class StackBuilder:
         elif function in KNOWN_SYMBOLS:
             size, offset = KNOWN_SYMBOLS[function]
         else:
+            # unknown to every real dump: a plausible size, and a call in its middle half
             h = _hash(self.family, "sym", function)
-            size = 0x40 + (h % 0x700) // 0x10 * 0x10 + (h >> 20) % 0x10
-            offset = 0x8 + (h >> 32) % (size - 0x10)
+            size = 0x60 + (h % 0x5A0) // 0x10 * 0x10 + (h >> 20) % 0x10
+            offset = size // 4 + (h >> 32) % (size // 2)
             return self._shift(function, size, offset)
         if self.exact:
             return size, offset
