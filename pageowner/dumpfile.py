@@ -125,6 +125,8 @@ _ADDRESS_RE = re.compile(r" \[<(?P<address>[0-9a-f]+)>\] (?P<rest>.*)")
 _SYMBOL_RE = re.compile(
     r"(?P<symbol>[^\s+\[\]]+)\+0x(?P<offset>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
     r"(?: \[(?P<module>[^\[\]]+)\])?"
+    # Appended by `pageowner symbolize`: " (file:line file:line ...)".
+    r"(?: \((?P<source>[^()]*:[^()]*)\))?"
 )
 _RAW_ADDRESS_RE = re.compile(r"0x(?P<address>[0-9a-f]+)")
 _MIGRATED = "Page has been migrated, last migrate reason: "
@@ -149,7 +151,10 @@ def parse_frame(line: str) -> Frame:
     """Parse one stack line (with its leading space) into a `Frame`.
 
     >>> parse_frame(" xfs_buf_read_map+0x54/0x280 [xfs]")
-    Frame(symbol='xfs_buf_read_map', offset=84, size=640, module='xfs', address=None, raw=None)
+    Frame(symbol='xfs_buf_read_map', offset=84, size=640, module='xfs', address=None, raw=None, \
+source=None)
+    >>> parse_frame(" kmalloc_large+0x1f/0x90 (mm/slab_common.c:1129)").source
+    'mm/slab_common.c:1129'
     """
     address = None
     rest = line[1:]
@@ -174,6 +179,7 @@ def _parse_symbolic(text: str, address: int | None) -> Frame:
             int(match["size"], 16),
             match["module"],
             address,
+            source=match["source"],
         )
     raw_address = _RAW_ADDRESS_RE.fullmatch(text)
     if raw_address and address is None:
@@ -192,9 +198,10 @@ def format_frame(frame: Frame) -> str:
     >>> format_frame(Frame("kmalloc", 1, 2, address=0xffffffff81000000))
     ' [<ffffffff81000000>] kmalloc+0x1/0x2'
     """
+    source = f" ({frame.source})" if frame.source is not None and frame.symbol is not None else ""
     if frame.address is not None and (frame.symbol is not None or frame.raw is not None):
-        return f" [<{frame.address:016x}>] {frame.symbolic()}"
-    return f" {frame.symbolic()}"
+        return f" [<{frame.address:016x}>] {frame.symbolic()}{source}"
+    return f" {frame.symbolic()}{source}"
 
 
 class _FrameCache:
