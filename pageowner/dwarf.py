@@ -39,8 +39,10 @@ TAG_PARTIAL_UNIT = 0x3C
 TAG_SKELETON_UNIT = 0x4A
 # Scopes that can hold code: they are decoded and entered when they contain the address.
 _CODE_SCOPES = frozenset({TAG_SUBPROGRAM, TAG_INLINED_SUBROUTINE, TAG_LEXICAL_BLOCK})
-# Containers without addresses of their own whose children may be functions (C++, Rust).
-_TRANSPARENT = frozenset({TAG_NAMESPACE, 0x02, 0x13, 0x17, 0x1E})  # class, struct, union, module
+# Containers without addresses of their own whose children may be functions (C++ and Rust
+# namespaces, Fortran modules). Classes and structs are skipped whole: compilers put member
+# function definitions at the top level, pointing back with DW_AT_specification.
+_TRANSPARENT = frozenset({TAG_NAMESPACE, 0x1E})
 
 # Attributes.
 AT_SIBLING = 0x01

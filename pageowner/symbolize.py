@@ -460,7 +460,8 @@ def _warn_modules(report: SymbolizeReport, options: SymbolizeOptions,
     names = ", ".join(sorted(report.missing_modules))
     frames = sum(report.missing_modules.values())
     if options.modules_dir is None:
-        on_warning(f"{frames} module frames left as they are ({names}): no --modules directory")
+        on_warning(f"frames of {names} left as they are ({frames} unique): no --modules "
+                   "directory")  # fmt: skip
     else:
-        on_warning(f"{frames} module frames left as they are: no .ko under "
-                   f"{options.modules_dir} for {names}")  # fmt: skip
+        on_warning(f"frames of {names} left as they are ({frames} unique): no .ko under "
+                   f"{options.modules_dir}")  # fmt: skip

@@ -912,18 +912,48 @@ class ElfSymbolTable:
         suffix = "/init/main.c"
         return path[: -len(suffix)] if path.endswith(suffix) else None
 
-    def code_bytes(self, symbol: Symbol) -> bytes:
-        """Return the bytes of a function as they are in the file (empty for NOBITS)."""
-        index = self._image
-        for section in index.sections:
+    def _code_location(self, symbol: Symbol) -> tuple[_Section, int] | None:
+        """Return the code section holding a function and the function's offset in it."""
+        image = self._image
+        bases = image.section_bases()
+        for section in image.sections:
             if not section.flags & _SHF_EXECINSTR or section.type == _SHT_NOBITS:
                 continue
-            base = index.section_bases().get(section.index, section.addr)
+            base = bases.get(section.index, section.addr)
             if base <= symbol.address < base + section.size:
-                start = symbol.address - base
-                end = min(start + symbol.size, section.size)
-                return bytes(index.data[section.offset + start : section.offset + end])
-        return b""
+                return section, symbol.address - base
+        return None
+
+    def code_bytes(self, symbol: Symbol) -> bytes:
+        """Return the bytes of a function as they are in the file (empty for NOBITS)."""
+        location = self._code_location(symbol)
+        if location is None:
+            return b""
+        section, start = location
+        end = min(start + symbol.size, section.size)
+        return self._image.section_bytes_raw(section)[start:end]
+
+    def call_relocations(self, symbol: Symbol) -> set[int]:
+        """Return offsets in a relocatable function where a PC-relative call target goes.
+
+        In a .ko, `call foo` is `e8 00 00 00 00` with an R_X86_64_PLT32 or PC32 relocation
+        on the four zero bytes; the bytes alone do not say where it goes.
+        """
+        location = self._code_location(symbol)
+        if location is None or not self.is_relocatable:
+            return set()
+        section, start = location
+        image = self._image
+        found = set()
+        for relocation in image.sections:
+            if relocation.type != _SHT_RELA or relocation.info != section.index:
+                continue
+            raw = image.section_bytes_raw(relocation)
+            usable = len(raw) - len(raw) % 24
+            for offset, info, _ in struct.iter_unpack(image.endian + "QQq", raw[:usable]):
+                if info & 0xFFFFFFFF in (2, 4) and start <= offset - 1 < start + symbol.size:
+                    found.add(offset - start)
+        return found
 
 
 def _chain(scopes: Sequence[Any], row: LineRow | None, program: LineProgram | None,
@@ -961,8 +991,9 @@ _X86_MACHINES = {62, 3}
 def call_return_offsets(table: ElfSymbolTable, symbol: Symbol) -> tuple[int, ...]:
     """Return offsets inside `symbol` that follow an x86 call: where a return address points.
 
-    Direct calls (E8 rel32) count only when their target is the start of a known function,
-    which keeps bytes that merely look like E8 inside other instructions out. Indirect
+    Direct calls (E8 rel32) count only when their target is the start of a known function
+    (or, in a .ko, when a call relocation covers the rel32), which keeps bytes that merely
+    look like E8 inside other instructions out. Indirect
     calls through a register (FF D0-D7, REX 41 for r8-r15) or RIP-relative memory (FF 15)
     are recognised by their encoding. Other machines give no offsets.
 
@@ -973,6 +1004,7 @@ def call_return_offsets(table: ElfSymbolTable, symbol: Symbol) -> tuple[int, ...
         return ()
     code = table.code_bytes(symbol)
     starts = table._index.addresses
+    relocated = table.call_relocations(symbol) if table.is_relocatable else set()
     found = set()
     size = len(code)
     position = code.find(b"\xe8")
@@ -980,7 +1012,7 @@ def call_return_offsets(table: ElfSymbolTable, symbol: Symbol) -> tuple[int, ...
         relative = int.from_bytes(code[position + 1 : position + 5], "little", signed=True)
         target = symbol.address + position + 5 + relative
         slot = bisect.bisect_left(starts, target)
-        if slot < len(starts) and starts[slot] == target:
+        if (slot < len(starts) and starts[slot] == target) or position + 1 in relocated:
             found.add(position + 5)
         position = code.find(b"\xe8", position + 1)
     position = code.find(b"\xff")
