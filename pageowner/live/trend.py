@@ -46,7 +46,7 @@ ALLOCATOR_FRAMES = frozenset({
     "kmalloc_order", "kmalloc_order_trace", "__do_kmalloc_node", "___kmalloc_large_node",
     "vm_area_alloc_pages", "__vmalloc_area_node", "__vmalloc_node_range", "__vmalloc_node",
     "vmalloc", "vzalloc", "kvmalloc_node", "__kvmalloc_node",
-    "alloc_pages_exact", "alloc_pages_exact_nid", "make_alloc_exact",
+    "alloc_pages_exact", "alloc_pages_exact_nid", "make_alloc_exact", "alloc_slab_obj_exts",
 })  # fmt: skip
 
 MIN_SNAPSHOTS = 4

@@ -65,6 +65,7 @@ def render_table(report: TrendReport, out: TextIO) -> None:
     table.add_column("up", justify="right")
     table.add_column("pages", justify="right")
     table.add_column("trend", no_wrap=True)
+    table.add_column("id", justify="right")
     table.add_column("stack (first frame outside the allocator)", overflow="fold")
     for rank, trend in enumerate(report.top, start=1):
         table.add_row(
@@ -75,6 +76,7 @@ def render_table(report: TrendReport, out: TextIO) -> None:
             f"{trend.rising:.0%}",
             f"{trend.first:,}→{trend.last:,}",
             sparkline(trend.series),
+            str(trend.stack_id),
             escape(trend.label),
             style="red" if trend.steady else None,
         )
