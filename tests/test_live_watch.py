@@ -18,7 +18,7 @@ from live_trees import (
 
 from pageowner.cli import cli
 from pageowner.dumpfile import format_frame, iter_records
-from pageowner.errors import SpecError, StateError
+from pageowner.errors import ParseError, SpecError, StateError
 from pageowner.live.capture import RawFile, open_raw
 from pageowner.live.clock import ManualClock
 from pageowner.live.store import Store
@@ -26,6 +26,7 @@ from pageowner.live.watch import (
     SnapshotKind,
     choose_source,
     group_dump_by_stack,
+    iter_stack_blocks,
     parse_duration,
     watch,
 )
@@ -212,3 +213,22 @@ def test_cli_bad_interval_is_a_usage_error(tmp_path: Path) -> None:
                                       "--interval", "soon"])
     assert result.exit_code == 2
     assert "Invalid value for '--interval'" in result.stderr
+
+
+def test_fast_stack_blocks_match_the_full_parser() -> None:
+    # GIVEN the real show_stacks file
+    data = real_bytes("6.12.117-work.show_stacks.txt.xz")
+    # WHEN read by the watch's block reader and by the full parser
+    fast = list(iter_stack_blocks(data, "show_stacks"))
+    full = list(iter_stack_counts(data.splitlines(keepends=True)))
+    # THEN both find the same stacks and counts
+    assert [(b.frames, b.nr_base_pages, b.handle) for b in fast] == [
+        (tuple(format_frame(f) for f in e.stack), e.nr_base_pages, e.handle) for e in full
+    ]
+
+
+def test_fast_stack_blocks_report_a_bad_line() -> None:
+    data = b" f+0x1/0x2\nnr_base_pages: 3\n\n g+0x1/0x2\nbogus line\n\n"
+    with pytest.raises(ParseError) as caught:
+        list(iter_stack_blocks(data, "show_stacks"))
+    assert str(caught.value) == "show_stacks:5: not a page_owner_stacks line: 'bogus line'"

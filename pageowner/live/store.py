@@ -109,6 +109,8 @@ class Store:
         self.path = path
         self._db = connection
         self._stack_ids: dict[str, int] = {}
+        # Frames -> id, so a stack seen in earlier snapshots costs one dict lookup.
+        self._ids_by_frames: dict[tuple[str, ...], int] = {}
 
     @classmethod
     def open(cls, path: str, *, create: bool = False) -> Store:
@@ -232,6 +234,9 @@ class Store:
 
     def _stack_id(self, sample: StackSample) -> int:
         """Return the id of a stack, inserting it the first time it is seen."""
+        known = self._ids_by_frames.get(sample.frames)
+        if known is not None and sample.handle is None:
+            return known
         digest = stack_digest(sample.frames)
         stack_id = self._stack_ids.get(digest)
         if stack_id is None:
@@ -245,6 +250,7 @@ class Store:
             else:
                 stack_id = int(row[0])
             self._stack_ids[digest] = stack_id
+            self._ids_by_frames[sample.frames] = stack_id
         if sample.handle is not None:
             self._db.execute("UPDATE stacks SET handle=? WHERE id=? AND handle IS NOT ?",
                              (sample.handle, stack_id, sample.handle))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from pageowner.dumpfile import decode, format_frame
@@ -20,7 +20,7 @@ from pageowner.live.diagnose import diagnose_missing, diagnose_open_error
 from pageowner.live.host import Host
 from pageowner.live.store import StackSample, Store
 from pageowner.model import Frame
-from pageowner.stacksfile import iter_stack_counts
+from pageowner.stacksfile import parse_stack_block
 
 __all__ = [
     "Reading",
@@ -28,7 +28,9 @@ __all__ = [
     "SnapshotKind",
     "WatchResult",
     "choose_source",
+    "StackBlock",
     "group_dump_by_stack",
+    "iter_stack_blocks",
     "make_reader",
     "parse_duration",
     "watch",
@@ -155,6 +157,51 @@ def _frames_of(stack: tuple[Frame, ...]) -> tuple[str, ...]:
     return tuple(format_frame(frame) for frame in stack)
 
 
+_HANDLE_PREFIX = "handle: "
+_COUNT_PREFIXES = ("nr_base_pages: ", "stack_count: ")
+
+
+@dataclass(frozen=True)
+class StackBlock:
+    """One block of a page_owner_stacks file with its frames as printed lines."""
+
+    frames: tuple[str, ...]
+    handle: int | None
+    nr_base_pages: int | None
+
+
+def iter_stack_blocks(data: bytes, path: str) -> Iterator[StackBlock]:
+    """Yield the blocks of a page_owner_stacks file, frames kept as printed lines.
+
+    A watch reads these files over and over; this skips parsing every frame, and hands a
+    block it does not recognise to the full parser, whose ParseError names the line.
+    """
+    lineno = 1
+    for block in decode(data).split("\n\n"):
+        lines = block.split("\n")
+        start = lineno
+        lineno += len(lines) + 1
+        if not block.strip("\n"):
+            continue
+        frames: list[str] = []
+        handle = count = None
+        try:
+            for line in lines:
+                if line.startswith(" "):
+                    frames.append(line)
+                elif line.startswith(_HANDLE_PREFIX):
+                    handle = int(line[len(_HANDLE_PREFIX):])
+                elif line.startswith(_COUNT_PREFIXES):
+                    count = int(line.split(": ", 1)[1])
+                elif line:
+                    raise ValueError(line)
+        except ValueError:
+            parsed = parse_stack_block([line for line in lines if line], path, start)
+            yield StackBlock(_frames_of(parsed.stack), parsed.handle, parsed.nr_base_pages)
+            continue
+        yield StackBlock(tuple(frames), handle, count)
+
+
 class _ShowStacksReader(_FileReader):
     """Snapshots from page_owner_stacks/show_stacks (6.9+)."""
 
@@ -162,8 +209,8 @@ class _ShowStacksReader(_FileReader):
         path = self.host.paths.stacks_file("show_stacks")
         data = self.read_bytes(path)
         samples = tuple(
-            StackSample(_frames_of(entry.stack), entry.nr_base_pages or 0)
-            for entry in iter_stack_counts(data.splitlines(keepends=True), path)
+            StackSample(entry.frames, entry.nr_base_pages or 0)
+            for entry in iter_stack_blocks(data, path)
         )
         return Reading(samples, len(data))
 
@@ -179,15 +226,15 @@ class _ShowHandlesReader(_FileReader):
         """Read show_stacks_handles into the handle map; return the bytes read."""
         path = self.host.paths.stacks_file("show_stacks_handles")
         data = self.read_bytes(path)
-        for entry in iter_stack_counts(data.splitlines(keepends=True), path):
+        for entry in iter_stack_blocks(data, path):
             if entry.handle is not None:
-                self.stacks_by_handle[entry.handle] = _frames_of(entry.stack)
+                self.stacks_by_handle[entry.handle] = entry.frames
         return len(data)
 
     def read(self) -> Reading:
         path = self.host.paths.stacks_file("show_handles")
         data = self.read_bytes(path)
-        entries = list(iter_stack_counts(data.splitlines(keepends=True), path))
+        entries = list(iter_stack_blocks(data, path))
         bytes_read = len(data)
         # Stacks are never removed from the kernel's list, so a handle once mapped stays
         # valid; only a handle first seen now needs another read (kernel.md D).
