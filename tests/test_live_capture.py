@@ -230,6 +230,21 @@ def test_cli_capture_to_a_file_and_to_stdout(machine: FakeMachine, tmp_path: Pat
     assert to_stdout.stdout_bytes == data
 
 
+def test_cli_sidecar_describes_the_machine_named_by_proc(
+    machine: FakeMachine, tmp_path: Path
+) -> None:
+    # GIVEN a copied machine's trees (release 6.19.2-test), not this host's
+    machine.write("page_owner", real_bytes("6.1.192-boot.page_owner.txt.xz"))
+    # WHEN captured with --proc pointing at its procfs
+    result = CliRunner().invoke(cli, ["capture", "--debugfs", str(machine.debugfs), "--proc",
+                                      str(machine.root / "proc"), "-o", str(tmp_path / "d.txt")])
+    # THEN the sidecar names that machine's kernel and command line
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "d.txt.meta.json").read_text())
+    assert (meta["kernel_release"], meta["cmdline"]) == (
+        "6.19.2-test", "console=ttyS0 page_owner=on")
+
+
 def test_cli_stacks_to_stdout_is_a_usage_error(machine: FakeMachine) -> None:
     result = CliRunner().invoke(cli, ["capture", "--stacks", "--debugfs", str(machine.debugfs)])
     assert result.exit_code == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import gzip
 import os
 from collections.abc import Callable
@@ -13,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 from live_trees import FakeMachine
 
-import pageowner.cli.live as cli_live
 from pageowner.cli import cli
 from pageowner.errors import CaptureError
 from pageowner.live.capture import capture
@@ -24,7 +22,7 @@ from pageowner.live.diagnose import (
     PageOwnerNotBuiltError,
     PermissionDeniedError,
 )
-from pageowner.live.host import HostPaths, cmdline_enables_page_owner, config_page_owner
+from pageowner.live.host import cmdline_enables_page_owner, config_page_owner
 from pageowner.live.watch import watch
 
 MOUNT_HINT = "hint: mount it with: sudo mount -t debugfs none {debugfs}"
@@ -215,18 +213,17 @@ def test_watch_reports_the_same_causes(tmp_path: Path) -> None:
     ],
 )
 def test_cli_prints_message_and_hint_and_exits_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    setup: Callable[[FakeMachine], object], expected: str,
+    tmp_path: Path, setup: Callable[[FakeMachine], object], expected: str,
 ) -> None:
-    # GIVEN the CLI pointed at a fake machine's /proc and /boot
+    # GIVEN the CLI pointed at a fake machine's debugfs, /proc and /boot
     machine = FakeMachine(tmp_path / "host")
     setup(machine)
-    monkeypatch.setattr(cli_live, "HostPaths", functools.partial(
-        HostPaths, proc=str(machine.root / "proc"), boot=str(machine.root / "boot")))
+    where = ["--debugfs", str(machine.debugfs), "--proc", str(machine.root / "proc"),
+             "--boot", str(machine.root / "boot")]
     # WHEN capture and watch run
     for args in (["capture", "-o", str(tmp_path / "d.txt")],
                  ["watch", "--into", str(tmp_path / "s.db"), "--count", "1"]):
-        result = CliRunner().invoke(cli, [*args, "--debugfs", str(machine.debugfs)])
+        result = CliRunner().invoke(cli, [*args, *where])
         # THEN each prints `pageowner: message`, then a hint line, and exits 1
         assert result.exit_code == 1
         lines = result.stderr.splitlines()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from collections.abc import Iterator
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 import click
 
@@ -23,20 +23,39 @@ from pageowner.report.trend import RENDERERS
 _DEBUGFS_HELP = "Where debugfs is mounted (or a tree laid out like it)."
 
 
+def _machine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --debugfs, --proc and --boot: where the watched machine's files are."""
+    for option in reversed([
+        click.option("--debugfs", default=DEFAULT_DEBUGFS, show_default=True, metavar="DIR",
+                     help=_DEBUGFS_HELP),
+        click.option("--proc", "proc", default="/proc", show_default=True, metavar="DIR",
+                     help="The machine's procfs (cmdline, osrelease, config.gz); point it at "
+                          "a simulated or copied machine's tree."),
+        click.option("--boot", "boot", default="/boot", show_default=True, metavar="DIR",
+                     help="Where the kernel configs (config-RELEASE) are."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _host(debugfs: str, proc: str, boot: str) -> Host:
+    """Describe the machine the options name."""
+    return Host(HostPaths(debugfs=debugfs, proc=proc, boot=boot))
+
+
 @cli.command("capture")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
               help="Where to write the dump; `-` is stdout (then no sidecar).")
 @click.option("--stacks", is_flag=True,
               help="Also take the page_owner_stacks files that exist (6.9+), beside FILE.")
-@click.option("--debugfs", default=DEFAULT_DEBUGFS, show_default=True, metavar="DIR",
-              help=_DEBUGFS_HELP)
-def capture_command(output: str, stacks: bool, debugfs: str) -> None:
+@_machine_options
+def capture_command(output: str, stacks: bool, debugfs: str, proc: str, boot: str) -> None:
     """Copy /sys/kernel/debug/page_owner byte for byte, with a FILE.meta.json sidecar.
 
     The sidecar records the kernel release, /proc/cmdline, host, time, page size and the
     number of records, so later readers know the dump's kernel. Needs root.
     """
-    host = Host(HostPaths(debugfs=debugfs))
+    host = _host(debugfs, proc, boot)
     with Progress("capturing page_owner", count_label="records") as progress:
         result = capture(output, host=host, stacks=stacks,
                          on_progress=lambda done, records: progress(done, None, records))
@@ -58,10 +77,9 @@ _SOURCES = ["auto"] + [kind.value for kind in SnapshotKind]
               help="Stop after N snapshots (default: until Ctrl-C).")
 @click.option("--source", type=click.Choice(_SOURCES), default="auto", show_default=True,
               help="What to read: the cheapest the kernel has, or one forced.")
-@click.option("--debugfs", default=DEFAULT_DEBUGFS, show_default=True, metavar="DIR",
-              help=_DEBUGFS_HELP)
+@_machine_options
 def watch_command(store: str, interval: float, count: int | None, source: str,
-                  debugfs: str) -> None:
+                  debugfs: str, proc: str, boot: str) -> None:
     """Snapshot the pages held by each stack every INTERVAL into STORE.
 
     Reads page_owner_stacks/show_handles (6.19+), else show_stacks (6.9+), else the whole
@@ -70,7 +88,7 @@ def watch_command(store: str, interval: float, count: int | None, source: str,
     """
     result = watch(
         store,
-        host=Host(HostPaths(debugfs=debugfs)),
+        host=_host(debugfs, proc, boot),
         interval=interval,
         count=count,
         source=None if source == "auto" else SnapshotKind(source),
