@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -232,3 +235,30 @@ def test_fast_stack_blocks_report_a_bad_line() -> None:
     with pytest.raises(ParseError) as caught:
         list(iter_stack_blocks(data, "show_stacks"))
     assert str(caught.value) == "show_stacks:5: not a page_owner_stacks line: 'bogus line'"
+
+
+def test_sigint_stops_a_real_watch_cleanly(tmp_path: Path) -> None:
+    # GIVEN a real `pageowner watch` process with no --count, on a show_stacks tree
+    machine = FakeMachine(tmp_path / "host")
+    machine.write("page_owner_stacks/show_stacks", real_bytes("6.12.117-work.show_stacks.txt.xz"))
+    store = tmp_path / "s.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pageowner", "watch", "--into", str(store), "--interval",
+         "50ms", "--debugfs", str(machine.debugfs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    # WHEN Ctrl-C (SIGINT) arrives after its third snapshot
+    lines = [process.stdout.readline() for _ in range(3)]
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=60)
+    # THEN it exits 0 and says it was stopped; the count it gives is what the store holds
+    # (the signal may land between storing a snapshot and printing its line)
+    assert process.returncode == 0, errors
+    announced = [line for line in lines + rest.splitlines() if line.startswith("snapshot ")]
+    with Store.open(str(store)) as opened:
+        stored = len(opened.snapshots())
+    assert rest.splitlines()[-1].startswith(
+        f"stopped by Ctrl-C; {stored} snapshot(s) saved in {store}")
+    assert stored - 1 <= len(announced) <= stored
+    assert len(announced) >= 3
