@@ -442,13 +442,7 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
     gfp_table = kernel.gfp_table
     names = decode_flags(record.gfp_mask, gfp_table) if gfp_table is not None else None
     header = fmt.header
-    flags = record.flags
-    if flags is not None and flags.value is not None:
-        flag_names = decode_flags(flags.value & ((1 << 27) - 1), kernel.pageflag_table)
-        flags = replace(flags, names=tuple(filter(None, flag_names.split("|"))))
-    page_mt = record.page_mt
-    if page_mt is None and record.block_mt is not None:
-        page_mt = gfp_migratetype(record.gfp_mask)
+    flags, page_mt, block_mt = _convert_pfn_fields(record, kernel)
     if fmt.frames is FrameStyle.ADDRESS:
         stack = tuple(
             replace(frame, address=frame.address or 0) if frame.symbol is not None else frame
@@ -471,6 +465,7 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
         free_ts_nsec=(record.free_ts_nsec or 0) if header.has_free_ts else None,
         flags=flags,
         page_mt=page_mt,
+        block_mt=block_mt,
         stack=stack,
         migrate_reason=record.migrate_reason if kernel.migrate_line else None,
         slab_cache=record.slab_cache and kernel.memcg_lines,
@@ -478,6 +473,46 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
         fmt=fmt,
         raw=None,
     )
+
+
+# The 3.19 letter columns name compound pages `compound`; later kernels say `head`.
+_TO_LETTER_NAMES = {"head": "compound", "swapcache": "swapcache"}
+
+
+def _convert_pfn_fields(
+    record: PageRecord, kernel: KernelVersion
+) -> tuple[PageFlags | None, MigrateType | None, MigrateType | None]:
+    """Return flags and migratetypes as `kernel` prints them on the PFN line."""
+    flags = record.flags
+    page_mt, block_mt = record.page_mt, record.block_mt
+    if record.pfn is None or flags is None:
+        return flags, page_mt, block_mt
+    style = kernel.fmt.pfn
+    if page_mt is None and block_mt is not None:
+        page_mt = gfp_migratetype(record.gfp_mask)
+    if style is PfnStyle.LETTERS:
+        letter_names = {name for _, name in LETTER_FLAGS}
+        names = [_TO_LETTER_NAMES.get(name, name) for name in flags.names]
+        ordered = tuple(name for _, name in LETTER_FLAGS if name in names and name in letter_names)
+        # MIGRATE_RESERVE held the slot HighAtomic took in v4.4.
+        if block_mt is MigrateType.HIGHATOMIC:
+            block_mt = MigrateType.RESERVE
+        if page_mt is not block_mt:
+            page_mt = None  # printed as "Fallback"
+        return PageFlags(None, ordered), page_mt, block_mt
+    if flags.value is not None:
+        flag_names = decode_flags(flags.value & ((1 << 27) - 1), kernel.pageflag_table)
+        names_tuple = tuple(filter(None, flag_names.split("|")))
+    else:
+        names_tuple = flags.names
+    fields = flags.fields
+    if style is PfnStyle.DEC_RAW_FLAGS:
+        fields = ()
+    elif not fields:
+        # Pre-5.14 dumps print no fields; x86_64 without NUMA keeps the zone at bit 56.
+        zone = ((flags.value or 0) >> 56) & 0x3
+        fields = (("node", "0"), ("zone", str(zone)))
+    return PageFlags(flags.value or 0, names_tuple, fields), page_mt, block_mt
 
 
 def write_dump(records: Iterable[PageRecord], out: BinaryIO) -> int:
