@@ -8,14 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from live_trees import (
-    FakeMachine,
-    KernelLikeFile,
-    real_bytes,
-    real_stacks,
-    show_handles_text,
-    show_stacks_handles_text,
-)
 
 from pageowner.cli import cli
 from pageowner.dumpfile import iter_records
@@ -23,6 +15,14 @@ from pageowner.errors import SpecError
 from pageowner.live.capture import capture, copy_records, stacks_output_path
 from pageowner.live.clock import ManualClock
 from pageowner.live.diagnose import PartialReadError
+from tests.live_trees import (
+    FakeMachine,
+    KernelLikeFile,
+    real_bytes,
+    real_stacks,
+    show_handles_text,
+    show_stacks_handles_text,
+)
 
 DUMP = "6.12.117-work.page_owner.txt.xz"
 STACKS = "6.12.117-work.show_stacks.txt.xz"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from live_trees import FakeMachine
 
 from pageowner.cli import cli
 from pageowner.errors import CaptureError
@@ -24,6 +23,7 @@ from pageowner.live.diagnose import (
 )
 from pageowner.live.host import cmdline_enables_page_owner, config_page_owner
 from pageowner.live.watch import watch
+from tests.live_trees import FakeMachine
 
 MOUNT_HINT = "hint: mount it with: sudo mount -t debugfs none {debugfs}"
 BOOT_HINT = (

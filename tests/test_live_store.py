@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_trees import real_stacks
 
 from pageowner.errors import StateError
 from pageowner.live.store import SCHEMA_VERSION, StackSample, Store
+from tests.live_trees import real_stacks
 
 
 def _samples(pages: list[int]) -> list[StackSample]:

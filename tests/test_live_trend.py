@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from live_trees import FakeMachine, ScriptedSeries, leak_and_noise, noise_only, noise_series
 
 from pageowner.cli import cli
 from pageowner.errors import ThresholdExceeded
@@ -25,6 +24,7 @@ from pageowner.live.trend import (
 )
 from pageowner.live.watch import watch
 from pageowner.report.trend import sparkline
+from tests.live_trees import FakeMachine, ScriptedSeries, leak_and_noise, noise_only, noise_series
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "live"
 UPDATE = os.environ.get("PAGEOWNER_UPDATE_GOLDEN") == "1"

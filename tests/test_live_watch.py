@@ -10,14 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from live_trees import (
-    FakeMachine,
-    ScriptedSeries,
-    leak_and_noise,
-    real_bytes,
-    real_stacks,
-    show_stacks_text,
-)
 
 from pageowner.cli import cli
 from pageowner.dumpfile import format_frame, iter_records
@@ -34,6 +26,14 @@ from pageowner.live.watch import (
     watch,
 )
 from pageowner.stacksfile import iter_stack_counts
+from tests.live_trees import (
+    FakeMachine,
+    ScriptedSeries,
+    leak_and_noise,
+    real_bytes,
+    real_stacks,
+    show_stacks_text,
+)
 
 
 def _stored_series(path: Path) -> list[dict[tuple[str, ...], int]]:
