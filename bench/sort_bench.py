@@ -70,13 +70,15 @@ def main() -> None:
     ours = [sys.executable, "-m", "pageowner", "sort"]
     size_mb = plain.stat().st_size / 1e6
     print(f"dump: {plain.name}, {size_mb:.0f} MB; median of {RUNS} runs; page cache warm")
-    print(f"{'mode':<12}{'pageowner':>12}{'RSS':>8}{'C tool':>10}{'RSS':>8}{'speed-up':>10}{'memory':>8}")
+    print(f"{'mode':<12}{'pageowner':>12}{'RSS':>8}{'C tool':>10}{'RSS':>8}"
+          f"{'speed-up':>10}{'memory':>8}")
     for mode in MODES:
         ours_time, ours_rss = median_run([*ours, *mode, str(plain), str(out)])
         line = f"{' '.join(mode) or 'default':<12}{ours_time:>11.2f}s{ours_rss:>6}MB"
         if Path(REFERENCE).exists():
             c_time, c_rss = median_run([REFERENCE, *mode, str(plain), str(out)])
-            line += f"{c_time:>9.2f}s{c_rss:>6}MB{c_time / ours_time:>9.1f}x{ours_rss / c_rss:>8.0%}"
+            line += (f"{c_time:>9.2f}s{c_rss:>6}MB{c_time / ours_time:>9.1f}x"
+                     f"{ours_rss / c_rss:>8.0%}")
         else:
             line += "   (C tool not built)"
         print(line, flush=True)
