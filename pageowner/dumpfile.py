@@ -141,9 +141,9 @@ def iter_blocks_read(read: Callable[[int], bytes], chunk_size: int = 1 << 20) ->
         rest = data[pos:]
     if rest.endswith(b"\r"):
         rest = rest[:-1]
-    text = rest.rstrip(b"\n")
-    if text:
-        yield Block(lineno, tuple(decode(text).split("\n")), complete=False)
+    last = rest.rstrip(b"\n")
+    if last:
+        yield Block(lineno, tuple(decode(last).split("\n")), complete=False)
 
 
 _HEADER_RE = re.compile(
