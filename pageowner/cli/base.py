@@ -76,7 +76,7 @@ def warn(message: str) -> None:
     click.echo(f"pageowner: warning: {message}", err=True)
 
 
-@click.group(cls=PageOwnerGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(name="pageowner", cls=PageOwnerGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="pageowner")
 def cli() -> None:
     """Read, simulate, sort and compare Linux page_owner dumps.
