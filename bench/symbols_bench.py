@@ -206,22 +206,23 @@ def module_bench(modules: str, work: Path) -> None:
         return
     ko = str(found[0])
     with ElfSymbolTable.from_path(ko, module="xfs", use_cache=False) as table:
-        text_base = min(symbol.address for symbol in table.iter_symbols())
         chosen = random.Random(1).sample(
             [symbol for symbol in table.iter_symbols() if symbol.size > 8], 300)
-        in_text = [symbol for symbol in chosen
-                   if table.code_bytes(symbol) and table._code_location(symbol)[0].name == ".text"]  # type: ignore[index]  # noqa: E501
-        lines = [f" {s.name}+{s.size // 2:#x}/{s.size:#x} [xfs]" for s in in_text]
-        offsets = [table._code_location(s)[1] + s.size // 2 for s in in_text]  # type: ignore[index]
-    del text_base
+        lines, offsets = [], []
+        for symbol in chosen:
+            location = table._code_location(symbol)
+            # addr2line takes one section (-j): keep the functions of .text.
+            if location is not None and location[0].name == ".text":
+                lines.append(f" {symbol.name}+{symbol.size // 2:#x}/{symbol.size:#x} [xfs]")
+                offsets.append(location[1] + symbol.size // 2)
     dump = work / "xfs.txt"
     dump.write_text("Page allocated via order 0, mask 0xcc0\n" + "\n".join(lines) + "\n\n")
     vmlinux = os.environ["PAGEOWNER_VMLINUX"]
     command = [sys.executable, "-m", "pageowner", "symbolize", "--vmlinux", vmlinux,
-               "--modules", modules, "--no-cache", "-o", str(work / "xfs.out"), str(dump)]  # fmt: skip
+               "--modules", modules, "--no-cache", "-o", str(work / "xfs.out"), str(dump)]
     ours = best_of(command)
-    theirs = best_of(["addr2line", "-i", "-f", "-j", ".text", "-e", ko]
-                     + [hex(offset) for offset in offsets])  # fmt: skip
+    addresses = [hex(offset) for offset in offsets]
+    theirs = best_of(["addr2line", "-i", "-f", "-j", ".text", "-e", ko] + addresses)
     print(f"{f'xfs.ko: pageowner symbolize, {len(lines)} frames, no cache':<62} {ours:6.2f} s")
     print(f"{f'xfs.ko: addr2line -i -f -j .text ({len(offsets)} addresses)':<62} {theirs:6.2f} s")
 
