@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -133,6 +134,23 @@ def find_module_files(directory: str) -> dict[str, list[str]]:
     return found
 
 
+_HEX = re.compile(r"0x[0-9a-f]+")
+
+
+def raw_address(frame: Frame) -> int | None:
+    """Return the address a frame without a symbol stands for, or None.
+
+    %pS prints `0x...` for an address it cannot name; that text is the real address even
+    when the `[<...>]` column beside it is a hashed pointer (v4.15-5.1).
+
+    >>> hex(raw_address(Frame(None, address=0x4E6F1A2B, raw="0xffffffffc0123456")))
+    '0xffffffffc0123456'
+    """
+    if frame.raw is not None:
+        return int(frame.raw, 16) if _HEX.fullmatch(frame.raw) else None
+    return frame.address
+
+
 class Symbolizer:
     """Resolve frames against vmlinux and module .ko files, opening each ELF once."""
 
@@ -154,6 +172,7 @@ class Symbolizer:
         self._modules: dict[str, ElfSymbolTable | None] = {}
         self.missing_modules: dict[str, int] = {}
         self.no_dwarf: list[str] = []
+        self.kaslr_offset = 0
         if not vmlinux.has_dwarf:
             self._no_dwarf(vmlinux)
 
@@ -182,13 +201,21 @@ class Symbolizer:
         if self.modules_dir is not None:
             if self._module_files is None:
                 self._module_files = find_module_files(self.modules_dir)
-            paths = self._module_files.get(module.replace("-", "_"), [])
-            if paths:
-                table = ElfSymbolTable.from_path(paths[0], module=module,
-                                                 cache_dir=self.cache_dir,
-                                                 use_cache=self.use_cache)  # fmt: skip
-                if not table.has_dwarf:
-                    self._no_dwarf(table)
+            # Like decode_stacktrace.sh, prefer a copy with debug info when there are several.
+            for path in self._module_files.get(module.replace("-", "_"), []):
+                candidate = ElfSymbolTable.from_path(path, module=module,
+                                                     cache_dir=self.cache_dir,
+                                                     use_cache=self.use_cache)  # fmt: skip
+                if table is None or (candidate.has_dwarf and not table.has_dwarf):
+                    if table is not None:
+                        table.close()
+                    table = candidate
+                else:
+                    candidate.close()
+                if table.has_dwarf:
+                    break
+            if table is not None and not table.has_dwarf:
+                self._no_dwarf(table)
         self._modules[module] = table
         return table
 
@@ -199,8 +226,9 @@ class Symbolizer:
         pending: dict[int, list[tuple[str, Frame, int, Symbol | None, int | None]]] = {}
         tables: dict[int, ElfSymbolTable] = {}
         results: dict[str, ResolvedFrame] = {}
-        for text in dict.fromkeys(texts):
-            frame = parse_frame(text)
+        frames = {text: parse_frame(text) for text in dict.fromkeys(texts)}
+        self.kaslr_offset = self._kaslr_offset(frames.values())
+        for text, frame in frames.items():
             located = self._locate(text, frame)
             if isinstance(located, ResolvedFrame):
                 results[text] = located
@@ -226,9 +254,10 @@ class Symbolizer:
     ]:
         """Find the ELF and address of a frame, or its final status."""
         if frame.symbol is None:
-            if frame.address is None:
+            address = raw_address(frame)
+            if address is None:
                 return ResolvedFrame(text, frame, FrameStatus.UNPARSED)
-            return self.vmlinux, frame.address, None, None
+            return self.vmlinux, address - self.kaslr_offset, None, None
         table: ElfSymbolTable | None = self.vmlinux
         if frame.module is not None:
             # Since 5.19 a module may be followed by its build id: "[xfs 1234abcd...]".
@@ -245,6 +274,27 @@ class Symbolizer:
             return ResolvedFrame(text, frame, FrameStatus.SIZE_MISMATCH, table.path, symbol,
                                  elf_size=symbol.size)  # fmt: skip
         return table, symbol.address + frame.offset, symbol, None
+
+    def _kaslr_offset(self, frames: Iterable[Frame]) -> int:
+        """Find how far the running kernel was moved from vmlinux's link addresses.
+
+        Frames of the 3.19-4.14 eras carry both `[<address>]` and `func+off/size`; when most
+        of them agree on `address - (symbol + off)`, that is the KASLR offset, and raw
+        addresses are taken back by it. From v4.15 `[<%p>]` is hashed, so they disagree and
+        the offset stays 0.
+        """
+        votes: dict[int, int] = {}
+        for frame in frames:
+            if frame.symbol is None or frame.address is None or frame.module is not None:
+                continue
+            symbol, matched = self.vmlinux.lookup_sized(frame.symbol, frame.size)
+            if symbol is not None and matched:
+                offset = frame.address - symbol.address - frame.offset
+                votes[offset] = votes.get(offset, 0) + 1
+        if not votes:
+            return 0
+        offset, count = max(votes.items(), key=lambda item: (item[1], -abs(item[0])))
+        return offset if count >= max(2, sum(votes.values()) // 2 + 1) else 0
 
     @staticmethod
     def _finish(text: str, frame: Frame, table: ElfSymbolTable, resolution: Resolution,
@@ -287,6 +337,7 @@ class SymbolizeReport:
     lines_from_cache: int = 0
     build_id: str | None = None
     base_path: str | None = None
+    kaslr_offset: int = 0
 
 
 def _collect_frames(lines: Iterable[bytes], spool: IO[bytes] | None) -> list[str]:
@@ -329,6 +380,7 @@ def _render_json(resolved: dict[str, ResolvedFrame], report: SymbolizeReport,
         "vmlinux": options.vmlinux,
         "build_id": report.build_id,
         "base_path": report.base_path,
+        "kaslr_offset": f"{report.kaslr_offset:#x}",
         "frames": [frame.to_json(report.base_path) for frame in resolved.values()],
         "summary": {"frames": report.frames, "statuses": report.statuses,
                     "missing_modules": report.missing_modules},
@@ -417,6 +469,7 @@ def _summarize(report: SymbolizeReport, resolved: dict[str, ResolvedFrame],
     report.index_from_cache = vmlinux.from_cache
     report.lines_from_cache = vmlinux.cached_hits
     report.build_id = vmlinux.build_id
+    report.kaslr_offset = symbolizer.kaslr_offset
 
 
 def _base_path(option: str, vmlinux: ElfSymbolTable) -> str | None:

@@ -286,3 +286,45 @@ def test_module_frames_without_modules_directory(program: Program, module_dir: P
     module_lines = [line for line in text.splitlines() if line.endswith("[testmod]")]
     assert module_lines and all("(" not in line for line in module_lines)
     assert warnings == ["frames of testmod left as they are (1 unique): no --modules directory"]
+
+
+def old_era_dump(program: Program, slide: int, hashed: bool) -> tuple[str, int, str]:
+    """A 3.19-era record: `[<address>] func+off/size` frames moved by `slide`, plus a frame
+    %pS could not name. Returns the text, the unnamed frame's link address and its name."""
+    with ElfSymbolTable.from_path(str(program.path), use_cache=False) as table:
+        lines = []
+        for number, name in enumerate(("outer", "b_entry", "main", "via_pointer")):
+            symbol = table.lookup(name)
+            assert symbol is not None
+            offset = call_return_offsets(table, symbol)[0]
+            shown = 0x4E6F1A2B + number if hashed else symbol.address + offset + slide
+            lines.append(f" [<{shown:016x}>] {name}+{offset:#x}/{symbol.size:#x}")
+        work = table.lookup("work")
+        assert work is not None
+    target = work.address + 3
+    hidden = 0x12345678 if hashed else target + slide
+    lines.insert(0, f" [<{hidden:016x}>] {target + slide:#x}")
+    header = "Page allocated via order 0, mask 0xd0\nPFN 4096 Block 8 type 0          Flags        \n"
+    return header + "\n".join(lines) + "\n\n", target, "work"
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["plain", "hashed-%p"])
+def test_raw_address_is_taken_back_by_the_kaslr_offset(program: Program, tmp_path: Path,
+                                                        hashed: bool) -> None:
+    # GIVEN an old-era dump from a kernel moved by a KASLR offset, one frame left unnamed
+    slide = 0x1A00000
+    text, target, name = old_era_dump(program, slide, hashed)
+    options = SymbolizeOptions(str(program.path), output_format="json",
+                               cache_dir=str(tmp_path / "c"))
+    # WHEN it is symbolized
+    _, result = run(text, tmp_path, options)
+    document = json.loads(result)
+    raw = document["frames"][0]
+    # THEN the offset is found from the named frames (not when %p hashed their addresses)
+    assert document["kaslr_offset"] == (hex(0) if hashed else hex(slide))
+    # AND the unnamed frame resolves at its link address when the offset is known
+    if hashed:
+        assert raw["status"] == "no-symbol"
+    else:
+        assert (raw["function"], int(raw["address"], 16)) == (name, target)
+        assert raw["lines"][0]["file"].endswith("b.c")
