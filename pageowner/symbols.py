@@ -161,6 +161,8 @@ class _ElfImage:
         self.data = data
         self._close = closer
         self._cache: dict[str, bytes] = {}
+        self._relocations: dict[str, list[_Relocations]] = {}
+        self._values: list[int] | None = None
         self._elf: Any = None
         try:
             self._parse_header()
@@ -248,9 +250,10 @@ class _ElfImage:
         self.by_name = {section.name: section for section in sections}
         self.file_size = size
 
-    def section_bytes(self, name: str) -> bytes:
-        """Return a section's contents (decompressed, relocated); b"" when absent."""
-        cached = self._cache.get(name)
+    def _plain(self, name: str) -> bytes:
+        """Return a section's stored contents, decompressed; b"" when absent."""
+        key = "plain:" + name
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
         section = self.by_name.get(name)
@@ -264,19 +267,46 @@ class _ElfImage:
                                   f"{_describe(exc)}") from None  # fmt: skip
         else:
             data = bytes(self.data[section.offset : section.offset + section.size])
-        if self.is_relocatable and name.startswith(".debug_"):
-            data = self._relocated(section, data) if section is not None else data
+        self._cache[key] = data
+        return data
+
+    def _needs_relocation(self, name: str) -> bool:
+        """Tell whether a section's bytes must be relocated before use (a .ko's DWARF)."""
+        return self.is_relocatable and name.startswith(".debug_") and name in self.by_name
+
+    def section_bytes(self, name: str) -> bytes:
+        """Return a section's contents (decompressed, relocated); b"" when absent."""
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        data = self._plain(name)
+        if self._needs_relocation(name):
+            data = self._relocate(name, data, 0)
         self._cache[name] = data
         return data
 
-    def section_slice(self, name: str, offset: int, size: int) -> bytes:
-        """Return part of a section without reading the rest (big .debug_info)."""
+    def section_size(self, name: str) -> int:
+        """Return a section's size once decompressed (0 when absent)."""
         section = self.by_name.get(name)
         if section is None:
+            return 0
+        if section.flags & _SHF_COMPRESSED:
+            return len(self._plain(name))
+        return section.size
+
+    def section_slice(self, name: str, offset: int, size: int) -> bytes:
+        """Return part of a section without reading (or relocating) the rest.
+
+        .debug_info runs to hundreds of MB in a vmlinux and to tens of MB of relocations in
+        a big module; only the units an address needs are read.
+        """
+        section = self.by_name.get(name)
+        if section is None or offset < 0:
             return b""
-        if self.is_relocatable or section.flags & _SHF_COMPRESSED:
-            return self.section_bytes(name)[offset : offset + size]
-        start = section.offset + max(offset, 0)
+        if self._needs_relocation(name) or section.flags & _SHF_COMPRESSED:
+            data = self._plain(name)[offset : offset + size]
+            return self._relocate(name, data, offset) if self._needs_relocation(name) else data
+        start = section.offset + offset
         end = min(start + size, section.offset + section.size)
         return bytes(self.data[start:end]) if end > start else b""
 
@@ -313,71 +343,144 @@ class _ElfImage:
             cursor += section.size
         return bases
 
-    def _relocated(self, target: _Section, data: bytes) -> bytes:
-        """Apply the relocations of a relocatable object's debug section to its bytes."""
-        relocations = [
-            section for section in self.sections
-            if section.type in (_SHT_RELA, _SHT_REL) and section.info == target.index
-        ]  # fmt: skip
-        if not relocations:
+    def _relocate(self, name: str, data: bytes, start: int) -> bytes:
+        """Apply a relocatable object's relocations to `data`, the bytes at `start` of `name`."""
+        tables = self._relocation_tables(name)
+        if not tables:
             return data
         buffer = bytearray(data)
+        limit = self.section_size(name)
         values = self._symbol_values()
         order: Literal["little", "big"] = "little" if self.endian == "<" else "big"
-        for relocation in relocations:
-            self._apply(relocation, buffer, values, order, target)
+        for table in tables:
+            table.apply(buffer, start, limit, values, order)
         return bytes(buffer)
 
-    def _symbol_values(self) -> list[int]:
-        """Return each .symtab entry's address under `section_bases`."""
-        symtab = next((s for s in self.sections if s.type == _SHT_SYMTAB), None)
-        if symtab is None:
-            return []
-        bases = self.section_bases()
-        values = []
-        for _, _, shndx, value, _, _ in _iter_raw_symbols(self, symtab):
-            values.append(bases.get(shndx, 0) + value if shndx != _SHN_ABS else value)
-        return values
+    def _relocation_tables(self, name: str) -> list[_Relocations]:
+        """Return the decoded REL/RELA sections that apply to a section (cached)."""
+        cached = self._relocations.get(name)
+        if cached is None:
+            target = self.by_name[name]
+            cached = [
+                _Relocations.read(self, section) for section in self.sections
+                if section.type in (_SHT_RELA, _SHT_REL) and section.info == target.index
+            ]  # fmt: skip
+            self._relocations[name] = cached
+        return cached
 
-    def _apply(self, relocation: _Section, buffer: bytearray, values: list[int],
-               order: Literal["little", "big"], target: _Section) -> None:  # fmt: skip
-        """Apply one REL/RELA section to a debug section's bytes."""
-        raw = self.section_bytes_raw(relocation)
-        rela = relocation.type == _SHT_RELA
-        if self.is64:
-            layout = self.endian + ("QQq" if rela else "QQ")
-        else:
-            layout = self.endian + ("IIi" if rela else "II")
-        entry_size = struct.calcsize(layout)
-        usable = len(raw) - len(raw) % entry_size
-        none_type = _NO_RELOCATION.get(self.machine, 0)
-        for fields in struct.iter_unpack(layout, raw[:usable]):
-            offset, info = fields[0], fields[1]
-            if self.is64:
-                symbol, kind = info >> 32, info & 0xFFFFFFFF
-            else:
-                symbol, kind = info >> 8, info & 0xFF
-            if kind == none_type:
-                continue
-            recipe = _RELOCATIONS.get((self.machine, kind))
-            if recipe is None:
-                raise SymbolError(f"{self.path}: relocation type {kind} in {relocation.name} "
-                                  f"is not supported for {self.machine_name}")  # fmt: skip
-            width, pc_relative = recipe
-            if offset + width > len(buffer) or symbol >= max(len(values), 1):
-                raise SymbolError(f"{self.path}: corrupt relocation in {relocation.name} at "
-                                  f"offset {offset:#x}")  # fmt: skip
-            addend = fields[2] if rela else int.from_bytes(buffer[offset : offset + width], order)
-            value = (values[symbol] if values else 0) + addend
-            if pc_relative:
-                value -= offset
-            buffer[offset : offset + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(
-                width, order
-            )
+    def _symbol_values(self) -> list[int]:
+        """Return each .symtab entry's address under `section_bases` (cached)."""
+        if self._values is None:
+            symtab = next((s for s in self.sections if s.type == _SHT_SYMTAB), None)
+            bases = self.section_bases()
+            self._values = [] if symtab is None else [
+                value if shndx == _SHN_ABS else bases.get(shndx, 0) + value
+                for _, _, shndx, value, _, _ in _iter_raw_symbols(self, symtab)
+            ]  # fmt: skip
+        return self._values
 
     def section_bytes_raw(self, section: _Section) -> bytes:
         """Return a section's bytes exactly as stored."""
         return bytes(self.data[section.offset : section.offset + section.size])
+
+
+class _Relocations:
+    """One REL or RELA section of a relocatable object, decoded into parallel arrays."""
+
+    def __init__(self, path: str, name: str, machine: int, machine_name: str,
+                 offsets: Sequence[int], infos: Sequence[int], addends: Sequence[int] | None,
+                 is64: bool) -> None:  # fmt: skip
+        self.path = path
+        self.name = name
+        self.machine = machine
+        self.machine_name = machine_name
+        self.offsets = offsets
+        self.infos = infos
+        self.addends = addends  # None for REL: the addend is in the bytes
+        self.is64 = is64
+        self.sorted = all(offsets[i] <= offsets[i + 1] for i in range(len(offsets) - 1))
+
+    @classmethod
+    def read(cls, image: _ElfImage, section: _Section) -> _Relocations:
+        """Decode a REL/RELA section."""
+        raw = image.section_bytes_raw(section)
+        rela = section.type == _SHT_RELA
+        if image.is64 and image.endian == "<" and sys.byteorder == "little":
+            words = array.array("Q")
+            width = 3 if rela else 2
+            words.frombytes(raw[: len(raw) - len(raw) % (8 * width)])
+            offsets, infos = words[0::width], words[1::width]
+            addends = None
+            if rela:
+                signed = array.array("q")
+                signed.frombytes(words[2::width].tobytes())
+                addends = signed
+            return cls(image.path, section.name, image.machine, image.machine_name, offsets,
+                       infos, addends, True)  # fmt: skip
+        if image.is64:
+            layout = image.endian + ("QQq" if rela else "QQ")
+        else:
+            layout = image.endian + ("IIi" if rela else "II")
+        size = struct.calcsize(layout)
+        rows = list(struct.iter_unpack(layout, raw[: len(raw) - len(raw) % size]))
+        return cls(image.path, section.name, image.machine, image.machine_name,
+                   [row[0] for row in rows], [row[1] for row in rows],
+                   [row[2] for row in rows] if rela else None, image.is64)  # fmt: skip
+
+    def apply(self, buffer: bytearray, start: int, limit: int, values: list[int],
+              order: Literal["little", "big"]) -> None:  # fmt: skip
+        """Relocate `buffer`, the bytes at `start` of a target section `limit` bytes long."""
+        end = start + len(buffer)
+        offsets = self.offsets
+        if self.sorted:
+            first = bisect.bisect_left(offsets, start)
+            last = bisect.bisect_left(offsets, end)
+            indices: Sequence[int] = range(first, last)
+        else:
+            indices = [i for i, offset in enumerate(offsets) if start <= offset < end]
+        none_type = _NO_RELOCATION.get(self.machine, 0)
+        count = len(values)
+        shift, mask = (32, 0xFFFFFFFF) if self.is64 else (8, 0xFF)
+        prefix = "<" if order == "little" else ">"
+        # kind -> (width, pc-relative, struct format, value mask), looked up once per kind.
+        plans: dict[int, tuple[int, bool, str, int]] = {}
+        infos = self.infos
+        addends = self.addends
+        size = len(buffer)
+        pack = struct.pack_into
+        for index in indices:
+            info = infos[index]
+            kind = info & mask
+            plan = plans.get(kind)
+            if plan is None:
+                if kind == none_type:
+                    continue
+                recipe = _RELOCATIONS.get((self.machine, kind))
+                if recipe is None:
+                    raise SymbolError(f"{self.path}: relocation type {kind} in {self.name} is "
+                                      f"not supported for {self.machine_name}")  # fmt: skip
+                width, pc_relative = recipe
+                plan = plans[kind] = (width, pc_relative, prefix + _FORMATS[width],
+                                      (1 << (8 * width)) - 1)  # fmt: skip
+            width, pc_relative, layout, value_mask = plan
+            offset = offsets[index]
+            symbol = info >> shift
+            if offset + width > limit or symbol >= count:
+                raise SymbolError(f"{self.path}: corrupt relocation in {self.name} at offset "
+                                  f"{offset:#x}")  # fmt: skip
+            place = offset - start
+            if place + width > size:
+                continue  # it straddles the end of a partial read: the bytes are not used
+            if addends is not None:
+                value = values[symbol] + addends[index]
+            else:
+                value = values[symbol] + int.from_bytes(buffer[place : place + width], order)
+            if pc_relative:
+                value -= offset
+            pack(layout, buffer, place, value & value_mask)
+
+
+_FORMATS = {2: "H", 4: "I", 8: "Q"}
 
 
 class _MmapStream:
@@ -559,11 +662,8 @@ def _unit_ranges(image: _ElfImage) -> tuple[AddressRanges, str]:
 
 def _dwarf_reader(image: _ElfImage) -> DwarfReader:
     """Make a DwarfReader over an image's sections."""
-    info = image.by_name.get(".debug_info")
-    info_size = len(image.section_bytes(".debug_info")) if (
-        info is not None and (image.is_relocatable or info.flags & _SHF_COMPRESSED)
-    ) else (info.size if info is not None else 0)  # fmt: skip
-    return DwarfReader(image.section_bytes, image.section_slice, info_size, image.endian)
+    return DwarfReader(image.section_bytes, image.section_slice,
+                       image.section_size(".debug_info"), image.endian)  # fmt: skip
 
 
 # -- the cache file ------------------------------------------------------------------------
