@@ -237,16 +237,19 @@ class Symbolizer:
             tables[id(table)] = table
             pending.setdefault(id(table), []).append((text, frame, address, symbol, elf_size))
         done = 0
-        total = sum(len(items) for items in pending.values())
+        total = sum(len({item[2] for item in items}) for items in pending.values())
         for key, items in pending.items():
             table = tables[key]
-            resolved = table.resolve(address for _, _, address, _, _ in items)
+
+            def progress(count: int, base: int = done) -> None:
+                if on_progress is not None:
+                    on_progress(base + count, total)
+
+            resolved = table.resolve((address for _, _, address, _, _ in items), progress)
             for text, frame, address, symbol, elf_size in items:
                 results[text] = self._finish(text, frame, table, resolved[address], symbol,
                                              elf_size)  # fmt: skip
-            done += len(items)
-            if on_progress is not None:
-                on_progress(done, total)
+            done += len({item[2] for item in items})
         return results
 
     def _locate(self, text: str, frame: Frame) -> ResolvedFrame | tuple[

@@ -950,8 +950,13 @@ class ElfSymbolTable:
             self._dwarf = _dwarf_reader(self._image)
         return self._dwarf
 
-    def resolve(self, addresses: Iterable[int]) -> dict[int, Resolution]:
-        """Resolve addresses to symbols and inline chains, decoding each unit once."""
+    def resolve(
+        self, addresses: Iterable[int], on_progress: Callable[[int], None] | None = None
+    ) -> dict[int, Resolution]:
+        """Resolve addresses to symbols and inline chains, decoding each unit once.
+
+        `on_progress(done)` is called after each unit with the number of addresses done.
+        """
         wanted = sorted(set(addresses))
         by_unit: dict[int, list[int]] = {}
         results: dict[int, Resolution] = {}
@@ -968,9 +973,13 @@ class ElfSymbolTable:
                 unit = self._index.ranges.find(address)
                 if unit is not None:
                     by_unit.setdefault(unit, []).append(address)
+        done = len(wanted) - sum(len(unit_addresses) for unit_addresses in by_unit.values())
         try:
             for unit_offset, unit_addresses in by_unit.items():
                 self._resolve_unit(unit_offset, unit_addresses, results)
+                done += len(unit_addresses)
+                if on_progress is not None:
+                    on_progress(done)
         except DwarfError as exc:
             raise SymbolError(f"{self.path}: corrupt DWARF: {exc}") from None
         for unit_addresses in by_unit.values():

@@ -328,3 +328,22 @@ def test_raw_address_is_taken_back_by_the_kaslr_offset(program: Program, tmp_pat
     else:
         assert (raw["function"], int(raw["address"], 16)) == (name, target)
         assert raw["lines"][0]["file"].endswith("b.c")
+
+
+def test_progress_is_reported_per_unit(program: Program, module_dir: Path,
+                                       tmp_path: Path) -> None:
+    # GIVEN a dump with frames in two ELF files
+    case = make_case(program, module_dir)
+    source = tmp_path / "dump.txt"
+    source.write_text(case.text)
+    calls: list[tuple[int, int | None]] = []
+    options = SymbolizeOptions(str(program.path), str(module_dir), cache_dir=str(tmp_path / "c"))
+    # WHEN it is symbolized with a progress callback
+    symbolize_file(str(source), str(tmp_path / "out.txt"), options,
+                   on_progress=lambda done, total: calls.append((done, total)))
+    # THEN progress only goes forward and ends at the number of addresses resolved
+    done = [call[0] for call in calls]
+    used = {line for line in case.text.split("\n") if line.startswith(" ")}
+    addresses = {case.frames[line][:2] for line in used}
+    assert calls and done == sorted(done)
+    assert calls[-1] == (len(addresses), len(addresses))
