@@ -28,6 +28,7 @@ from pageowner.symtab import Symbol
 
 __all__ = [
     "FORMATS",
+    "WRITERS",
     "FrameStatus",
     "ResolvedFrame",
     "SymbolizeOptions",
@@ -263,7 +264,8 @@ class Symbolizer:
             return self.vmlinux, address - self.kaslr_offset, None, None
         table: ElfSymbolTable | None = self.vmlinux
         if frame.module is not None:
-            # Since 5.19 a module may be followed by its build id: "[xfs 1234abcd...]".
+            # With CONFIG_STACKTRACE_BUILD_ID (v5.14+) %pS adds the module's build id:
+            # "[xfs 1234abcd...]".
             module = frame.module.split()[0]
             table = self.module_table(module)
             if table is None:
@@ -366,18 +368,21 @@ def _rewrite(lines: Iterable[bytes], out: IO[bytes], replacements: dict[bytes, b
         out.write(raw)
 
 
-def _render_text(resolved: dict[str, ResolvedFrame], prefix: str | None) -> dict[bytes, bytes]:
-    """Map each frame line's bytes to its symbolized bytes, for the lines that change."""
+def _write_text(resolved: dict[str, ResolvedFrame], report: SymbolizeReport,
+                options: SymbolizeOptions, lines: Callable[[], Iterator[bytes]],
+                out: IO[bytes]) -> None:  # fmt: skip
+    """Write the input again, each resolved frame line extended by its source group."""
     changes = {}
     for text, frame in resolved.items():
-        new = frame.symbolized(prefix)
+        new = frame.symbolized(report.base_path)
         if new != text:
             changes[encode(text)] = encode(new)
-    return changes
+    _rewrite(lines(), out, changes)
 
 
-def _render_json(resolved: dict[str, ResolvedFrame], report: SymbolizeReport,
-                 options: SymbolizeOptions, out: IO[bytes]) -> None:  # fmt: skip
+def _write_json(resolved: dict[str, ResolvedFrame], report: SymbolizeReport,
+                options: SymbolizeOptions, lines: Callable[[], Iterator[bytes]],
+                out: IO[bytes]) -> None:  # fmt: skip
     """Write the unique frames and a summary as one JSON document."""
     document = {
         "vmlinux": options.vmlinux,
@@ -391,8 +396,14 @@ def _render_json(resolved: dict[str, ResolvedFrame], report: SymbolizeReport,
     out.write(json.dumps(document, indent=1).encode() + b"\n")
 
 
-# Output formats: name -> whether it rewrites the input (text) or describes frames (json).
-FORMATS = ("text", "json")
+Writer = Callable[
+    [dict[str, ResolvedFrame], SymbolizeReport, SymbolizeOptions,
+     Callable[[], Iterator[bytes]], IO[bytes]], None,
+]  # fmt: skip
+
+# Output formats: `--format NAME` -> the function that writes it.
+WRITERS: dict[str, Writer] = {"text": _write_text, "json": _write_json}
+FORMATS = tuple(WRITERS)
 
 
 @contextlib.contextmanager
@@ -435,7 +446,8 @@ def symbolize_file(
     Raises SymbolError when frames do not match the ELF (a /size that no symbol of that
     name has, or a name it lacks), unless `options.allow_mismatch`; nothing is written then.
     """
-    if options.output_format not in FORMATS:
+    writer = WRITERS.get(options.output_format)
+    if writer is None:
         raise SymbolError(f"unknown output format {options.output_format!r}")
     check_output_path(output_path, (input_path,))
     report = SymbolizeReport()
@@ -451,10 +463,7 @@ def symbolize_file(
                 _check_mismatches(report, options, on_warning)
                 _warn_modules(report, options, on_warning)
                 with atomic_output(output_path, inputs=(input_path,)) as out:
-                    if options.output_format == "json":
-                        _render_json(resolved, report, options, out)
-                    else:
-                        _rewrite(again(), out, _render_text(resolved, report.base_path))
+                    writer(resolved, report, options, again, out)
         finally:
             symbolizer.close()
     return report

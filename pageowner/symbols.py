@@ -781,8 +781,10 @@ def _from_little(blob: bytes) -> array.array[int]:
 class ElfSymbolTable:
     """A SymbolTable read from an ELF's .symtab, with DWARF file:line and inline chains.
 
-    Symbol sizes are the distance to the next symbol, as kallsyms computes the `/size`
-    that %pS prints; `st_size` is kept too, so a frame's size can match either.
+    Symbol sizes are the distance to the next symbol: kallsyms keeps no sizes, so the
+    `/size` that %pS prints is the gap to the next kallsyms entry (kernel/kallsyms.c,
+    get_symbol_pos(), every version). `st_size` is kept too, so a frame's size can match
+    either (padding after a function counts in the first only).
     """
 
     def __init__(self, image: _ElfImage, index: _Index, build_id: str | None,

@@ -347,3 +347,15 @@ def test_progress_is_reported_per_unit(program: Program, module_dir: Path,
     addresses = {case.frames[line][:2] for line in used}
     assert calls and done == sorted(done)
     assert calls[-1] == (len(addresses), len(addresses))
+
+
+def test_symbolizing_twice_changes_nothing(program: Program, module_dir: Path,
+                                           tmp_path: Path) -> None:
+    # GIVEN a symbolized dump
+    case = make_case(program, module_dir)
+    options = SymbolizeOptions(str(program.path), str(module_dir), cache_dir=str(tmp_path / "c"))
+    first, text = run(case.text, tmp_path, options)
+    # WHEN its output is symbolized again
+    _, again = run(text, tmp_path, options, name="again.txt")
+    # THEN the source groups are replaced, not stacked
+    assert again == text
