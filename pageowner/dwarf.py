@@ -135,6 +135,8 @@ _STRX_FORMS = frozenset({FORM_STRX, FORM_STRX1, FORM_STRX2, FORM_STRX3, FORM_STR
 _ADDRX_FORMS = frozenset({FORM_ADDRX, FORM_ADDRX1, FORM_ADDRX2, FORM_ADDRX3, FORM_ADDRX4,
                           FORM_GNU_ADDR_INDEX})  # fmt: skip
 
+# Bytes read to decode a unit's top DIE alone (its producer string can be long).
+_UNIT_HEAD = 1 << 14
 # Longest chain of DW_AT_abstract_origin/DW_AT_specification followed for a name.
 _MAX_ORIGIN_DEPTH = 16
 
@@ -291,9 +293,12 @@ class Abbrev:
 
 
 def parse_abbrevs(
-    data: bytes, offset: int, address_size: int, offset_size: int
+    data: bytes, offset: int, address_size: int, offset_size: int, until: int | None = None
 ) -> dict[int, Abbrev]:
-    """Read the abbreviation table at `offset` of .debug_abbrev, with fixed-size plans."""
+    """Read the abbreviation table at `offset` of .debug_abbrev, with fixed-size plans.
+
+    With `until`, stop once that code is read (a unit's top DIE needs only its own).
+    """
     table: dict[int, Abbrev] = {}
     steps: dict[int, tuple[int, int]] = {}
     pos = offset
@@ -341,6 +346,8 @@ def parse_abbrevs(
                 plan.append((attr, form, step[0], step[1], implicit))
             table[code] = Abbrev(tag, has_children, tuple(specs), fixed, sibling_at,
                                  sibling_form, sibling_width, has_pc, tuple(plan))  # fmt: skip
+            if code == until:
+                break
     except IndexError:
         raise DwarfError(f".debug_abbrev: table at {offset:#x} is truncated") from None
     return table
@@ -478,8 +485,8 @@ class DwarfReader:
             unit = self._units[offset] = self._read_unit(offset)
         return unit
 
-    def _read_unit(self, offset: int) -> CompileUnit:
-        """Decode a unit header and its top DIE."""
+    def _read_unit(self, offset: int, limit: int | None = None) -> CompileUnit:
+        """Decode a unit header and its top DIE (reading only `limit` bytes if given)."""
         endian = self.endian
         if offset < 0 or offset + 11 > self.info_size:
             raise DwarfError(f".debug_info: no unit at {offset:#x}")
@@ -493,8 +500,9 @@ class DwarfReader:
             total = start + length
             if length < 7 or offset + total > self.info_size:
                 raise DwarfError(f".debug_info: unit at {offset:#x} runs past the section")
-            data = self._slice(".debug_info", offset, total)
-            if len(data) < total:
+            wanted = min(total, limit or total)
+            data = self._slice(".debug_info", offset, wanted)
+            if len(data) < wanted:
                 raise DwarfError(f".debug_info: unit at {offset:#x} is truncated")
             (version,) = struct.unpack_from(endian + "H", data, start)
             offset_format = endian + ("I" if offset_size == 4 else "Q")
@@ -522,7 +530,15 @@ class DwarfReader:
             raise DwarfError(f".debug_info: unit at {offset:#x} has address size {address_size}")
         key = (abbrev_offset, address_size, offset_size)
         abbrevs = self._abbrevs.get(key)
-        if abbrevs is None:
+        if abbrevs is None and limit is not None:
+            # Only the top DIE will be read: parse the table up to its code.
+            try:
+                top_code = read_uleb(data, first)[0]
+            except IndexError:
+                raise DwarfError(f".debug_info: unit at {offset:#x} is truncated") from None
+            abbrevs = parse_abbrevs(self._section(".debug_abbrev"), abbrev_offset,
+                                    address_size, offset_size, until=top_code)  # fmt: skip
+        elif abbrevs is None:
             abbrevs = self._abbrevs[key] = parse_abbrevs(
                 self._section(".debug_abbrev"), abbrev_offset, address_size, offset_size
             )
@@ -585,10 +601,12 @@ class DwarfReader:
         """Return (start, end, unit offset) from every unit's top DIE (no .debug_aranges)."""
         entries: list[tuple[int, int, int]] = []
         for offset in self.unit_starts():
-            unit = self.unit(offset)
+            # The top DIE sits at the start of its unit: read a little, not the whole unit.
+            try:
+                unit = self._read_unit(offset, limit=_UNIT_HEAD)
+            except DwarfError:
+                unit = self._read_unit(offset)
             entries.extend((start, end, offset) for start, end in unit.ranges)
-            # Keep only the top DIE's results: the unit bytes can be large.
-            self._units.pop(offset, None)
         return entries
 
     # -- attributes ----------------------------------------------------------------------
@@ -792,9 +810,13 @@ class DwarfReader:
     def _ranges(self, unit: CompileUnit, attrs: dict[int, tuple[int, int | str]]) -> list[
         tuple[int, int]
     ]:
-        """Return the [start, end) ranges a DIE's pc attributes describe."""
+        """Return the [start, end) ranges a DIE's pc attributes describe.
+
+        DW_AT_ranges wins over DW_AT_low_pc: a unit with both gives its base address in
+        low_pc (often 0) and its code in the range list.
+        """
         low = attrs.get(AT_LOW_PC)
-        if low is not None:
+        if low is not None and AT_RANGES not in attrs:
             start = self._address(unit, low)
             high = attrs.get(AT_HIGH_PC)
             if high is None:

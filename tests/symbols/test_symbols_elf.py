@@ -252,3 +252,22 @@ def test_symbols_without_dwarf(tmp_path: Path, program: Program, cache_dir: Path
 def test_symbol_equality_is_by_value() -> None:
     # A Symbol from an ELF compares equal to one built by hand (the simulator relies on it).
     assert Symbol("f", 0x10, 0x20) == Symbol("f", 0x10, 0x20, None)
+
+
+def test_units_are_found_without_debug_aranges(program: Program, tmp_path: Path,
+                                               cache_dir: Path) -> None:
+    # GIVEN the program without .debug_aranges (clang does not emit it by default)
+    bare = tmp_path / "noaranges"
+    result = subprocess.run(["objcopy", "--remove-section=.debug_aranges", str(program.path),
+                             str(bare)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip("binutils' objcopy is not available")
+    with ElfSymbolTable.from_path(str(program.path), cache_dir=cache_dir) as full, \
+            ElfSymbolTable.from_path(str(bare), use_cache=False) as table:
+        addresses = every_address(full, OUR_FUNCTIONS)
+        expected = full.resolve(addresses)
+        # WHEN every address is resolved from the units' own ranges
+        got = table.resolve(addresses)
+        # THEN the answers are the same
+        assert table._index.aranges_source == "units"
+        assert [got[a].lines for a in addresses] == [expected[a].lines for a in addresses]
