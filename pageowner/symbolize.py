@@ -11,6 +11,7 @@ groups. The JSON output lists the unique frames with their structured inline cha
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import re
@@ -46,8 +47,8 @@ _NAMED = 3
 _MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.gz")
 
 
-class FrameStatus:
-    """What became of a frame (string constants, also the JSON `status` values)."""
+class FrameStatus(enum.Enum):
+    """What became of a frame; the values are the JSON `status` strings."""
 
     OK = "ok"  # symbol and source lines
     NO_LINES = "no-lines"  # symbol found, no DWARF line for it
@@ -57,7 +58,16 @@ class FrameStatus:
     NO_MODULE = "no-module"  # the module's .ko was not found (or no --modules)
     UNPARSED = "unparsed"  # not a frame this reader can take apart
 
-    MISMATCHES = frozenset({SIZE_MISMATCH, UNKNOWN_SYMBOL})
+    @property
+    def is_mismatch(self) -> bool:
+        """Tell whether the frame says the ELF is not the dump's kernel."""
+        return self in (FrameStatus.SIZE_MISMATCH, FrameStatus.UNKNOWN_SYMBOL)
+
+    @property
+    def keeps_text(self) -> bool:
+        """Tell whether the frame line is written back unchanged."""
+        return self.is_mismatch or self in (FrameStatus.NO_MODULE, FrameStatus.UNPARSED,
+                                            FrameStatus.NO_SYMBOL)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +76,7 @@ class ResolvedFrame:
 
     text: str  # the frame line as read, leading space included, no newline
     frame: Frame
-    status: str
+    status: FrameStatus
     elf: str | None = None
     symbol: Symbol | None = None
     address: int | None = None
@@ -76,9 +86,7 @@ class ResolvedFrame:
 
     def symbolized(self, prefix: str | None) -> str:
         """Return the frame line with its source locations appended (or unchanged)."""
-        if self.status in FrameStatus.MISMATCHES or self.status in (
-            FrameStatus.NO_MODULE, FrameStatus.UNPARSED, FrameStatus.NO_SYMBOL
-        ):  # fmt: skip
+        if self.status.keeps_text:
             return self.text
         source = " ".join(_strip(line, prefix).location() for line in self.lines) or None
         frame = self.frame
@@ -95,7 +103,7 @@ class ResolvedFrame:
         symbol = self.symbol
         return {
             "text": self.text,
-            "status": self.status,
+            "status": self.status.value,
             "function": symbol.name if symbol is not None else self.frame.symbol,
             "offset": self.address - symbol.address
             if symbol is not None and self.address is not None
@@ -474,8 +482,9 @@ def _summarize(report: SymbolizeReport, resolved: dict[str, ResolvedFrame],
     """Count statuses and collect mismatches."""
     report.frames = len(resolved)
     for frame in resolved.values():
-        report.statuses[frame.status] = report.statuses.get(frame.status, 0) + 1
-        if frame.status in FrameStatus.MISMATCHES:
+        status = frame.status.value
+        report.statuses[status] = report.statuses.get(status, 0) + 1
+        if frame.status.is_mismatch:
             report.mismatches.append(frame)
     report.missing_modules = dict(symbolizer.missing_modules)
     report.index_from_cache = vmlinux.from_cache
