@@ -16,7 +16,7 @@ from pageowner.symbolize import FORMATS, SymbolizeOptions, symbolize_file
                    "/usr/lib/debug/boot/vmlinux-$(uname -r).")
 @click.option("--modules", "modules_dir", metavar="DIR",
               help="Directory searched for <module>.ko files (module frames).")
-@click.option("-o", "--output", "output_path", default="-", show_default=True,
+@click.option("-o", "--output", "output_path", default="-", show_default=True, metavar="FILE",
               help="Where to write (`-` for stdout); written whole or not at all.")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="text",
               show_default=True,
@@ -24,10 +24,12 @@ from pageowner.symbolize import FORMATS, SymbolizeOptions, symbolize_file
                    "frames with their inline chains.")
 @click.option("--base-path", default="auto", show_default=True, metavar="PATH|auto",
               help="Build directory removed from source paths; `auto` finds it from "
-                   "kernel_init as decode_stacktrace.sh does; `` keeps paths whole.")
+                   "kernel_init as decode_stacktrace.sh does; --base-path '' keeps paths "
+                   "whole.")
 @click.option("--cache-dir", metavar="DIR",
               help="Where the per-build-id index lives [default: $XDG_CACHE_HOME/pageowner].")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the index cache.")
+@click.option("--no-cache", is_flag=True,
+              help="Neither read nor write the cache (index and resolved lines).")
 @click.option("--allow-mismatch", is_flag=True,
               help="Write the output even if frames do not match the ELF (left unchanged).")
 def symbolize_command(
