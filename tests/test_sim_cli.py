@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,19 @@ def test_demo_runs_end_to_end() -> None:
     assert result.stdout.startswith("$ pageowner boot --kernel ")
     assert "leaky_refill+" in result.stdout
     assert " times, " in result.stdout and "pages:" in result.stdout
+
+
+def test_proc_tree_describes_the_simulated_kernel(machine: Path, tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    result = invoke("dump", "--proc-tree", str(proc), state=machine)
+    assert result.exit_code == 0
+    assert (proc / "cmdline").read_text() == "page_owner=on wl=work\n"
+    assert (proc / "sys" / "kernel" / "osrelease").read_text() == "6.12.0-pageowner-sim\n"
+    config = gzip.decompress((proc / "config.gz").read_bytes()).decode()
+    assert "CONFIG_PAGE_OWNER=y" in config.splitlines()
+
+
+def test_trees_exclude_output_options(machine: Path, tmp_path: Path) -> None:
+    result = invoke("dump", "--debugfs-tree", str(tmp_path / "d"), "--stacks", state=machine)
+    assert result.exit_code == 2
+    assert "drop -o and --stacks" in result.stderr

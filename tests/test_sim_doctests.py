@@ -14,6 +14,7 @@ MODULES = [
     "pageowner.sim.stacks",
     "pageowner.sim.replay",
     "pageowner.sim.api",
+    "pageowner.sim.dump",
 ]
 
 

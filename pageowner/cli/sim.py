@@ -113,20 +113,25 @@ def workloads_command() -> None:
               help="count_threshold: only stacks holding at least N pages (implies --stacks).")
 @click.option("--debugfs-tree", "tree", metavar="DIR",
               help="Lay out page_owner and page_owner_stacks/ under DIR, as in debugfs.")
+@click.option("--proc-tree", metavar="DIR",
+              help="Lay out cmdline, sys/kernel/osrelease and config.gz under DIR, as in /proc.")
 @_state_option
 def dump_command(output: str, stacks: str | None, threshold: int | None, tree: str | None,
-                 state_dir: str | None) -> None:
+                 proc_tree: str | None, state_dir: str | None) -> None:
     """Print what reading /sys/kernel/debug/page_owner prints on the machine."""
     directory = state.default_state_dir(state_dir)
-    if threshold is not None and stacks is None and tree is None:
+    trees = tree is not None or proc_tree is not None
+    if threshold is not None and stacks is None and not trees:
         stacks = "show_stacks"
-    if tree is not None and (stacks is not None or output != "-"):
-        raise click.UsageError("--debugfs-tree writes every file; drop -o and --stacks")
+    if trees and (stacks is not None or output != "-"):
+        raise click.UsageError("--debugfs-tree/--proc-tree write every file; drop -o and "
+                               "--stacks")
     with Progress("dumping", unit="pages") as progress:
         count = api.dump(directory, sys.stdout.buffer, output, stacks, threshold or 0, tree,
-                         progress)
-    if tree is not None:
-        click.echo(f"pageowner: {count} files written under {tree}", err=True)
+                         progress, proc_tree)
+    if trees:
+        where = " and ".join(d for d in (tree, proc_tree) if d)
+        click.echo(f"pageowner: {count} files written under {where}", err=True)
     elif output != "-":
         click.echo(f"pageowner: {count} {'records' if stacks is None else 'stacks'} "
                    f"written to {output}", err=True)

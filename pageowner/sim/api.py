@@ -18,7 +18,13 @@ from pageowner.fileio import atomic_output
 from pageowner.kernels import DEFAULT_VERSION, get_kernel
 from pageowner.sim import state
 from pageowner.sim.cmdline import memparse
-from pageowner.sim.dump import check_file, stacks_file_text, write_debugfs_tree, write_page_owner
+from pageowner.sim.dump import (
+    check_file,
+    stacks_file_text,
+    write_debugfs_tree,
+    write_page_owner,
+    write_proc_tree,
+)
 from pageowner.sim.machine import Machine, load_symbols
 from pageowner.sim.workloads import run_workload
 
@@ -100,18 +106,21 @@ STACKS_KINDS = ("show_stacks", "show_handles", "show_stacks_handles")
 
 def dump(directory: Path, out: BinaryIO | None = None, output: str = "-",
          stacks: str | None = None, threshold: int = 0, tree: str | None = None,
-         progress: Progress | None = None) -> int:
-    """Print page_owner, a page_owner_stacks file, or lay out a debugfs tree.
+         progress: Progress | None = None, proc_tree: str | None = None) -> int:
+    """Print page_owner, a page_owner_stacks file, or lay out debugfs and /proc trees.
 
     Read-only: the machine is not changed, so two dumps in a row are identical.
-    Returns the number of records (page_owner) or blocks (stacks files) or files (tree).
+    Returns the number of records (page_owner) or blocks (stacks files) or files (trees).
     """
     if stacks is not None and stacks not in STACKS_KINDS:
         raise SpecError(f"unknown page_owner_stacks file {stacks!r}")
     with state.locked(directory, exclusive=False):
         machine = state.load(directory, with_symbols=False)
-    if tree is not None:
-        return len(write_debugfs_tree(machine, tree, threshold))
+    if tree is not None or proc_tree is not None:
+        files = write_debugfs_tree(machine, tree, threshold) if tree is not None else []
+        if proc_tree is not None:
+            files += write_proc_tree(machine, proc_tree)
+        return len(files)
     name = stacks or "page_owner"
     check_file(machine, name)
     with _output(out, output) as stream:

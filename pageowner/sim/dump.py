@@ -11,6 +11,7 @@ Reading a file the simulated kernel does not have fails like the real read:
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ __all__ = [
     "stacks_file_text",
     "write_debugfs_tree",
     "write_page_owner",
+    "write_proc_tree",
 ]
 
 DEBUGFS = "/sys/kernel/debug"
@@ -301,3 +303,39 @@ def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> 
         if stacks_dir.exists() and not any(stacks_dir.iterdir()):
             os.rmdir(stacks_dir)
     return written
+
+
+# What the simulated kernel was built with: the options page_owner needs and uses.
+_CONFIG = (
+    "CONFIG_PAGE_OWNER=y", "CONFIG_DEBUG_FS=y", "CONFIG_STACKDEPOT=y", "CONFIG_MEMCG=y",
+    "CONFIG_TRANSPARENT_HUGEPAGE=y", "CONFIG_COMPACTION=y", "CONFIG_CMA=y",
+    "CONFIG_SPARSEMEM_VMEMMAP=y", "CONFIG_ZONE_DMA=y", "CONFIG_ZONE_DMA32=y",
+)
+
+
+def release_of(machine: Machine) -> str:
+    """Return the `uname -r` of the simulated kernel.
+
+    >>> from pageowner.sim.machine import Machine
+    >>> release_of(Machine.create("6.12", 64 << 20, "", 1))
+    '6.12.0-pageowner-sim'
+    """
+    return f"{machine.version}.0-pageowner-sim"
+
+
+def write_proc_tree(machine: Machine, directory: str) -> list[str]:
+    """Lay out the /proc files a live capture reads: cmdline, osrelease, config.gz."""
+    root = Path(directory)
+    try:
+        (root / "sys" / "kernel").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot create directory: {exc.strerror}") from None
+    files = {
+        root / "cmdline": encode(machine.params.cmdline + "\n"),
+        root / "sys" / "kernel" / "osrelease": encode(release_of(machine) + "\n"),
+        root / "config.gz": gzip.compress(("\n".join(_CONFIG) + "\n").encode(), mtime=0),
+    }
+    for path, data in files.items():
+        with atomic_output(str(path)) as out:
+            out.write(data)
+    return [str(path) for path in files]
