@@ -208,28 +208,41 @@ def _anon_gfp(machine: Machine) -> int:
                        | GFP["__GFP_ZERO"], GFP["GFP_HIGHUSER_MOVABLE"] | GFP["__GFP_ZERO"])
 
 
-def _fault_in(machine: Machine, task: int, pages: int, obj: str, memcg: str | None = None,
-              thp: bool = False) -> None:
-    """Fault anonymous memory in: data pages plus one page table per 512 pages."""
-    pte = _path_class(machine, "pte_alloc", GFP["GFP_KERNEL_ACCOUNT"] | GFP["__GFP_ZERO"],
-                      task, (), memcg, objcg=memcg is not None)
+def _fault_in(machine: Machine, tasks: Sequence[int], pages: int, obj: str,
+              memcg: str | None = None, thp: bool = False) -> None:
+    """Fault anonymous memory in: data pages plus one page table per 512 pages.
+
+    With several tasks (threads of one process) each 2 MiB range is faulted by the next.
+    """
+    pte_gfp = GFP["GFP_KERNEL_ACCOUNT"] | GFP["__GFP_ZERO"]
+    ptes = [_path_class(machine, "pte_alloc", pte_gfp, task, (), memcg, objcg=memcg is not None)
+            for task in tasks]
     if thp:
         light = GFP["GFP_TRANSHUGE_LIGHT"]
-        huge = _path_class(machine, "thp_anon", light, task,
-                           ("uptodate", "lru", "head", "swapbacked"), memcg)
-        count = pages // 512
-        for _ in range(count):
-            machine.alloc(pte, 0, 1, obj, step_ns=3000)
-            machine.alloc(huge, 9, 1, obj, step_ns=40_000)
+        huge = [_path_class(machine, "thp_anon", light, task,
+                            ("uptodate", "lru", "head", "swapbacked"), memcg) for task in tasks]
+        for index in range(pages // 512):
+            machine.alloc(ptes[index % len(tasks)], 0, 1, obj, step_ns=3000)
+            machine.alloc(huge[index % len(tasks)], 9, 1, obj, step_ns=40_000)
         return
-    data = _path_class(machine, "anon_fault", _anon_gfp(machine), task,
-                       ("referenced", "uptodate", "lru", "active", "swapbacked"), memcg)
+    flags = ("referenced", "uptodate", "lru", "active", "swapbacked")
+    data = [_path_class(machine, "anon_fault", _anon_gfp(machine), task, flags, memcg)
+            for task in tasks]
     done = 0
+    index = 0
     while done < pages:
-        machine.alloc(pte, 0, 1, obj, step_ns=2500)
+        machine.alloc(ptes[index % len(tasks)], 0, 1, obj, step_ns=2500)
         chunk = min(512, pages - done)
-        machine.alloc_bulk(data, chunk, obj, step_ns=900)
+        machine.alloc_bulk(data[index % len(tasks)], chunk, obj, step_ns=900)
         done += chunk
+        index += 1
+
+
+def _process(machine: Machine, comm: str, threads: int) -> list[int]:
+    """Start a process and its extra threads (same tgid, inherited comm)."""
+    leader = machine.tasks.spawn(comm)
+    tgid = machine.tasks[leader].pid
+    return [leader] + [machine.tasks.spawn(comm, tgid=tgid) for _ in range(threads - 1)]
 
 
 def _spawn(machine: Machine, comm: str) -> int:
@@ -283,10 +296,10 @@ def _shmem(machine: Machine, values: dict[str, Any]) -> str:
 
 def _anon(machine: Machine, values: dict[str, Any]) -> str:
     """Touch anonymous memory (malloc + memset); the process stays unless --exit."""
-    task = _spawn(machine, values["comm"])
-    pid = machine.tasks[task].pid
+    tasks = _process(machine, values["comm"], max(1, values["threads"]))
+    pid = machine.tasks[tasks[0]].pid
     obj = f"task:{pid}"
-    _fault_in(machine, task, _pages(values["mb"]), obj)
+    _fault_in(machine, tasks, _pages(values["mb"]), obj)
     if values["exit"]:
         machine.free_object(obj)
         return f"{values['comm']} (pid {pid}) faulted in {values['mb']} MiB and exited"
@@ -366,11 +379,11 @@ def _vmalloc(machine: Machine, values: dict[str, Any]) -> str:
 
 def _thp(machine: Machine, values: dict[str, Any]) -> str:
     """Fault in transparent huge pages (order 9), or small pages if THP is off."""
-    task = _spawn(machine, values["comm"])
-    pid = machine.tasks[task].pid
+    tasks = _process(machine, values["comm"], max(1, values["threads"]))
+    pid = machine.tasks[tasks[0]].pid
     pages = values["count"] * 512
     thp = machine.params.thp != "never"
-    _fault_in(machine, task, pages, f"task:{pid}", thp=thp)
+    _fault_in(machine, tasks, pages, f"task:{pid}", thp=thp)
     if not thp:
         return f"{values['comm']}: transparent_hugepage=never, {pages} small pages instead"
     return f"{values['comm']} (pid {pid}): {values['count']} THPs (order 9)"
@@ -506,7 +519,7 @@ def _memcg(machine: Machine, values: dict[str, Any]) -> str:
     task = _spawn(machine, values["comm"])
     pid = machine.tasks[task].pid
     half = _pages(values["mb"]) // 2
-    _fault_in(machine, task, half, f"task:{pid}", memcg=name)
+    _fault_in(machine, [task], half, f"task:{pid}", memcg=name)
     cls, _ = site_class(machine, "shmem_write", task, name)
     machine.alloc_bulk(cls, _pages(values["mb"]) - half, f"tmpfs:{name}:{pid}", step_ns=1500)
     if values["offline"]:
@@ -534,6 +547,7 @@ register(Workload("shmem", "tmpfs/shmem write (dd to a tmpfs file)",
                   _shmem))
 register(Workload("anon", "anonymous page faults (malloc and touch)",
                   (_MB, Param("comm", "str", "memhog", "the process name"),
+                   Param("threads", "int", 1, "threads faulting (pid != tgid)"),
                    Param("exit", "flag", False, "the process exits afterwards")), _anon))
 register(Workload("fork", "fork and exec long-running processes",
                   (Param("count", "int", 40, "how many processes"),
@@ -546,7 +560,8 @@ register(Workload("vmalloc", "vmalloc: loading modules or BPF programs",
                    Param("kb", "int", 256, "vmalloc size of each, in KiB")), _vmalloc))
 register(Workload("thp", "transparent huge pages (order 9) on anonymous memory",
                   (Param("count", "int", 16, "how many 2 MiB pages"),
-                   Param("comm", "str", "java", "the process name")), _thp))
+                   Param("comm", "str", "java", "the process name"),
+                   Param("threads", "int", 4, "threads faulting (pid != tgid)")), _thp))
 register(Workload("net", "network buffers: order-3 skb page frags, TX and RX", (_MB,), _net))
 register(Workload("cma", "CMA allocation through debugfs (needs cma= at boot)",
                   (Param("mb", "size", 16, "how much, in MiB"),), _cma))
