@@ -68,6 +68,7 @@ def test_boot_refuses_to_replace_a_machine(machine: Path) -> None:
     (["--cmdline", "page_owner=maybe"], "Malformed early option 'page_owner'"),
     (["--mem", "lots"], "--mem"),
     (["--mem", "1M"], "at least 32M"),
+    (["--mem", "1T"], "at most 64G"),
     (["--kernel", "2.6"], "'2.6' is not one of"),
     (["--system-map", "a", "--kallsyms", "b"], "at most one symbol table"),
 ])

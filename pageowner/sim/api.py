@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 DEFAULT_MEM = 1 << 30
+MAX_MEM = 64 << 30  # about 40 bytes of state per page: 640 MB of RAM at 64 GiB
 DEFAULT_SEED = 1
 Progress = Callable[[int, int | None], None]
 
@@ -52,8 +53,9 @@ def parse_mem(text: str) -> int:
     size, rest = memparse(text)
     if rest not in ("", "B", "iB") or size < (32 << 20):
         raise SpecError(f"--mem: want a size of at least 32M, like 256M or 4G: {text!r}")
-    if size > (1 << 40):
-        raise SpecError(f"--mem: at most 1T: {text!r}")
+    if size > MAX_MEM:
+        raise SpecError(f"--mem: the simulator keeps every page in memory; at most 64G: "
+                        f"{text!r}")
     return size
 
 
