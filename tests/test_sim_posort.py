@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,18 @@ from pageowner.sim.workloads import run_workload
 
 POS612 = Path("/opt/posort/pos612")
 POS61 = Path("/opt/posort/pos61")
-DUMPS = Path(__file__).resolve().parent / ".." / ".pytest_cache" / "sim-posort"
 
 
-@functools.cache
-def simulated_dump(version: str) -> Path:
-    """Write (once) a dump of a busy simulated machine of a version."""
-    DUMPS.mkdir(parents=True, exist_ok=True)
-    path = DUMPS / f"{version}.txt"
+@pytest.fixture(scope="session")
+def dumps(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Return a function writing (once per session) a busy machine's dump per version."""
+    directory = tmp_path_factory.mktemp("sim-posort")
+    return functools.cache(lambda version: simulated_dump(directory, version))
+
+
+def simulated_dump(directory: Path, version: str) -> Path:
+    """Write a dump of a busy simulated machine of a version."""
+    path = directory / f"{version}.txt"
     machine = Machine.create(version, 256 << 20, "page_owner=on cma=16M", 11)
     machine.boot()
     for name, args in (("capture", ["--mb", "16"]), ("cma", ["--mb", "4"]),
@@ -95,8 +100,9 @@ CASES_612 = [
 @pytest.mark.skipif(not POS612.exists(), reason=f"{POS612} (page_owner_sort 6.12) is absent")
 @pytest.mark.parametrize("version", ["5.18", "6.1", "6.12", "6.19"])
 @pytest.mark.parametrize("args", CASES_612)
-def test_page_owner_sort_6_12_agrees(tmp_path: Path, version: str, args: str) -> None:
-    dump = simulated_dump(version)
+def test_page_owner_sort_6_12_agrees(tmp_path: Path, dumps: Callable[[str], Path],
+                                     version: str, args: str) -> None:
+    dump = dumps(version)
     words = shlex.split(args)
     expected = theirs(POS612, words, dump, tmp_path / "c.out")
     assert expected, "the C tool wrote nothing"
@@ -109,9 +115,10 @@ CASES_61 = ["-f --cull=st", "-m -f", "--sort=ft", "--cull=f,st", "-r --cull=p"]
 @pytest.mark.skipif(not POS61.exists(), reason=f"{POS61} (page_owner_sort 6.1) is absent")
 @pytest.mark.parametrize("version", ["5.18", "6.1"])
 @pytest.mark.parametrize("args", CASES_61)
-def test_page_owner_sort_6_1_agrees_on_free_ts_options(tmp_path: Path, version: str,
-                                                       args: str) -> None:
-    dump = simulated_dump(version)
+def test_page_owner_sort_6_1_agrees_on_free_ts_options(tmp_path: Path,
+                                                       dumps: Callable[[str], Path],
+                                                       version: str, args: str) -> None:
+    dump = dumps(version)
     words = shlex.split(args)
     expected = theirs(POS61, words, dump, tmp_path / "c.out")
     assert ours(words, dump, tmp_path / "py.out") == expected
