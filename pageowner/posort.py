@@ -39,6 +39,7 @@ __all__ = [
     "SHORT_SORT_FLAGS",
     "SortOptions",
     "build_options",
+    "classify_block",
     "count_dump_file",
     "sort_dump",
     "format_group",
@@ -309,6 +310,27 @@ def _allocator(buf: bytes, pfn_line: bytes) -> int:
         if 0 <= hit < where:
             allocator |= ALLOCATOR_VMALLOC
     return allocator or ALLOCATOR_OTHERS
+
+
+def classify_block(block: bytes) -> int:
+    """Classify one whole block, PFN line included, as page_owner_sort would.
+
+    For analysis code that holds a record's text (`PageRecord.raw`): the PFN lines are set
+    aside exactly as `_slow_block` does, so the answer is the sort engine's.
+
+    >>> classify_block(b"Page allocated via order 0\\nPFN 1 type CMA Block 0 type CMA\\n")
+    2
+    """
+    if b"PFN" not in block:
+        return _allocator(block, b"")
+    kept = []
+    pfn_line = b""
+    for line in block.splitlines(keepends=True):
+        if line.startswith(b"PFN"):
+            pfn_line = line
+        else:
+            kept.append(line)
+    return _allocator(b"".join(kept), pfn_line)
 
 
 def allocator_label(allocator: int) -> str:
