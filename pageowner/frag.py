@@ -129,9 +129,6 @@ def frag_file(
             if record.block is None or record.block_mt is None:
                 without_pfn += 1
                 continue
-            if record.flags is not None and "reserved" in record.flags.names:
-                reserved += 1
-                continue
             zone = zone_of(record)
             node = node_of(record)
             where = (-1 if node is None else node, -1 if zone is None else zone)
@@ -139,6 +136,9 @@ def frag_file(
             block = blocks.get(record.block)
             if block is None:
                 block = blocks[record.block] = _Block(record.block_mt)
+            if record.flags is not None and "reserved" in record.flags.names:
+                reserved += 1
+                continue
             # 3.19 prints no page migratetype, only "Fallback" when it differs (page_mt None).
             if record.page_mt is record.block_mt:
                 continue

@@ -321,8 +321,13 @@ def classify_block(block: bytes) -> int:
     >>> classify_block(b"Page allocated via order 0\\nPFN 1 type CMA Block 0 type CMA\\n")
     2
     """
-    if b"PFN" not in block:
-        return _allocator(block, b"")
+    if b"__vmalloc_node_range" not in block:
+        # Without that frame only the last PFN line can add anything (CMA, SLAB).
+        start = block.rfind(b"\nPFN") + 1
+        if start == 0 and not block.startswith(b"PFN"):
+            return _allocator(b"", b"")
+        end = block.find(b"\n", start)
+        return _allocator(b"", block[start : end if end >= 0 else len(block)])
     kept = []
     pfn_line = b""
     for line in block.splitlines(keepends=True):

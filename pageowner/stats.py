@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pageowner.analysis import (
     InputKind,
@@ -199,11 +200,22 @@ def stats_file(
         dump = stream.kind is InputKind.DUMP
         active = [b for b in BREAKDOWNS if dump or not b.needs_record]
         counts: list[dict[Hashable, _Tally]] = [{} for _ in active]
+        # Records that agree on every field a breakdown reads count the same way: collapse
+        # them first, so the breakdowns run once per distinct signature.
+        distinct: dict[Hashable, list[Any]] = {}
+        for sample in stream.samples:
+            signature = _signature(sample)
+            entry = distinct.get(signature)
+            if entry is None:
+                distinct[signature] = [sample, sample.pages, sample.times]
+            else:
+                entry[1] += sample.pages
+                entry[2] += sample.times
         records = pages = 0
         derived = memcg_era = False
-        for sample in stream.samples:
-            records += sample.times
-            pages += sample.pages
+        for sample, sample_pages, sample_times in distinct.values():
+            records += sample_times
+            pages += sample_pages
             record = sample.record
             if record is not None:
                 derived = derived or zone_derived(record)
@@ -213,8 +225,8 @@ def stats_file(
                     tally = table.get(key)
                     if tally is None:
                         tally = table[key] = _Tally(label)
-                    tally.pages += sample.pages
-                    tally.records += sample.times
+                    tally.pages += sample_pages
+                    tally.records += sample_times
     sections = []
     for breakdown, table in zip(active, counts, strict=True):
         if breakdown.name == "memcg" and not memcg_era:
@@ -242,6 +254,20 @@ def stats_file(
 
 
 _MEMCG_HEADERS = (HeaderStyle.TGID_TS_FREE, HeaderStyle.TGID_TS)
+
+
+def _signature(sample: Sample) -> Hashable:
+    """Return every field a breakdown reads (the stack by identity: it is interned)."""
+    record = sample.record
+    if record is None:
+        return sample.stack
+    flags = record.flags
+    return (
+        sample.stack, record.order, record.gfp_mask, record.gfp_names,
+        None if flags is None else (flags.value, flags.fields),
+        record.page_mt, record.block_mt, allocator_bits(record), record.migrate_reason,
+        record.memcg, record.slab_cache, record.fmt.header,
+    )  # fmt: skip
 
 
 def _order_key(key: Hashable) -> tuple[int, str]:

@@ -87,7 +87,8 @@ class Browser:
         self._buffer = b""
         self._events: list[dict[str, Any]] = []
         self._profile = tempfile.mkdtemp(prefix="pageowner-chromium-")
-        self._stderr = tempfile.TemporaryFile()
+        # Closed in _cleanup, when the browser is gone.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         # Our ends stay here; the child's ends become its fds 3 (commands) and 4 (replies).
         cmd_read, self._cmd_write = (_high_fd(fd) for fd in os.pipe())
         self._reply_read, reply_write = (_high_fd(fd) for fd in os.pipe())
@@ -101,7 +102,8 @@ class Browser:
         try:
             self._process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
-                close_fds=False, preexec_fn=child_fds,  # noqa: PLW1509 - tests are single-threaded
+                # preexec_fn is unsafe with threads; these tests run none.
+                close_fds=False, preexec_fn=child_fds,
             )  # fmt: skip
         except OSError as exc:
             self._cleanup()
@@ -175,7 +177,8 @@ class Browser:
         deadline = time.monotonic() + self.timeout
         while True:
             for index, event in enumerate(self._events):
-                if event["method"] == method and (session is None or event.get("sessionId") == session):
+                wanted = session is None or event.get("sessionId") == session
+                if event["method"] == method and wanted:
                     del self._events[index]
                     params: dict[str, Any] = event.get("params", {})
                     return params
