@@ -237,3 +237,35 @@ def test_no_caller_is_an_allocator_function(name: str) -> None:
     # THEN none is an allocator function (of any era), so the table covers them all
     assert callers
     assert not {caller.split(" [")[0] for caller in callers} & _KNOWN_ALLOCATOR_FUNCTIONS
+
+
+def test_shmem_pages_match_the_kernels_meminfo() -> None:
+    # GIVEN the guest's /proc/meminfo, printed on the console just before the 6.12 dump
+    console = (REAL / "6.12.117-work.console.txt").read_text()
+    shmem_kb = int(re.search(r"^Shmem:\s+(\d+) kB", console, re.M)[1])
+    huge_kb = int(re.search(r"^ShmemHugePages:\s+(\d+) kB", console, re.M)[1])
+    # WHEN top groups the dump by the first caller outside the allocator
+    result = top_file(str(REAL / REAL_DUMPS[3]), TopOptions(by="caller", top=0))
+    by_caller = {entry.label: entry.pages for entry in result.entries}
+    # THEN the shmem callers hold exactly the kernel's Shmem figure
+    assert by_caller["shmem_alloc_folio"] * 4 == shmem_kb
+    huge = run_cli(["grep", "-c", "--order", "9", "-e", "^shmem_", fixture(REAL_DUMPS[3])])
+    assert int(huge.stdout) * 512 * 4 == huge_kb
+
+
+@pytest.mark.parametrize("name", [REAL_DUMPS[2], REAL_DUMPS[3]])
+def test_x86_64_flags_layout_agrees_with_printed_node_and_zone(name: str) -> None:
+    # GIVEN dumps whose %pGp prints node= and zone= (5.14+), from the fixtures' x86_64 config
+    from pageowner.analysis import FLAGS_LAYOUT_X86_64 as layout
+    from pageowner.analysis import open_samples
+
+    checked = 0
+    with open_samples(str(REAL / name)) as stream:
+        for sample in stream.samples:
+            flags = sample.record.flags  # type: ignore[union-attr]
+            assert flags is not None and flags.value is not None
+            # THEN the layout used for older dumps derives the same node and zone
+            assert (flags.value >> layout.zone_shift) & 3 == flags.zone
+            assert flags.value >> layout.node_shift == flags.node
+            checked += 1
+    assert checked > 3000
