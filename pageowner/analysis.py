@@ -142,30 +142,59 @@ def _counting(
     on_progress(done, total)
 
 
-def _record_samples(reader: DumpReader, interner: StackInterner) -> Iterator[Sample]:
+class _SkipWatch:
+    """Pass warnings on, remembering the first skipped block's, to explain empty results."""
+
+    def __init__(self, on_warning: WarningHandler | None) -> None:
+        self.on_warning = on_warning
+        self.first_skip: str | None = None
+
+    def __call__(self, message: str) -> None:
+        if self.first_skip is None and message.endswith(_SKIPPED):
+            self.first_skip = message.removesuffix(_SKIPPED)
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    def check(self, samples: int) -> None:
+        """Fail when blocks were skipped and nothing at all could be read."""
+        if samples == 0 and self.first_skip is not None:
+            raise InputError(f"{self.first_skip} (and no other block could be read)")
+
+
+_SKIPPED = " (block skipped)"
+
+
+def _record_samples(
+    reader: DumpReader, interner: StackInterner, watch: _SkipWatch
+) -> Iterator[Sample]:
     """Turn dump records into samples."""
     intern = interner.intern
+    count = 0
     for record in reader:
+        count += 1
         yield Sample(intern(record.stack), record.nr_pages, 1, record)
+    watch.check(count)
 
 
 def _stack_samples(
     name: str, lines: Iterator[bytes], interner: StackInterner, strict: bool,
-    on_warning: WarningHandler | None,
+    watch: _SkipWatch,
 ) -> Iterator[Sample]:  # fmt: skip
     """Turn show_stacks blocks into samples (their nr_base_pages are the weights)."""
+    count = 0
     for block in iter_blocks(lines):
         try:
             entry = parse_stack_block(block.lines, name, block.lineno)
         except ParseError as exc:
             if strict:
                 raise
-            if on_warning is not None:
-                on_warning(f"{exc} (block skipped)")
+            watch(f"{exc}{_SKIPPED}")
             continue
         if entry.nr_base_pages is None:
             raise ParseError(name, block.lineno, block.lines[0], "stack block without a count")
+        count += 1
         yield Sample(interner.intern(entry.stack), entry.nr_base_pages, 1, entry=entry)
+    watch.check(count)
 
 
 @contextlib.contextmanager
@@ -177,18 +206,24 @@ def open_samples(
     on_progress: ProgressHandler | None = None,
     interner: StackInterner | None = None,
 ) -> Iterator[SampleStream]:
-    """Open a dump or show_stacks file (`-` for stdin) and stream its samples."""
+    """Open a dump or show_stacks file (`-` for stdin) and stream its samples.
+
+    Blocks that cannot be read are skipped with a warning (unless `strict`); an input of
+    which no block at all can be read raises InputError naming the first bad line.
+    """
     interner = interner if interner is not None else StackInterner()
+    watch = _SkipWatch(on_warning)
     with open_input(path) as source:
         lines: Iterator[bytes] = source.lines()
         if on_progress is not None:
             lines = _counting(lines, on_progress, source.size)
         kind, lines = _sniff(source.name, lines)
         if kind is InputKind.DUMP:
-            reader = DumpReader(lines, source.name, strict=strict, on_warning=on_warning)
-            yield SampleStream(source.name, kind, _record_samples(reader, interner), reader)
+            reader = DumpReader(lines, source.name, strict=strict, on_warning=watch)
+            samples = _record_samples(reader, interner, watch)
+            yield SampleStream(source.name, kind, samples, reader)
         else:
-            samples = _stack_samples(source.name, lines, interner, strict, on_warning)
+            samples = _stack_samples(source.name, lines, interner, strict, watch)
             yield SampleStream(source.name, kind, samples)
 
 

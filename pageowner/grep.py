@@ -336,6 +336,7 @@ def grep_file(
 ) -> GrepResult:
     """Write the records of a dump that pass the selection, as a dump (or count them)."""
     check_output_path(output_path, (input_path,))
+    _REGEX_HITS.clear()  # keyed by interned stacks, which live as long as one run
     read = selected = 0
     with open_samples(input_path, strict=strict, on_warning=on_warning,
                       on_progress=on_progress) as stream:  # fmt: skip

@@ -221,3 +221,14 @@ def test_help_of_every_analysis_command() -> None:
         result = run_cli([command, "--help"])
         assert result.exit_code == 0
         assert "Usage: " in result.stdout and "--output" in result.stdout
+
+
+def test_a_dump_of_which_nothing_parses_is_an_error(tmp_path: Path) -> None:
+    text = "Page allocated via order x, mask y\n stack+0x1/0x2\n\nPage allocated via order z\n\n"
+    path = _write(tmp_path, "broken.txt", text)
+    result = run_cli(["stats", path])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"pageowner: {path}:1: malformed page_owner header: 'Page allocated via order x, mask y'"
+        " (and no other block could be read)"
+    )
