@@ -41,7 +41,7 @@ demo: $(STAMP)
 	$(BIN)/python -m pageowner demo
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,4 +1,8 @@
-"""Run every bench/*_bench.py and print their figures (`make bench`)."""
+"""Run every bench/*_bench.py script in turn and print their figures (`make bench`).
+
+Benchmarks print numbers; they never fail a build. Each script is run in its own
+process so one's memory does not count against another's.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,20 @@ from pathlib import Path
 
 
 def main() -> int:
-    """Run each benchmark script in turn; return non-zero if any failed."""
+    """Run the benchmark scripts given on the command line, or all of them."""
     here = Path(__file__).resolve().parent
-    failed = 0
-    for script in sorted(here.glob("*_bench.py")):
-        print(f"== {script.name}", flush=True)
-        failed |= subprocess.call([sys.executable, str(script), *sys.argv[1:]]) != 0
-        print(flush=True)
-    return failed
+    names = sys.argv[1:]
+    scripts = (
+        [here / f"{name}_bench.py" for name in names]
+        if names
+        else sorted(here.glob("*_bench.py"))
+    )
+    status = 0
+    for script in scripts:
+        print(f"== {script.stem}", flush=True)
+        result = subprocess.run([sys.executable, str(script)], check=False)
+        status = status or result.returncode
+    return status
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ __all__ = [
     "format_frame",
     "format_record",
     "iter_blocks",
+    "iter_blocks_read",
     "iter_records",
     "parse_block",
     "parse_frame",
@@ -80,6 +81,7 @@ class Block:
     lines: tuple[str, ...]
     # False when the input ended without the blank line that closes every kernel record.
     complete: bool = True
+    text: str | None = None  # the lines joined by newlines, when the splitter had it
 
 
 def iter_blocks(stream: Iterable[bytes]) -> Iterator[Block]:
@@ -107,6 +109,43 @@ def iter_blocks(stream: Iterable[bytes]) -> Iterator[Block]:
         yield Block(start, tuple(lines), complete=False)
 
 
+def iter_blocks_read(read: Callable[[int], bytes], chunk_size: int = 1 << 20) -> Iterator[Block]:
+    """Split a byte stream read through `read(n)` into blocks; faster than line by line.
+
+    Same rules as `iter_blocks`: blank-line runs are one separator, CR-LF reads as LF, and a
+    last block without its closing blank line is yielded with `complete=False`.
+    """
+    rest = b""
+    lineno = 1  # line number of the first line of `rest`
+    while True:
+        chunk = read(chunk_size)
+        if not chunk:
+            break
+        data = rest + chunk if rest else chunk
+        if b"\r" in chunk:
+            data = data.replace(b"\r\n", b"\n")
+        pos = 0
+        size = len(data)
+        while True:
+            while pos < size and data[pos] == 10:
+                pos += 1
+                lineno += 1
+            end = data.find(b"\n\n", pos)
+            if end < 0:
+                break
+            text = decode(data[pos:end])
+            lines = tuple(text.split("\n"))
+            yield Block(lineno, lines, True, text)
+            lineno += len(lines) + 1
+            pos = end + 2
+        rest = data[pos:]
+    if rest.endswith(b"\r"):
+        rest = rest[:-1]
+    last = rest.rstrip(b"\n")
+    if last:
+        yield Block(lineno, tuple(decode(last).split("\n")), complete=False)
+
+
 _HEADER_RE = re.compile(
     r"Page allocated via order (?P<order>\d+), mask (?P<mask>0x[0-9a-f]+)"
     r"(?:\((?P<names>[^()]*)\))?"
@@ -125,6 +164,8 @@ _ADDRESS_RE = re.compile(r" \[<(?P<address>[0-9a-f]+)>\] (?P<rest>.*)")
 _SYMBOL_RE = re.compile(
     r"(?P<symbol>[^\s+\[\]]+)\+0x(?P<offset>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
     r"(?: \[(?P<module>[^\[\]]+)\])?"
+    # Appended by `pageowner symbolize`: " (file:line file:line ...)".
+    r"(?: \((?P<source>[^()]*:[^()]*)\))?"
 )
 _RAW_ADDRESS_RE = re.compile(r"0x(?P<address>[0-9a-f]+)")
 _MIGRATED = "Page has been migrated, last migrate reason: "
@@ -149,7 +190,10 @@ def parse_frame(line: str) -> Frame:
     """Parse one stack line (with its leading space) into a `Frame`.
 
     >>> parse_frame(" xfs_buf_read_map+0x54/0x280 [xfs]")
-    Frame(symbol='xfs_buf_read_map', offset=84, size=640, module='xfs', address=None, raw=None)
+    Frame(symbol='xfs_buf_read_map', offset=84, size=640, module='xfs', address=None, raw=None, \
+source=None)
+    >>> parse_frame(" kmalloc_large+0x1f/0x90 (mm/slab_common.c:1129)").source
+    'mm/slab_common.c:1129'
     """
     address = None
     rest = line[1:]
@@ -174,6 +218,7 @@ def _parse_symbolic(text: str, address: int | None) -> Frame:
             int(match["size"], 16),
             match["module"],
             address,
+            source=match["source"],
         )
     raw_address = _RAW_ADDRESS_RE.fullmatch(text)
     if raw_address and address is None:
@@ -192,9 +237,10 @@ def format_frame(frame: Frame) -> str:
     >>> format_frame(Frame("kmalloc", 1, 2, address=0xffffffff81000000))
     ' [<ffffffff81000000>] kmalloc+0x1/0x2'
     """
+    source = f" ({frame.source})" if frame.source is not None and frame.symbol is not None else ""
     if frame.address is not None and (frame.symbol is not None or frame.raw is not None):
-        return f" [<{frame.address:016x}>] {frame.symbolic()}"
-    return f" {frame.symbolic()}"
+        return f" [<{frame.address:016x}>] {frame.symbolic()}{source}"
+    return f" {frame.symbolic()}{source}"
 
 
 class _FrameCache:
@@ -242,12 +288,15 @@ def _parse_flags(value: str, text: str) -> tuple[PageFlags, bool]:
     return PageFlags(int(value, 16), tuple(names), tuple(fields)), bool(fields)
 
 
-def _parse_pfn_line(line: str) -> dict[str, object]:
+def _parse_pfn_line(line: str, cache: _Cache | None = None) -> dict[str, object]:
     """Parse a PFN line of any era into record fields."""
     match = _PFN_RE.fullmatch(line)
     if match:
         pfn_text = match["pfn"]
-        flags, has_fields = _parse_flags(match["value"], match["flags"])
+        if cache is not None:
+            flags, has_fields = cache.parse_flags(match["value"], match["flags"])
+        else:
+            flags, has_fields = _parse_flags(match["value"], match["flags"])
         if pfn_text.startswith("0x"):
             style = PfnStyle.HEX
         else:
@@ -285,37 +334,57 @@ def _parse_pfn_line(line: str) -> dict[str, object]:
     raise ValueError("PFN line of no known shape")
 
 
-def parse_block(
-    lines: tuple[str, ...] | list[str],
-    path: str = "<dump>",
-    lineno: int = 1,
-    frame_cache: _FrameCache | None = None,
-) -> PageRecord:
-    """Parse the lines of one block into a `PageRecord`, or raise ParseError."""
-    cache = frame_cache or _DEFAULT_CACHE
-    if not lines or not lines[0].startswith(HEADER_PREFIX):
-        first = lines[0] if lines else ""
-        raise ParseError(path, lineno, first, "not a page_owner record")
-    header = _HEADER_RE.fullmatch(lines[0])
-    if header is None:
-        raise ParseError(path, lineno, lines[0], "malformed page_owner header")
-    try:
-        header_style = _header_style(header)
-    except ValueError as exc:
-        raise ParseError(path, lineno, lines[0], str(exc)) from None
-    fields: dict[str, object] = {}
-    pfn_style = PfnStyle.HEX
-    index = 1
-    if index < len(lines) and lines[index].startswith(_PFN_PREFIX):
-        try:
-            fields = _parse_pfn_line(lines[index])
-        except ValueError as exc:
-            raise ParseError(path, lineno + index, lines[index], str(exc)) from None
-        pfn_style = fields.pop("style")  # type: ignore[assignment]
-        index += 1
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """The parsed part of a block after its PFN line: frames and trailing lines."""
+
+    stack: tuple[Frame, ...]
+    migrate_reason: str | None
+    slab_cache: bool
+    memcg: MemcgCharge | None
+    extra: tuple[str, ...]
+    frame_style: FrameStyle
+
+
+class _Cache:
+    """Memoize parsed stack sections and flag words: a dump repeats a few thousand stacks
+    and flag sets over millions of records."""
+
+    _LIMIT = 50_000
+
+    def __init__(self) -> None:
+        self.frames = _FrameCache()
+        self.tails: dict[tuple[str, ...], _Tail] = {}
+        self.flags: dict[tuple[str, str], tuple[PageFlags, bool]] = {}
+
+    def tail(self, lines: tuple[str, ...], path: str, lineno: int) -> _Tail:
+        """Return the parsed frames and trailing lines (lineno is the first one's)."""
+        tail = self.tails.get(lines)
+        if tail is None:
+            if len(self.tails) >= self._LIMIT:
+                self.tails.clear()
+            tail = self.tails[lines] = _parse_tail(lines, path, lineno, self.frames)
+        return tail
+
+    def parse_flags(self, value: str, text: str) -> tuple[PageFlags, bool]:
+        """Return parsed %pGp contents."""
+        key = (value, text)
+        flags = self.flags.get(key)
+        if flags is None:
+            if len(self.flags) >= self._LIMIT:
+                self.flags.clear()
+            flags = self.flags[key] = _parse_flags(value, text)
+        return flags
+
+
+def _parse_tail(
+    lines: tuple[str, ...], path: str, lineno: int, frame_cache: _FrameCache
+) -> _Tail:
+    """Parse the frames and the trailing lines that follow the PFN line."""
+    index = 0
     frames: list[Frame] = []
     while index < len(lines) and lines[index].startswith(" "):
-        frames.append(cache.get(lines[index]))
+        frames.append(frame_cache.get(lines[index]))
         index += 1
     migrate_reason = None
     slab_cache = False
@@ -337,24 +406,62 @@ def parse_block(
         if any(frame.address is not None and frame.symbol is not None for frame in frames)
         else FrameStyle.PLAIN
     )
-    names = header["names"]
+    return _Tail(tuple(frames), migrate_reason, slab_cache, memcg, tuple(extra), frame_style)
+
+
+_DEFAULT_PARSE_CACHE = _Cache()
+
+
+def parse_block(
+    lines: tuple[str, ...] | list[str],
+    path: str = "<dump>",
+    lineno: int = 1,
+    cache: _Cache | None = None,
+    text: str | None = None,
+) -> PageRecord:
+    """Parse the lines of one block into a `PageRecord`, or raise ParseError.
+
+    `text`, when given, is the lines joined by newlines (saves joining them again).
+    """
+    cache = cache or _DEFAULT_PARSE_CACHE
+    if not lines or not lines[0].startswith(HEADER_PREFIX):
+        first = lines[0] if lines else ""
+        raise ParseError(path, lineno, first, "not a page_owner record")
+    header = _HEADER_RE.fullmatch(lines[0])
+    if header is None:
+        raise ParseError(path, lineno, lines[0], "malformed page_owner header")
+    try:
+        header_style = _header_style(header)
+    except ValueError as exc:
+        raise ParseError(path, lineno, lines[0], str(exc)) from None
+    fields: dict[str, object] = {}
+    pfn_style = PfnStyle.HEX
+    index = 1
+    if index < len(lines) and lines[index].startswith(_PFN_PREFIX):
+        try:
+            fields = _parse_pfn_line(lines[index], cache)
+        except ValueError as exc:
+            raise ParseError(path, lineno + index, lines[index], str(exc)) from None
+        pfn_style = fields.pop("style")  # type: ignore[assignment]
+        index += 1
+    tail = cache.tail(tuple(lines[index:]), path, lineno + index)
     return PageRecord(
         order=int(header["order"]),
         gfp_mask=int(header["mask"], 16),
-        gfp_names=names,
+        gfp_names=header["names"],
         pid=_opt_int(header["pid"]),
         tgid=_opt_int(header["tgid"]),
         comm=header["comm"],
         ts_nsec=_opt_int(header["ts"]),
         free_ts_nsec=_opt_int(header["free_ts"]),
-        stack=tuple(frames),
-        migrate_reason=migrate_reason,
-        slab_cache=slab_cache,
-        memcg=memcg,
-        extra=tuple(extra),
-        fmt=DumpFormat(header_style, pfn_style, frame_style),
+        stack=tail.stack,
+        migrate_reason=tail.migrate_reason,
+        slab_cache=tail.slab_cache,
+        memcg=tail.memcg,
+        extra=tail.extra,
+        fmt=DumpFormat(header_style, pfn_style, tail.frame_style),
         lineno=lineno,
-        raw="".join(line + "\n" for line in lines),
+        raw=text + "\n" if text is not None else "".join(line + "\n" for line in lines),
         **fields,  # type: ignore[arg-type]
     )
 
@@ -442,13 +549,7 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
     gfp_table = kernel.gfp_table
     names = decode_flags(record.gfp_mask, gfp_table) if gfp_table is not None else None
     header = fmt.header
-    flags = record.flags
-    if flags is not None and flags.value is not None:
-        flag_names = decode_flags(flags.value & ((1 << 27) - 1), kernel.pageflag_table)
-        flags = replace(flags, names=tuple(filter(None, flag_names.split("|"))))
-    page_mt = record.page_mt
-    if page_mt is None and record.block_mt is not None:
-        page_mt = gfp_migratetype(record.gfp_mask)
+    flags, page_mt, block_mt = _convert_pfn_fields(record, kernel)
     if fmt.frames is FrameStyle.ADDRESS:
         stack = tuple(
             replace(frame, address=frame.address or 0) if frame.symbol is not None else frame
@@ -471,6 +572,7 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
         free_ts_nsec=(record.free_ts_nsec or 0) if header.has_free_ts else None,
         flags=flags,
         page_mt=page_mt,
+        block_mt=block_mt,
         stack=stack,
         migrate_reason=record.migrate_reason if kernel.migrate_line else None,
         slab_cache=record.slab_cache and kernel.memcg_lines,
@@ -478,6 +580,46 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
         fmt=fmt,
         raw=None,
     )
+
+
+# The 3.19 letter columns name compound pages `compound`; later kernels say `head`.
+_TO_LETTER_NAMES = {"head": "compound", "swapcache": "swapcache"}
+
+
+def _convert_pfn_fields(
+    record: PageRecord, kernel: KernelVersion
+) -> tuple[PageFlags | None, MigrateType | None, MigrateType | None]:
+    """Return flags and migratetypes as `kernel` prints them on the PFN line."""
+    flags = record.flags
+    page_mt, block_mt = record.page_mt, record.block_mt
+    if record.pfn is None or flags is None:
+        return flags, page_mt, block_mt
+    style = kernel.fmt.pfn
+    if page_mt is None and block_mt is not None:
+        page_mt = gfp_migratetype(record.gfp_mask)
+    if style is PfnStyle.LETTERS:
+        letter_names = {name for _, name in LETTER_FLAGS}
+        names = [_TO_LETTER_NAMES.get(name, name) for name in flags.names]
+        ordered = tuple(name for _, name in LETTER_FLAGS if name in names and name in letter_names)
+        # MIGRATE_RESERVE held the slot HighAtomic took in v4.4.
+        if block_mt is MigrateType.HIGHATOMIC:
+            block_mt = MigrateType.RESERVE
+        if page_mt is not block_mt:
+            page_mt = None  # printed as "Fallback"
+        return PageFlags(None, ordered), page_mt, block_mt
+    if flags.value is not None:
+        flag_names = decode_flags(flags.value & ((1 << 27) - 1), kernel.pageflag_table)
+        names_tuple = tuple(filter(None, flag_names.split("|")))
+    else:
+        names_tuple = flags.names
+    fields = flags.fields
+    if style is PfnStyle.DEC_RAW_FLAGS:
+        fields = ()
+    elif not fields:
+        # Pre-5.14 dumps print no fields; x86_64 without NUMA keeps the zone at bit 56.
+        zone = ((flags.value or 0) >> 56) & 0x3
+        fields = (("node", "0"), ("zone", str(zone)))
+    return PageFlags(flags.value or 0, names_tuple, fields), page_mt, block_mt
 
 
 def write_dump(records: Iterable[PageRecord], out: BinaryIO) -> int:
@@ -511,7 +653,7 @@ class DumpReader:
         self.on_warning = on_warning
         self.skipped = 0
         self.truncated = False
-        self._cache = _FrameCache()
+        self._cache = _Cache()
 
     def _warn(self, message: str) -> None:
         """Pass a warning on, if anyone listens."""
@@ -520,9 +662,13 @@ class DumpReader:
 
     def __iter__(self) -> Iterator[PageRecord]:
         """Yield the records in file order."""
-        for block in iter_blocks(self.stream):
+        read = getattr(self.stream, "read", None)
+        blocks = iter_blocks_read(read) if callable(read) else iter_blocks(self.stream)
+        for block in blocks:
             try:
-                record = parse_block(block.lines, self.path, block.lineno, self._cache)
+                record = parse_block(
+                    block.lines, self.path, block.lineno, self._cache, block.text
+                )
             except ParseError as exc:
                 if not block.complete:
                     self.truncated = True

@@ -203,6 +203,15 @@ def atomic_output(path: str, *, inputs: tuple[str, ...] = ()) -> Iterator[Binary
         sys.stdout.buffer.flush()
         return
     check_output_path(path, inputs)
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        # A device, FIFO or socket (/dev/full, /dev/stdout, a pipe): renaming over it
+        # would replace the node itself, so write to it in place.
+        yield from _write_in_place(path)
+        return
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(
@@ -233,6 +242,22 @@ def atomic_output(path: str, *, inputs: tuple[str, ...] = ()) -> Iterator[Binary
                 out.close()
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def _write_in_place(path: str) -> Iterator[BinaryIO]:
+    """Write to an existing non-regular file directly, naming write errors."""
+    try:
+        out = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot open output: {_reason(exc)}") from None
+    try:
+        yield out
+        out.flush()
+    except OSError as exc:
+        raise OutputError(f"{path}: write failed: {_reason(exc)}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            out.close()
 
 
 _WRITE_ERRORS = {

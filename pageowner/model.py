@@ -105,7 +105,9 @@ class Frame:
 
     `address` is the `[<...>]` value of the 3.19-5.1 eras, or the whole frame when the
     kernel had no symbol for it. `raw` keeps a line this reader could not take apart, so
-    that it is printed back unchanged.
+    that it is printed back unchanged. `source` is what `pageowner symbolize` appends in
+    parentheses: `file:line` of the address, then of each inlined call site, space-separated
+    as scripts/decode_stacktrace.sh prints them.
     """
 
     symbol: str | None
@@ -114,6 +116,7 @@ class Frame:
     module: str | None = None
     address: int | None = None
     raw: str | None = None
+    source: str | None = None
 
     @property
     def function(self) -> str:

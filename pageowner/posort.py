@@ -234,27 +234,36 @@ class SortOptions:
         return not self.legacy and self.sort_keys[0].name != "alloc_ts"
 
 
-@dataclass
+@dataclass(slots=True)
 class Group:
-    """One line (or block) of the report: records that compare equal under --cull."""
+    """One line (or block) of the report: records that compare equal under --cull.
+
+    The group's text is `head` (its first line, ts digits cut when they are) and `body`
+    (the rest: the `st` key). Heads end with their only newline, so comparing
+    (head, body) pairs orders groups exactly as strcmp orders the joined text.
+    """
 
     times: int
     pages: int
-    pid: int
-    tgid: int
-    comm: bytes
-    ts_nsec: int
-    free_ts_nsec: int
-    allocator: int
-    txt: bytes
+    head: bytes
+    body: bytes
+    pid: int = -1
+    tgid: int = -1
+    comm: bytes = b""
+    ts_nsec: int = _U64_MAX
+    free_ts_nsec: int = _U64_MAX
+    allocator: int = 0
     first: int = 0  # ordinal of the first record, to merge partial tables in file order
-    unit: int = 0  # pages of the first record; all records of a default-mode group share it
+
+    @property
+    def txt(self) -> bytes:
+        """Return the group's text as page_owner_sort prints it."""
+        return self.head + self.body
 
     @property
     def stacktrace(self) -> bytes:
         """Return the text after the header line, as the `st` key compares it."""
-        newline = self.txt.find(b"\n")
-        return b"" if newline < 0 else self.txt[newline + 1 :]
+        return self.body
 
 
 def _first_int(pattern: re.Pattern[bytes], buf: bytes, missing: int) -> int:
@@ -293,23 +302,32 @@ def _comm(buf: bytes) -> bytes:
     return match.group(1) if match else b""
 
 
-def _allocator(buf: bytes, pfn_line: bytes) -> int:
-    """Classify a block: CMA/SLAB from its PFN line, VMALLOC from its stack."""
-    allocator = 0
-    if b"CMA" in pfn_line:
-        allocator |= ALLOCATOR_CMA
-    if b"slab" in pfn_line:
-        allocator |= ALLOCATOR_SLAB
+def _vmalloc_bit(buf: bytes) -> int:
+    """Return VMALLOC when __vmalloc_node_range sits under a page allocator frame."""
     where = buf.find(b"__vmalloc_node_range")
     if where > 0:
-        # The frame above __vmalloc_node_range must be a page allocator entry; the search
-        # window runs from the start of the line above up to the match itself.
+        # The search window runs from the start of the line above up to the match itself.
         line_start = buf.rfind(b"\n", 0, where)
         above = buf.rfind(b"\n", 0, max(line_start, 0)) + 1
         hit = buf.find(b"alloc_pages", above)
         if 0 <= hit < where:
-            allocator |= ALLOCATOR_VMALLOC
-    return allocator or ALLOCATOR_OTHERS
+            return ALLOCATOR_VMALLOC
+    return 0
+
+
+def _pfn_bits(pfn_line: bytes) -> int:
+    """Return CMA/SLAB as page_owner_sort reads them off a PFN line (5.19+)."""
+    bits = 0
+    if b"CMA" in pfn_line:
+        bits |= ALLOCATOR_CMA
+    if b"slab" in pfn_line:
+        bits |= ALLOCATOR_SLAB
+    return bits
+
+
+def _allocator(buf: bytes, pfn_line: bytes) -> int:
+    """Classify a block: CMA/SLAB from its PFN line, VMALLOC from its stack."""
+    return (_pfn_bits(pfn_line) | _vmalloc_bit(buf)) or ALLOCATOR_OTHERS
 
 
 def classify_block(block: bytes) -> int:
@@ -352,12 +370,13 @@ WarningHandler = Callable[[str], None]
 ProgressHandler = Callable[[int], None]
 
 _CHUNK = 1 << 20
+_REJECTED = Group(0, 0, b"", b"")  # marks "the previous block was not selected"
 
 
 class SortEngine:
     """Collect dump blocks into groups; memory grows with the groups, not the records.
 
-    Feed it bytes with `feed_stream` (or whole blocks with `add_block`), then ask for
+    Feed it bytes with `feed_stream` (or whole blocks with `feed_blocks`), then ask for
     `sorted_groups()`. Blocks that are not page_owner records are skipped with a warning,
     or raise `ParseError` when `strict`.
     """
@@ -370,7 +389,7 @@ class SortEngine:
         strict: bool = False,
         on_warning: WarningHandler | None = None,
     ) -> None:
-        self.options = options or SortOptions()
+        self.options = options = options or SortOptions()
         self.path = path
         self.strict = strict
         self.on_warning = on_warning
@@ -385,6 +404,23 @@ class SortEngine:
         # The last line starting with "PFN" seen so far: page_owner_sort classifies CMA and
         # SLAB from it, and a block without one inherits the previous block's.
         self.pfn_line = b""
+        # Group bodies are shared: a dump has few distinct stacks and many records.
+        self._bodies: dict[bytes, bytes] = {}
+        keys = {key.name for key in options.sort_keys}
+        self._need = frozenset(
+            name
+            for name, wanted in (
+                ("pid", "pid" in keys or "pid" in options.cull or options.pids is not None),
+                ("tgid", "tgid" in keys or "tgid" in options.cull or options.tgids is not None),
+                ("name", "name" in keys or "name" in options.cull or options.names is not None),
+                ("alloc_ts", "alloc_ts" in keys),
+                ("free_ts", options.legacy),
+                ("allocator", "allocator" in keys or not options.cull
+                 or "allocator" in options.cull),
+            )
+            if wanted
+        )
+        self._ts_re = _TS_RE_LEGACY if options.legacy else _TS_RE
 
     # -- one block at a time ------------------------------------------------------------
 
@@ -400,13 +436,20 @@ class SortEngine:
             return
         self.selected += 1
         txt = self._text(buf)
-        key = self._record_key(buf, txt, pfn_line)
+        newline = txt.find(b"\n") + 1
+        head, body = txt[:newline], txt[newline:]
+        self._count(buf, head, self._bodies.setdefault(body, body), pfn_line, _pages(buf))
+
+    def _count(self, buf: bytes, head: bytes, body: bytes, pfn_line: bytes, pages: int) -> Group:
+        """Add one selected record to its group, making the group if it is new."""
+        allocator = _allocator(buf, pfn_line) if "allocator" in self._need else 0
+        key = self._record_key(buf, head, body, allocator)
         group = self.groups.get(key)
         if group is None:
-            self.groups[key] = self._new_group(buf, txt, pfn_line)
-        else:
-            group.times += 1
-            group.pages += _pages(buf)
+            group = self.groups[key] = self._new_group(buf, head, body, allocator)
+        group.times += 1
+        group.pages += pages
+        return group
 
     def _reject(self, buf: bytes, lineno: int) -> None:
         """Skip (or, when strict, refuse) a block that is not a page_owner record."""
@@ -447,29 +490,29 @@ class SortEngine:
             return buf
         return buf[: match.start(1)] + buf[match.end(1) :]
 
-    def _record_key(self, buf: bytes, txt: bytes, pfn_line: bytes) -> object:
+    def _record_key(self, buf: bytes, head: bytes, body: bytes, allocator: int) -> object:
         """Return what the cull comparator compares for one record."""
         cull = self.options.cull
         if not cull:
-            return txt
+            return (head, body)
         return _cull_tuple(
             cull,
-            lambda: _after_first_line(txt),
+            lambda: body,
             lambda: _pid_value(_PID_RE, buf),
             lambda: _pid_value(_TGID_RE, buf),
             lambda: _comm(buf),
             lambda: _ts_value(_FREE_TS_RE, buf),
-            lambda: _allocator(buf, pfn_line),
+            lambda: allocator,
         )
 
     def group_key(self, group: Group) -> object:
         """Return the same key as `_record_key` gave the group's first record."""
         cull = self.options.cull
         if not cull:
-            return group.txt
+            return (group.head, group.body)
         return _cull_tuple(
             cull,
-            lambda: group.stacktrace,
+            lambda: group.body,
             lambda: group.pid,
             lambda: group.tgid,
             lambda: group.comm,
@@ -477,38 +520,24 @@ class SortEngine:
             lambda: group.allocator,
         )
 
-    def _new_group(self, buf: bytes, txt: bytes, pfn_line: bytes) -> Group:
-        """Make a group from its first record, whose fields the report shows."""
-        ts_re = _TS_RE_LEGACY if self.options.legacy else _TS_RE
-        group = Group(
-            times=1,
+    def _new_group(self, buf: bytes, head: bytes, body: bytes, allocator: int) -> Group:
+        """Make an empty group from its first record, whose fields the report shows."""
+        need = self._need
+        return Group(
+            times=0,
             pages=0,
-            pid=_pid_value(_PID_RE, buf),
-            tgid=_pid_value(_TGID_RE, buf),
-            comm=_comm(buf),
-            ts_nsec=_ts_value(ts_re, buf),
-            free_ts_nsec=_ts_value(_FREE_TS_RE, buf),
-            allocator=_allocator(buf, pfn_line),
-            txt=txt,
-            first=self.records,
-            unit=_pages(buf),
+            head=head,
+            body=body,
+            pid=_pid_value(_PID_RE, buf) if "pid" in need else -1,
+            tgid=_pid_value(_TGID_RE, buf) if "tgid" in need else -1,
+            comm=_comm(buf) if "name" in need else b"",
+            ts_nsec=_ts_value(self._ts_re, buf) if "alloc_ts" in need else _U64_MAX,
+            free_ts_nsec=_ts_value(_FREE_TS_RE, buf) if "free_ts" in need else _U64_MAX,
+            allocator=allocator,
+            first=self.records - 1,
         )
-        group.pages = group.unit
-        return group
 
     # -- streams ------------------------------------------------------------------------
-
-    @property
-    def _fast(self) -> bool:
-        """Tell whether the default report applies, which the scanner can do in place."""
-        options = self.options
-        return (
-            not options.cull
-            and options.strip_ts
-            and options.pids is None
-            and options.tgids is None
-            and options.names is None
-        )
 
     def feed_stream(
         self,
@@ -561,12 +590,23 @@ class SortEngine:
         """Count the complete blocks of `data`; return the offset where the rest starts.
 
         `lineno` is the line number of data's first line. Blocks in the usual layout
-        (header, PFN line, frames) are counted in place without copying them, and a block
-        that equals the previous one but for its ts digits and PFN line only bumps the
-        previous group's counter. Anything else goes through `_slow_block`.
+        (header, PFN line, frames) are counted in place; a block equal to the previous one
+        but for its ts digits (when they are cut) and its PFN line joins the previous
+        block's group with a few memory compares. Anything else goes through `_slow_block`.
         """
-        groups = self.groups
-        fast = self._fast
+        options = self.options
+        strip = options.strip_ts
+        by_allocator = "allocator" in options.cull
+        filtering = (
+            options.pids is not None or options.tgids is not None or options.names is not None
+            or options.filter_released
+        )
+        bodies = self._bodies
+        # With the ts digits in the key (-a, no --cull), a block equal to the previous one
+        # but for them is a new group with the previous one's other fields.
+        near = not strip and not options.cull and not options.legacy
+        last_ts = b""
+        last_digits = 0
         search = _TS_RE.search
         digits = _DIGITS_RE.match
         find = data.find
@@ -577,7 +617,8 @@ class SortEngine:
         # ... PFN line ... | tail "\n\n".
         last_prefix = last_mid = last_tail = b""
         prefix_len = mid_len = tail_len = 0
-        hits = 0  # records counted here and not yet added to self.records
+        last_pages = last_vmalloc = last_allocator = 0
+        records = selected = 0  # counted here, added to self's counters when leaving
         last_fast = -1  # start of the latest fast block, whose PFN line is the current one
         pos = 0
         counted_pos, counted_lines = 0, lineno
@@ -588,11 +629,49 @@ class SortEngine:
                 if startswith(last_mid, ts_end):
                     pe = find(b"\n", ts_end + mid_len)
                     if pe >= 0 and startswith(last_tail, pe) and startswith(b"\n\n", pe + tail_len):
-                        last_group.times += 1
-                        hits += 1
-                        last_fast = pos
-                        pos = pe + tail_len + 2
-                        continue
+                        same = True
+                        if by_allocator:
+                            pfn_start = ts_end + mid_len - 3
+                            allocator = (
+                                _pfn_bits(data[pfn_start:pe]) | last_vmalloc
+                            ) or ALLOCATOR_OTHERS
+                            same = allocator == last_allocator
+                        if same and near and last_group is not _REJECTED and (
+                            ts_end - pos - prefix_len != last_digits
+                            or not startswith(last_ts, pos + prefix_len)
+                        ):
+                            # -a keeps the ts digits in the text: a new group, whose other
+                            # fields are the previous record's.
+                            records += 1
+                            selected += 1
+                            head = data[pos : ts_end + mid_len - 3]
+                            key = (head, last_group.body)
+                            group = self.groups.get(key)
+                            if group is None:
+                                digit_text = data[pos + prefix_len : ts_end]
+                                group = self.groups[key] = Group(
+                                    0, 0, head, last_group.body, last_group.pid,
+                                    last_group.tgid, last_group.comm,
+                                    int(digit_text) if digit_text else _U64_MAX,
+                                    last_group.free_ts_nsec,
+                                    (_pfn_bits(data[ts_end + mid_len - 3 : pe]) | last_vmalloc)
+                                    or ALLOCATOR_OTHERS,
+                                    self.records + records - 1,
+                                )  # fmt: skip
+                            group.times += 1
+                            group.pages += last_pages
+                            last_fast = pos
+                            pos = pe + tail_len + 2
+                            continue
+                        if same:
+                            records += 1
+                            if last_group is not _REJECTED:
+                                selected += 1
+                                last_group.times += 1
+                                last_group.pages += last_pages
+                            last_fast = pos
+                            pos = pe + tail_len + 2
+                            continue
             if data[pos] == 10:  # runs of blank lines make no empty blocks
                 pos += 1
                 continue
@@ -602,31 +681,45 @@ class SortEngine:
             end = find(b"\n\n", pos)
             if end < 0:
                 break
-            if fast and startswith(b"PFN", nl + 1) and startswith(header, pos):
+            if startswith(b"PFN", nl + 1) and startswith(header, pos):
                 pe = find(b"\n", nl + 1, end + 1)  # == end when the PFN line is the last
-                match = search(data, pos, nl)
-                if match is not None:
-                    ts_start, ts_end = match.span(1)
-                elif search(data, nl, end) is None:
-                    # No timestamp at all (pre-5.11): the text stays whole.
-                    ts_start = ts_end = nl
-                else:
-                    ts_start = -1  # a ts pattern below the header: the slow path decides
+                ts_start = ts_end = nl
+                if strip:
+                    match = search(data, pos, nl)
+                    if match is not None:
+                        ts_start, ts_end = match.span(1)
+                    elif search(data, nl, end) is not None:
+                        ts_start = -1  # a ts pattern below the header: the slow path decides
+                elif near:
+                    match = search(data, pos, nl)
+                    if match is not None:
+                        ts_start, ts_end = match.span(1)
                 if ts_start >= 0 and find(b"\nPFN", pe, end) < 0:
-                    hits += 1
+                    records += 1
                     last_fast = pos
+                    self.records += records
+                    self.selected += selected
+                    records = selected = 0
+                    line = data[pos : nl + 1]
                     body = data[pe + 1 : end] + b"\n" if pe < end else b""
-                    key = data[pos:ts_start] + data[ts_end : nl + 1] + body
-                    group = groups.get(key)
-                    if group is None:
-                        self.records += hits - 1
-                        self.selected += hits - 1
-                        hits = 1
-                        buf = data[pos : nl + 1] + body
-                        group = groups[key] = self._new_group(buf, key, data[nl + 1 : pe])
-                        group.times = 0
-                    group.times += 1
-                    last_group = group
+                    body = bodies.setdefault(body, body)
+                    buf = line + body
+                    if filtering and not self._is_selected(buf):
+                        last_group = _REJECTED
+                    else:
+                        self.selected += 1
+                        head = line if ts_start == ts_end or not strip else (
+                            data[pos:ts_start] + data[ts_end : nl + 1]
+                        )
+                        last_pages = _pages(buf)
+                        pfn_line = data[nl + 1 : pe]
+                        last_group = self._count(buf, head, body, pfn_line, last_pages)
+                        last_ts = data[ts_start:ts_end]
+                        last_digits = ts_end - ts_start
+                        if by_allocator or near:
+                            last_vmalloc = _vmalloc_bit(buf)
+                            last_allocator = _pfn_bits(pfn_line) | last_vmalloc
+                            last_allocator = last_allocator or ALLOCATOR_OTHERS
                     last_prefix = data[pos:ts_start]
                     last_mid = data[ts_end:nl] + b"\nPFN"
                     last_tail = data[pe:end]
@@ -637,15 +730,15 @@ class SortEngine:
                 self.pfn_line = _pfn_line_of(data, last_fast)
                 last_fast = -1
             last_group = None
-            self.records += hits
-            self.selected += hits
-            hits = 0
+            self.records += records
+            self.selected += selected
+            records = selected = 0
             counted_lines += data.count(b"\n", counted_pos, pos)
             counted_pos = pos
             self._slow_block(data[pos : end + 1], counted_lines)
             pos = end + 2
-        self.records += hits
-        self.selected += hits
+        self.records += records
+        self.selected += selected
         if last_fast >= 0:
             self.pfn_line = _pfn_line_of(data, last_fast)
         return pos
@@ -667,7 +760,7 @@ class SortEngine:
         return self
 
     def serialize(self) -> bytes:
-        """Encode the counts, groups and warnings for a parent process (see `deserialize`)."""
+        """Encode the counts, groups and warnings for a parent process (see `absorb`)."""
         parts = [
             b"%d %d %d %d %d %d %d\n"
             % (
@@ -680,12 +773,11 @@ class SortEngine:
                 b"%d %d %d %d %d %d %d %d %d %d %d\n"
                 % (
                     group.times, group.pages, group.pid, group.tgid, group.ts_nsec,
-                    group.free_ts_nsec, group.allocator, group.first, group.unit,
-                    len(group.comm), len(group.txt),
+                    group.free_ts_nsec, group.allocator, group.first,
+                    len(group.comm), len(group.head), len(group.body),
                 )
             )  # fmt: skip
-            parts.append(group.comm)
-            parts.append(group.txt)
+            parts += (group.comm, group.head, group.body)
         for lineno, message in self.warnings:
             encoded = message.encode("utf-8", "replace")
             parts.append(b"%d %d\n" % (lineno, len(encoded)))
@@ -699,19 +791,21 @@ class SortEngine:
         counts = [int(word) for word in header.split()]
         (later.records, later.selected, later.skipped, later.bytes_read,
          later.next_lineno, ngroups, nwarnings) = counts  # fmt: skip
+        bodies = self._bodies
         pos = 0
         for _ in range(ngroups):
             newline = rest.index(b"\n", pos)
             values = [int(word) for word in rest[pos:newline].split()]
-            comm_len, txt_len = values[9], values[10]
-            start = newline + 1
-            comm = rest[start : start + comm_len]
-            txt = rest[start + comm_len : start + comm_len + txt_len]
-            pos = start + comm_len + txt_len
+            comm_end = newline + 1 + values[8]
+            head_end = comm_end + values[9]
+            body_end = head_end + values[10]
+            body = rest[head_end:body_end]
+            pos = body_end
             group = Group(
-                times=values[0], pages=values[1], pid=values[2], tgid=values[3], comm=comm,
-                ts_nsec=values[4], free_ts_nsec=values[5], allocator=values[6], txt=txt,
-                first=values[7], unit=values[8],
+                times=values[0], pages=values[1], head=rest[comm_end:head_end],
+                body=bodies.setdefault(body, body), pid=values[2], tgid=values[3],
+                comm=rest[newline + 1 : comm_end], ts_nsec=values[4], free_ts_nsec=values[5],
+                allocator=values[6], first=values[7],
             )  # fmt: skip
             later.groups[later.group_key(group)] = group
         for _ in range(nwarnings):
@@ -744,11 +838,6 @@ class SortEngine:
 
     def sorted_groups(self) -> list[Group]:
         """Return the groups in report order: cull order, then the sort keys, stably."""
-        if self._fast:
-            # The scanner only counts times: every record of a default-mode group has the
-            # same text, so the same `order N,`.
-            for group in self.groups.values():
-                group.pages = group.times * group.unit
         groups = sorted(self.groups.values(), key=self._cull_order)
         if self.options.legacy:
             return _glibc_msort(groups, self._legacy_compare)
@@ -781,17 +870,25 @@ class SortEngine:
         return 0
 
 
+_SORT_FIELDS: dict[str, Callable[[Group], Any]] = {
+    "pid": lambda g: g.pid,
+    "tgid": lambda g: g.tgid,
+    "name": lambda g: g.comm,
+    "stacktrace": lambda g: g.body,
+    "txt": lambda g: (g.head, g.body),
+    "alloc_ts": lambda g: g.ts_nsec,
+    "free_ts": lambda g: g.free_ts_nsec,
+    "allocator": lambda g: g.allocator,
+    "times": lambda g: g.times,
+    "pages": lambda g: g.pages,
+}
+
+
 def _pfn_line_of(data: bytes, block_start: int) -> bytes:
     """Return the second line of the block starting at `block_start` (its PFN line)."""
     line_start = data.find(b"\n", block_start) + 1
     line_end = data.find(b"\n", line_start)
     return data[line_start:line_end]
-
-
-def _after_first_line(txt: bytes) -> bytes:
-    """Return the text after the first newline (the `st` key)."""
-    newline = txt.find(b"\n")
-    return b"" if newline < 0 else txt[newline + 1 :]
 
 
 def _cull_tuple(
@@ -818,20 +915,6 @@ def _cull_tuple(
     if "allocator" in cull:
         parts.append(allocator())
     return tuple(parts)
-
-
-_SORT_FIELDS: dict[str, Callable[[Group], Any]] = {
-    "pid": lambda g: g.pid,
-    "tgid": lambda g: g.tgid,
-    "name": lambda g: g.comm,
-    "stacktrace": lambda g: g.stacktrace,
-    "txt": lambda g: g.txt,
-    "alloc_ts": lambda g: g.ts_nsec,
-    "free_ts": lambda g: g.free_ts_nsec,
-    "allocator": lambda g: g.allocator,
-    "times": lambda g: g.times,
-    "pages": lambda g: g.pages,
-}
 
 
 def _glibc_msort(items: list[Group], compare: Callable[[Group, Group], int]) -> list[Group]:
@@ -902,7 +985,9 @@ def count_dump_file(
     """Count a regular file, on two cores when it is big enough to pay for the fork."""
     engine = SortEngine(options, path=path, strict=strict, on_warning=on_warning)
     split = None
-    if jobs > 1 and size >= MIN_PARALLEL_BYTES and parallel_available():
+    # Without the ts digits cut out nearly every record is a group of its own; shipping
+    # them between processes costs more than the second core saves.
+    if jobs > 1 and options.strip_ts and size >= MIN_PARALLEL_BYTES and parallel_available():
         split = find_block_boundary(fd, size // 2, size)
     if split is None or split >= size:
         engine.feed_stream(lambda n: os.read(fd, n), on_progress=on_progress)

@@ -7,11 +7,11 @@ import lzma
 from pathlib import Path
 
 import pytest
-from analyze_support import CASES, REAL, REAL_DUMPS, SHOW_STACKS, fixture
-from analyze_support import run as run_cli
 
 from pageowner.report.summaries import render_report, top_report
 from pageowner.top import TopOptions, top_file
+from tests.analyze_support import CASES, REAL, REAL_DUMPS, SHOW_STACKS, fixture
+from tests.analyze_support import run as run_cli
 
 MODERN = fixture("modern-6.12.txt")
 STACKS = fixture(SHOW_STACKS[1])

@@ -9,8 +9,16 @@ them; tests/golden/analyze/README.md says what was checked.
 from __future__ import annotations
 
 import pytest
-from analyze_support import BIG_DUMP, CASE_DUMPS, REAL_DUMPS, SHOW_STACKS, check_golden, fixture
-from analyze_support import run as run_cli
+
+from tests.analyze_support import (
+    BIG_DUMP,
+    CASE_DUMPS,
+    REAL_DUMPS,
+    SHOW_STACKS,
+    check_golden,
+    fixture,
+)
+from tests.analyze_support import run as run_cli
 
 
 def _stem(name: str) -> str:

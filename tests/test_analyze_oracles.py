@@ -19,8 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from analyze_support import CASES, REAL, REAL_DUMPS, SHOW_STACKS, fixture
-from analyze_support import run as run_cli
 
 from pageowner.diff import Change, DiffOptions, diff_files
 from pageowner.flame import FlameOptions, read_flame_data, speedscope_document
@@ -28,6 +26,8 @@ from pageowner.frames import allocator_layer
 from pageowner.model import Frame
 from pageowner.stats import stats_file
 from pageowner.top import TopOptions, top_file
+from tests.analyze_support import CASES, REAL, REAL_DUMPS, SHOW_STACKS, fixture
+from tests.analyze_support import run as run_cli
 
 
 def _text(path: Path) -> str:

@@ -14,14 +14,14 @@ import os
 from functools import cache
 
 import pytest
-from analyze_strategies import COMMS, dumps
-from analyze_support import REAL, REAL_DUMPS, SHOW_STACKS, fixture
-from analyze_support import run as run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pageowner.analysis import GROUP_KEYS
 from pageowner.diff import DiffOptions, diff_files
+from tests.analyze_strategies import COMMS, dumps
+from tests.analyze_support import REAL, REAL_DUMPS, SHOW_STACKS, fixture
+from tests.analyze_support import run as run_cli
 
 _SETTINGS = settings(max_examples=40, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])  # fmt: skip

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from analyze_support import BIG_DUMP, CASE_DUMPS, REAL_DUMPS, SHOW_STACKS, fixture
-from analyze_support import run as run_cli
+
+from tests.analyze_support import BIG_DUMP, CASE_DUMPS, REAL_DUMPS, SHOW_STACKS, fixture
+from tests.analyze_support import run as run_cli
 
 _ALL = [*REAL_DUMPS, *CASE_DUMPS, *SHOW_STACKS]
 

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from analyze_support import REAL_DUMPS, ROOT, SHOW_STACKS, fixture
-from analyze_support import run as run_cli
-from browser import Browser, BrowserError, Page, find_chromium
+
+from tests.analyze_support import REAL_DUMPS, ROOT, SHOW_STACKS, fixture
+from tests.analyze_support import run as run_cli
+from tests.browser import Browser, BrowserError, Page, find_chromium
 
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = find_chromium()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pageowner import __version__
-from pageowner.errors import EXIT_RUNTIME, EXIT_USAGE, PageOwnerError, SpecError
+from pageowner.errors import PageOwnerError, SpecError
 
 __all__ = [
     "CONTEXT_SETTINGS",
@@ -21,8 +21,6 @@ __all__ = [
 ]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-T = TypeVar("T")
 
 
 class Failure(click.ClickException):
@@ -76,7 +74,7 @@ def warn(message: str) -> None:
     click.echo(f"pageowner: warning: {message}", err=True)
 
 
-@click.group(cls=PageOwnerGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(name="pageowner", cls=PageOwnerGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="pageowner")
 def cli() -> None:
     """Read, simulate, sort and compare Linux page_owner dumps.
@@ -108,7 +106,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     return result if isinstance(result, int) else 0
-
-
-# Kept for commands that need them; documented in the README.
-EXIT_CODES = {"done": 0, "runtime": EXIT_RUNTIME, "usage": EXIT_USAGE}

@@ -1,0 +1,134 @@
+"""`pageowner capture`, `watch` and `trend`: page_owner on a live machine, once or over time."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+import click
+
+from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.fileio import atomic_output
+from pageowner.live.capture import capture
+from pageowner.live.host import DEFAULT_DEBUGFS, Host, HostPaths
+from pageowner.live.trend import TrendOptions, analyze_store
+from pageowner.live.watch import SnapshotKind, parse_duration, watch
+from pageowner.report.live import describe_capture, describe_snapshot, describe_watch
+from pageowner.report.progress import Progress
+from pageowner.report.trend import RENDERERS
+
+_DEBUGFS_HELP = "Where debugfs is mounted (or a tree laid out like it)."
+
+
+def _machine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --debugfs, --proc and --boot: where the watched machine's files are."""
+    for option in reversed([
+        click.option("--debugfs", default=DEFAULT_DEBUGFS, show_default=True, metavar="DIR",
+                     help=_DEBUGFS_HELP),
+        click.option("--proc", "proc", default="/proc", show_default=True, metavar="DIR",
+                     help="The machine's procfs (cmdline, osrelease, config.gz); point it at "
+                          "a simulated or copied machine's tree."),
+        click.option("--boot", "boot", default="/boot", show_default=True, metavar="DIR",
+                     help="Where the kernel configs (config-RELEASE) are."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _host(debugfs: str, proc: str, boot: str) -> Host:
+    """Describe the machine the options name."""
+    return Host(HostPaths(debugfs=debugfs, proc=proc, boot=boot))
+
+
+@cli.command("capture")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="Where to write the dump; `-` is stdout (then no sidecar).")
+@click.option("--stacks", is_flag=True,
+              help="Also take the page_owner_stacks files that exist (6.9+), beside FILE.")
+@_machine_options
+def capture_command(output: str, stacks: bool, debugfs: str, proc: str, boot: str) -> None:
+    """Copy /sys/kernel/debug/page_owner byte for byte, with a FILE.meta.json sidecar.
+
+    The sidecar records the kernel release, /proc/cmdline, host, time, page size and the
+    number of records, so later readers know the dump's kernel. Needs root.
+    """
+    host = _host(debugfs, proc, boot)
+    with Progress("capturing page_owner", count_label="records") as progress:
+        result = capture(output, host=host, stacks=stacks,
+                         on_progress=lambda done, records: progress(done, None, records))
+    for note in result.notes:
+        warn(note)
+    for line in describe_capture(result):
+        click.echo(f"pageowner: {line}", err=True)
+
+
+_SOURCES = ["auto"] + [kind.value for kind in SnapshotKind]
+
+
+@cli.command("watch")
+@click.option("--into", "store", required=True, metavar="STORE",
+              help="The SQLite store to add snapshots to (created if missing).")
+@click.option("--interval", type=SpecParam("DURATION", parse_duration), default="10s",
+              show_default=True, help="Time between snapshots: 500ms, 10s, 2m, 1h.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after N snapshots (default: until Ctrl-C).")
+@click.option("--source", type=click.Choice(_SOURCES), default="auto", show_default=True,
+              help="What to read: the cheapest the kernel has, or one forced.")
+@_machine_options
+def watch_command(store: str, interval: float, count: int | None, source: str,
+                  debugfs: str, proc: str, boot: str) -> None:
+    """Snapshot the pages held by each stack every INTERVAL into STORE.
+
+    Reads page_owner_stacks/show_handles (6.19+), else show_stacks (6.9+), else the whole
+    dump, and prints what each snapshot cost the watched machine. Ctrl-C stops it; the
+    snapshots taken are kept.
+    """
+    result = watch(
+        store,
+        host=_host(debugfs, proc, boot),
+        interval=interval,
+        count=count,
+        source=None if source == "auto" else SnapshotKind(source),
+        on_snapshot=lambda cost: click.echo(describe_snapshot(cost)),
+    )
+    click.echo(describe_watch(result))
+
+
+@contextlib.contextmanager
+def _text_output(path: str) -> Iterator[TextIO]:
+    """Yield a text stream writing `path` atomically, or stdout for `-`."""
+    if path == "-":
+        yield sys.stdout
+        return
+    with atomic_output(path) as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        yield text
+        text.flush()
+        text.detach()
+
+
+@cli.command("trend")
+@click.argument("store")
+@click.option("--format", "fmt", type=click.Choice(list(RENDERERS)), default="table",
+              show_default=True, help="A terminal table, JSON, or a self-contained HTML page.")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
+              help="Where to write the report.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many stacks to show (0: all).")
+@click.option("--fail-on-slope", type=float, default=None, metavar="PAGES_PER_MIN",
+              help="Exit 3 when a stack grows steadily at this many pages/min or more.")
+def trend_command(store: str, fmt: str, output: str, top: int,
+                  fail_on_slope: float | None) -> None:
+    """Rank the stacks in STORE by growth: a steady leak first, noise after.
+
+    Each stack gets a least-squares slope (pages/min), its R² and the share of
+    snapshots where it did not shrink; steady growth is slope > 0, R² ≥ 0.8 and ≥ 75 %
+    of steps up, over 4 snapshots or more.
+    """
+    report = analyze_store(store, TrendOptions(top=top, fail_on_slope=fail_on_slope))
+    with _text_output(output) as out:
+        RENDERERS[fmt](report, out)
+    report.check()

@@ -1,0 +1,254 @@
+"""`pageowner trend`: rank the stacks of a watch store by how steadily they grow.
+
+Each stack's pages over time get a least-squares line: the slope (pages per minute) says
+how fast it grows, R^2 and the share of steps that do not go down say how steady that is.
+A leak grows steadily; page cache and slab noise go up and down. A stack is called
+*steady growth* when its slope is positive, R^2 >= 0.8 and at least 75 % of its steps do
+not go down, over at least 4 snapshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pageowner.errors import ThresholdExceeded
+from pageowner.live.store import Store
+
+__all__ = [
+    "ALLOCATOR_FRAMES",
+    "LineFit",
+    "StackTrend",
+    "TrendOptions",
+    "TrendReport",
+    "analyze_series",
+    "analyze_store",
+    "fit_line",
+    "label_stack",
+    "rising_share",
+]
+
+# Frames that say "the page allocator / slab / vmalloc ran", not who asked for memory; the
+# label of a stack is its first frame outside this set. `_noprof` suffixes (6.10+) removed.
+ALLOCATOR_FRAMES = frozenset({
+    "post_alloc_hook", "prep_new_page", "get_page_from_freelist", "__alloc_pages",
+    "__alloc_pages_nodemask", "__alloc_pages_slowpath", "__alloc_pages_direct_compact",
+    "__alloc_pages_direct_reclaim", "alloc_pages", "alloc_pages_current", "alloc_pages_vma",
+    "alloc_pages_mpol", "alloc_pages_node", "__alloc_pages_node", "__folio_alloc",
+    "folio_alloc", "folio_alloc_mpol", "vma_alloc_folio", "__alloc_frozen_pages",
+    "alloc_frozen_pages", "__get_free_pages", "get_zeroed_page", "__alloc_pages_bulk",
+    "alloc_pages_bulk_array_mempolicy", "alloc_pages_bulk_mempolicy", "alloc_slab_page",
+    "allocate_slab", "new_slab", "___slab_alloc", "__slab_alloc", "__slab_alloc_node",
+    "slab_alloc_node", "kmem_cache_alloc", "kmem_cache_alloc_node", "kmem_cache_alloc_lru",
+    "kmem_cache_alloc_trace", "kmem_cache_alloc_bulk", "__kmem_cache_alloc_node", "__kmalloc",
+    "__kmalloc_node", "__kmalloc_cache", "__kmalloc_cache_node", "kmalloc_trace",
+    "kmalloc_large", "kmalloc_large_node", "__kmalloc_large_node", "__kmalloc_node_track_caller",
+    "kmalloc_order", "kmalloc_order_trace", "__do_kmalloc_node", "___kmalloc_large_node",
+    "vm_area_alloc_pages", "__vmalloc_area_node", "__vmalloc_node_range", "__vmalloc_node",
+    "vmalloc", "vzalloc", "kvmalloc_node", "__kvmalloc_node",
+    "alloc_pages_exact", "alloc_pages_exact_nid", "make_alloc_exact", "alloc_slab_obj_exts",
+})  # fmt: skip
+
+MIN_SNAPSHOTS = 4
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """A least-squares line y = slope * x + intercept and its R^2."""
+
+    slope: float
+    intercept: float
+    r2: float
+
+
+def fit_line(xs: Sequence[float], ys: Sequence[float]) -> LineFit:
+    """Fit a line by least squares; R^2 is 0 for flat data, slope 0 when x does not vary.
+
+    >>> fit_line([0, 1, 2], [1, 3, 5])
+    LineFit(slope=2.0, intercept=1.0, r2=1.0)
+    """
+    n = len(xs)
+    if n == 0:
+        return LineFit(0.0, 0.0, 0.0)
+    mean_x = sum(xs) / n
+    mean_y = sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    syy = sum((y - mean_y) ** 2 for y in ys)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    if sxx == 0:
+        return LineFit(0.0, mean_y, 0.0)
+    slope = sxy / sxx
+    r2 = (sxy * sxy) / (sxx * syy) if syy > 0 else 0.0
+    return LineFit(slope, mean_y - slope * mean_x, min(1.0, r2))
+
+
+def rising_share(ys: Sequence[float]) -> float:
+    """Return the share of steps that do not go down (0 for fewer than two points).
+
+    >>> rising_share([1, 2, 2, 1, 3])
+    0.75
+    """
+    steps = len(ys) - 1
+    if steps < 1:
+        return 0.0
+    return sum(1 for a, b in zip(ys, ys[1:], strict=False) if b >= a) / steps
+
+
+def _function_name(frame: str) -> str:
+    """Return the function of a frame line, without offset, module or `_noprof`."""
+    text = frame.strip()
+    if text.startswith("[<"):
+        text = text.split("] ", 1)[-1]
+    name = text.split("+", 1)[0].split(" ", 1)[0]
+    return name.removesuffix("_noprof")
+
+
+def label_stack(frames: Sequence[str]) -> str:
+    """Name a stack by its first frame outside the allocator.
+
+    >>> label_stack([" post_alloc_hook+0x1/0x2", " __alloc_pages_noprof+0x3/0x4",
+    ...              " my_leaky_probe+0x10/0x40 [leaky]"])
+    'my_leaky_probe+0x10/0x40 [leaky]'
+    """
+    for frame in frames:
+        if _function_name(frame) not in ALLOCATOR_FRAMES:
+            return frame.strip()
+    return frames[-1].strip() if frames else "(no stack)"
+
+
+@dataclass(frozen=True)
+class TrendOptions:
+    """How to judge steadiness, how many stacks to show, and when to fail."""
+
+    top: int = 10  # 0 shows every stack
+    fail_on_slope: float | None = None
+    min_r2: float = 0.8
+    min_rising: float = 0.75
+    min_snapshots: int = MIN_SNAPSHOTS
+
+
+@dataclass(frozen=True)
+class StackTrend:
+    """How one stack's pages moved over the series."""
+
+    stack_id: int
+    frames: tuple[str, ...]
+    label: str
+    series: tuple[int, ...]
+    slope: float  # pages per minute
+    r2: float
+    rising: float  # share of non-decreasing steps
+    steady: bool  # steady growth: the signature of a leak
+
+    @property
+    def first(self) -> int:
+        """Return the pages at the first snapshot."""
+        return self.series[0] if self.series else 0
+
+    @property
+    def last(self) -> int:
+        """Return the pages at the last snapshot."""
+        return self.series[-1] if self.series else 0
+
+    @property
+    def peak(self) -> int:
+        """Return the most pages seen."""
+        return max(self.series, default=0)
+
+
+@dataclass(frozen=True)
+class TrendReport:
+    """The ranked stacks of a store and the series they were judged on."""
+
+    store: str
+    meta: Mapping[str, str]
+    times: tuple[float, ...]  # seconds since the epoch, one per snapshot
+    stacks: tuple[StackTrend, ...]  # ranked: steady growth first, then by slope * R^2
+    options: TrendOptions = field(default_factory=TrendOptions)
+
+    @property
+    def minutes(self) -> tuple[float, ...]:
+        """Return each snapshot's time in minutes since the first."""
+        start = self.times[0] if self.times else 0.0
+        return tuple((t - start) / 60.0 for t in self.times)
+
+    @property
+    def span_minutes(self) -> float:
+        """Return the length of the series in minutes."""
+        return self.minutes[-1] if self.times else 0.0
+
+    @property
+    def top(self) -> tuple[StackTrend, ...]:
+        """Return the stacks to show."""
+        return self.stacks[: self.options.top] if self.options.top else self.stacks
+
+    @property
+    def steady(self) -> tuple[StackTrend, ...]:
+        """Return the stacks growing steadily."""
+        return tuple(s for s in self.stacks if s.steady)
+
+    @property
+    def tripped(self) -> tuple[StackTrend, ...]:
+        """Return the steady stacks at or over the --fail-on-slope limit."""
+        limit = self.options.fail_on_slope
+        if limit is None:
+            return ()
+        return tuple(s for s in self.steady if s.slope >= limit)
+
+    def check(self) -> None:
+        """Raise ThresholdExceeded when a steadily growing stack is at or over the limit."""
+        tripped = self.tripped
+        if tripped:
+            worst = tripped[0]
+            raise ThresholdExceeded(
+                f"{len(tripped)} stack(s) grow steadily at or over {self.options.fail_on_slope:g} "
+                f"pages/min; the first, {worst.label}, grows {worst.slope:.2f} pages/min "
+                f"(R^2 {worst.r2:.2f})"
+            )
+
+
+def analyze_series(
+    times: Sequence[float],
+    series: Mapping[int, Sequence[int]],
+    frames: Mapping[int, tuple[str, ...]],
+    options: TrendOptions | None = None,
+) -> tuple[StackTrend, ...]:
+    """Judge and rank each stack's series (one count per time; 0 where it was absent)."""
+    options = options or TrendOptions()
+    start = times[0] if times else 0.0
+    minutes = [(t - start) / 60.0 for t in times]
+    trends = []
+    for stack_id, counts in series.items():
+        fit = fit_line(minutes, counts)
+        rising = rising_share(counts)
+        steady = (
+            len(counts) >= options.min_snapshots
+            and fit.slope > 0
+            and counts[-1] > counts[0]
+            and fit.r2 >= options.min_r2
+            and rising >= options.min_rising
+        )
+        stack = frames.get(stack_id, ())
+        trends.append(StackTrend(stack_id, stack, label_stack(stack), tuple(counts),
+                                 fit.slope, fit.r2, rising, steady))  # fmt: skip
+    # Steady growth first; then by slope weighted by steadiness; ties by first seen.
+    trends.sort(key=lambda t: (not t.steady, -(t.slope * t.r2), t.stack_id))
+    return tuple(trends)
+
+
+def analyze_store(path: str, options: TrendOptions | None = None) -> TrendReport:
+    """Read a watch store and rank its stacks by growth."""
+    options = options or TrendOptions()
+    with Store.open(path) as store:
+        snapshots = store.snapshots()
+        stacks = store.stacks()
+        position = {row.id: index for index, row in enumerate(snapshots)}
+        series: dict[int, list[int]] = {}
+        for snapshot_id, stack_id, pages in store.samples():
+            counts = series.setdefault(stack_id, [0] * len(snapshots))
+            counts[position[snapshot_id]] = pages
+        meta = store.meta()
+    times = tuple(row.taken_at for row in snapshots)
+    frames = {stack_id: row.frames for stack_id, row in stacks.items()}
+    ranked = analyze_series(times, series, frames, options)
+    return TrendReport(path, meta, times, ranked, options)

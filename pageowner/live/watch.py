@@ -1,0 +1,399 @@
+"""`pageowner watch`: snapshot the pages held per stack at each interval into a store.
+
+The cheapest source the kernel has is used (kernel.md D): `show_handles` (6.19+), joined
+with `show_stacks_handles` read once (and again only when a new handle shows up), else
+`show_stacks` (6.9+), else the whole page_owner dump summed per stack.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from pageowner.dumpfile import decode, format_frame
+from pageowner.errors import CaptureError, SpecError, StateError
+from pageowner.live.capture import READ_SIZE, RawFile, copy_records, open_raw
+from pageowner.live.clock import Clock, SystemClock
+from pageowner.live.diagnose import diagnose_missing, diagnose_open_error
+from pageowner.live.host import Host
+from pageowner.live.store import StackSample, Store
+from pageowner.model import Frame
+from pageowner.stacksfile import parse_stack_block
+
+__all__ = [
+    "Reading",
+    "SnapshotCost",
+    "SnapshotKind",
+    "WatchResult",
+    "choose_source",
+    "StackBlock",
+    "group_dump_by_stack",
+    "iter_stack_blocks",
+    "make_reader",
+    "parse_duration",
+    "watch",
+]
+
+
+class SnapshotKind(enum.Enum):
+    """Where a snapshot's counts come from, cheapest first."""
+
+    SHOW_HANDLES = "show_handles"
+    SHOW_STACKS = "show_stacks"
+    PAGE_OWNER = "page_owner"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One snapshot's stacks and what reading them cost in bytes."""
+
+    samples: tuple[StackSample, ...]
+    bytes_read: int
+
+
+@dataclass(frozen=True)
+class SnapshotCost:
+    """What one snapshot found and cost the watched machine."""
+
+    index: int
+    taken_at: float
+    source: str
+    bytes_read: int
+    seconds: float
+    nr_stacks: int
+    nr_base_pages: int
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """The snapshots a watch took, and whether Ctrl-C ended it."""
+
+    store: str
+    source: str
+    snapshots: tuple[SnapshotCost, ...]
+    interrupted: bool
+
+    @property
+    def mean_bytes(self) -> float:
+        """Return the mean bytes read per snapshot."""
+        return sum(s.bytes_read for s in self.snapshots) / max(1, len(self.snapshots))
+
+    @property
+    def mean_seconds(self) -> float:
+        """Return the mean time a snapshot took to read and store."""
+        return sum(s.seconds for s in self.snapshots) / max(1, len(self.snapshots))
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Read an interval such as 10s, 500ms, 2m, 1h or a plain number of seconds.
+
+    >>> parse_duration("2m")
+    120.0
+    """
+    stripped = text.strip().lower()
+    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = stripped[len(number):] or "s"
+    try:
+        value = float(number)
+    except ValueError:
+        raise SpecError(f"not a duration: {text!r} (use e.g. 10s, 500ms, 2m, 1h)") from None
+    if unit not in _DURATION_UNITS:
+        raise SpecError(f"unknown unit {unit!r} in {text!r}; use ms, s, m or h")
+    if value < 0:
+        raise SpecError(f"a duration cannot be negative: {text!r}")
+    return value * _DURATION_UNITS[unit]
+
+
+def choose_source(host: Host) -> SnapshotKind:
+    """Pick the cheapest source this kernel offers, or raise the error saying why none."""
+    paths = host.paths
+    if os.path.exists(paths.stacks_file("show_handles")) and os.path.exists(
+        paths.stacks_file("show_stacks_handles")
+    ):
+        return SnapshotKind.SHOW_HANDLES
+    if os.path.exists(paths.stacks_file("show_stacks")):
+        return SnapshotKind.SHOW_STACKS
+    if os.path.exists(paths.page_owner):
+        return SnapshotKind.PAGE_OWNER
+    raise diagnose_missing(host, paths.page_owner)
+
+
+class _FileReader:
+    """Reads whole debugfs files with big raw reads."""
+
+    def __init__(self, host: Host, opener: Callable[[str], RawFile], read_size: int) -> None:
+        self.host = host
+        self.opener = opener
+        self.read_size = read_size
+
+    def read_chunks(self, path: str) -> list[bytes]:
+        """Return a whole file as read; raise the diagnosed CaptureError if it can't be read."""
+        try:
+            raw = self.opener(path)
+        except OSError as exc:
+            raise diagnose_open_error(self.host, path, exc) from None
+        chunks: list[bytes] = []
+        try:
+            stats = copy_records(raw, chunks.append, read_size=self.read_size)
+        finally:
+            raw.close()
+        if stats.error is not None:
+            raise CaptureError(f"read error on {path} after {stats.bytes_read} bytes: "
+                               f"{stats.error.strerror or stats.error}")
+        return chunks
+
+    def read_bytes(self, path: str) -> bytes:
+        """Return a whole file."""
+        return b"".join(self.read_chunks(path))
+
+
+def _frames_of(stack: tuple[Frame, ...]) -> tuple[str, ...]:
+    """Return a parsed stack's frame lines as the kernel printed them."""
+    return tuple(format_frame(frame) for frame in stack)
+
+
+_HANDLE_PREFIX = "handle: "
+_COUNT_PREFIXES = ("nr_base_pages: ", "stack_count: ")
+
+
+@dataclass(frozen=True)
+class StackBlock:
+    """One block of a page_owner_stacks file with its frames as printed lines."""
+
+    frames: tuple[str, ...]
+    handle: int | None
+    nr_base_pages: int | None
+
+
+def iter_stack_blocks(data: bytes, path: str) -> Iterator[StackBlock]:
+    """Yield the blocks of a page_owner_stacks file, frames kept as printed lines.
+
+    A watch reads these files over and over; this skips parsing every frame, and hands a
+    block it does not recognise to the full parser, whose ParseError names the line.
+    """
+    lineno = 1
+    for block in decode(data).split("\n\n"):
+        lines = block.split("\n")
+        start = lineno
+        lineno += len(lines) + 1
+        if not block.strip("\n"):
+            continue
+        frames: list[str] = []
+        handle = count = None
+        try:
+            for line in lines:
+                if line.startswith(" "):
+                    frames.append(line)
+                elif line.startswith(_HANDLE_PREFIX):
+                    handle = int(line[len(_HANDLE_PREFIX):])
+                elif line.startswith(_COUNT_PREFIXES):
+                    count = int(line.split(": ", 1)[1])
+                elif line:
+                    raise ValueError(line)
+        except ValueError:
+            parsed = parse_stack_block([line for line in lines if line], path, start)
+            yield StackBlock(_frames_of(parsed.stack), parsed.handle, parsed.nr_base_pages)
+            continue
+        yield StackBlock(tuple(frames), handle, count)
+
+
+class _ShowStacksReader(_FileReader):
+    """Snapshots from page_owner_stacks/show_stacks (6.9+)."""
+
+    def read(self) -> Reading:
+        path = self.host.paths.stacks_file("show_stacks")
+        data = self.read_bytes(path)
+        samples = tuple(
+            StackSample(entry.frames, entry.nr_base_pages or 0)
+            for entry in iter_stack_blocks(data, path)
+        )
+        return Reading(samples, len(data))
+
+
+class _ShowHandlesReader(_FileReader):
+    """Snapshots from show_handles, joined to stacks with show_stacks_handles (6.19+)."""
+
+    def __init__(self, host: Host, opener: Callable[[str], RawFile], read_size: int) -> None:
+        super().__init__(host, opener, read_size)
+        self.stacks_by_handle: dict[int, tuple[str, ...]] = {}
+
+    def _load_handles(self) -> int:
+        """Read show_stacks_handles into the handle map; return the bytes read."""
+        path = self.host.paths.stacks_file("show_stacks_handles")
+        data = self.read_bytes(path)
+        for entry in iter_stack_blocks(data, path):
+            if entry.handle is not None:
+                self.stacks_by_handle[entry.handle] = entry.frames
+        return len(data)
+
+    def read(self) -> Reading:
+        path = self.host.paths.stacks_file("show_handles")
+        data = self.read_bytes(path)
+        entries = list(iter_stack_blocks(data, path))
+        bytes_read = len(data)
+        # Stacks are never removed from the kernel's list, so a handle once mapped stays
+        # valid; only a handle first seen now needs another read (kernel.md D).
+        if any(e.handle not in self.stacks_by_handle for e in entries):
+            bytes_read += self._load_handles()
+        samples = tuple(
+            StackSample(
+                self.stacks_by_handle.get(e.handle, (f" <handle {e.handle}: no stack>",)),
+                e.nr_base_pages or 0,
+                e.handle,
+            )
+            for e in entries
+            if e.handle is not None
+        )
+        return Reading(samples, bytes_read)
+
+
+_HEADER = b"Page allocated via order "
+
+
+def group_dump_by_stack(chunks: Iterable[bytes]) -> dict[bytes, int]:
+    """Sum 2^order base pages per stack over the records of a page_owner dump.
+
+    >>> group_dump_by_stack([b"Page allocated via order 2, mask 0x0()\\n f+0x1/0x2\\n\\n"])
+    {b' f+0x1/0x2': 4}
+    """
+    totals: dict[bytes, int] = {}
+    pending = b""
+    for chunk in chunks:
+        blocks = (pending + chunk).split(b"\n\n")
+        pending = blocks.pop()
+        for block in blocks:
+            _add_record(block, totals)
+    _add_record(pending, totals)
+    return totals
+
+
+def _add_record(block: bytes, totals: dict[bytes, int]) -> None:
+    """Add one record's pages to its stack; blocks that are no record are left out."""
+    block = block.strip(b"\n")
+    if not block.startswith(_HEADER):
+        return
+    start = len(_HEADER)
+    end = block.find(b",", start)
+    try:
+        order = int(block[start:end])
+    except ValueError:
+        return
+    stack = b"\n".join(line for line in block.split(b"\n")[1:] if line.startswith(b" "))
+    totals[stack] = totals.get(stack, 0) + (1 << order)
+
+
+class _PageOwnerReader(_FileReader):
+    """Snapshots from the whole page_owner dump, grouped by stack (any kernel)."""
+
+    def read(self) -> Reading:
+        chunks = self.read_chunks(self.host.paths.page_owner)
+        totals = group_dump_by_stack(chunks)
+        samples = tuple(
+            StackSample(tuple(decode(stack).split("\n")) if stack else (), pages)
+            for stack, pages in totals.items()
+        )
+        return Reading(samples, sum(map(len, chunks)))
+
+
+_READERS: dict[SnapshotKind, type[_ShowStacksReader | _ShowHandlesReader | _PageOwnerReader]] = {
+    SnapshotKind.SHOW_HANDLES: _ShowHandlesReader,
+    SnapshotKind.SHOW_STACKS: _ShowStacksReader,
+    SnapshotKind.PAGE_OWNER: _PageOwnerReader,
+}
+
+
+def make_reader(
+    kind: SnapshotKind,
+    host: Host,
+    opener: Callable[[str], RawFile] = open_raw,
+    read_size: int = READ_SIZE,
+) -> Callable[[], Reading]:
+    """Return a function taking one snapshot from the given source."""
+    return _READERS[kind](host, opener, read_size).read
+
+
+def watch(
+    store_path: str,
+    *,
+    host: Host | None = None,
+    interval: float = 10.0,
+    count: int | None = None,
+    source: SnapshotKind | None = None,
+    clock: Clock | None = None,
+    opener: Callable[[str], RawFile] = open_raw,
+    read_size: int = READ_SIZE,
+    on_snapshot: Callable[[SnapshotCost], None] | None = None,
+) -> WatchResult:
+    """Take `count` snapshots (or until Ctrl-C) `interval` seconds apart into a store.
+
+    Snapshots are spaced from the first one's start, so reading time does not drift the
+    series. Ctrl-C ends the watch cleanly: every snapshot already taken is in the store.
+    """
+    host = host or Host()
+    clock = clock or SystemClock()
+    if interval < 0:
+        raise SpecError("the interval cannot be negative")
+    if count is not None and count < 1:
+        raise SpecError("--count must be at least 1")
+    kind = source or choose_source(host)
+    read = make_reader(kind, host, opener, read_size)
+    costs: list[SnapshotCost] = []
+    interrupted = False
+    store = Store.open(store_path, create=True)
+    try:
+        _check_same_source(store, kind)
+        store.set_meta(_machine_facts(host, kind))
+        first = clock.monotonic()
+        while count is None or len(costs) < count:
+            if costs:
+                clock.sleep(max(0.0, first + len(costs) * interval - clock.monotonic()))
+            taken_at = clock.time()
+            start = clock.monotonic()
+            reading = read()
+            store.add_snapshot(taken_at, kind.value, reading.samples,
+                               bytes_read=reading.bytes_read,
+                               read_seconds=clock.monotonic() - start)  # fmt: skip
+            cost = SnapshotCost(
+                index=len(costs) + 1,
+                taken_at=taken_at,
+                source=kind.value,
+                bytes_read=reading.bytes_read,
+                seconds=clock.monotonic() - start,
+                nr_stacks=len({s.frames for s in reading.samples}),
+                nr_base_pages=sum(s.nr_base_pages for s in reading.samples),
+            )
+            costs.append(cost)
+            if on_snapshot is not None:
+                on_snapshot(cost)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        store.close()
+    return WatchResult(store_path, kind.value, tuple(costs), interrupted)
+
+
+def _check_same_source(store: Store, kind: SnapshotKind) -> None:
+    """Refuse to mix sources in one series: their counts differ (early pages, migration)."""
+    recorded = store.meta().get("source")
+    if recorded is not None and recorded != kind.value and store.count_snapshots():
+        raise StateError(
+            f"{store.path}: holds {recorded} snapshots, and this watch would read "
+            f"{kind.value}; their counts are not comparable (page_owner also counts early "
+            f"allocations): use another store, or --source {recorded}"
+        )
+
+
+def _machine_facts(host: Host, kind: SnapshotKind) -> dict[str, str]:
+    """Say what is being watched, for the store's meta table."""
+    return {
+        "kernel_release": host.release(),
+        "hostname": host.gethostname(),
+        "debugfs": host.paths.debugfs,
+        "source": kind.value,
+        "page_size": str(host.page_size()),
+    }

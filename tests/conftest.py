@@ -1,0 +1,55 @@
+"""Shared test fixtures: paths to the real dumps, decompressed copies, a CLI runner."""
+
+from __future__ import annotations
+
+import lzma
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile("long", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _stable_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make rich and click output independent of the terminal running the tests."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.fixture(scope="session")
+def plain_fixture(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Return a function giving an uncompressed copy of a fixture file (cached per session)."""
+    cache = tmp_path_factory.mktemp("plain")
+    made: dict[str, Path] = {}
+
+    def get(relative: str) -> Path:
+        if relative not in made:
+            source = FIXTURES / relative
+            if source.suffix == ".xz":
+                target = cache / source.with_suffix("").name
+                target.write_bytes(lzma.decompress(source.read_bytes()))
+            else:
+                target = source
+            made[relative] = target
+        return made[relative]
+
+    return get
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    """Return a click test runner (stdout and stderr are kept apart since click 8.2)."""
+    return CliRunner()

@@ -1,0 +1,202 @@
+"""Fixtures for the symbolization tests: small ELF files compiled with gcc -g -O2.
+
+The programs have a static function with the same name in two files (told apart by
+size), always_inline functions nested two deep (so inline chains exist), direct and
+indirect calls, and a relocatable "module" with code in .text, .text.unlikely and
+.init.text. Tests that need gcc, addr2line or objdump skip with the reason when absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+COMMON_H = """\
+extern volatile int sink;
+int work(int x);
+int b_entry(int x);
+"""
+
+A_C = """\
+#include "common.h"
+
+static __attribute__((noinline)) int dup_static(int x)
+{
+\treturn x * 3 + sink;
+}
+
+static inline __attribute__((always_inline)) int leaf_inline(int x)
+{
+\tsink += x;
+\treturn work(x) + 1;
+}
+
+static inline __attribute__((always_inline)) int mid_inline(int x)
+{
+\tint y = leaf_inline(x * 2);
+\treturn y + work(y);
+}
+
+__attribute__((noinline)) int outer(int x)
+{
+\treturn mid_inline(x) + dup_static(x);
+}
+
+__attribute__((noinline)) int via_pointer(int (*fn)(int), int x)
+{
+\treturn fn(x) + fn(x + 1) + 1;
+}
+
+int main(int argc, char **argv)
+{
+\t(void)argv;
+\treturn outer(argc) + via_pointer(work, argc) + b_entry(argc);
+}
+"""
+
+B_C = """\
+#include "common.h"
+
+volatile int sink;
+
+__attribute__((noinline)) int work(int x)
+{
+\tsink = x;
+\treturn x + 1;
+}
+
+static __attribute__((noinline)) int dup_static(int x)
+{
+\tint i, s = 0;
+
+\tfor (i = 0; i < x; i++)
+\t\ts += work(i) * sink;
+\treturn s + work(s);
+}
+
+__attribute__((noinline)) int b_entry(int x)
+{
+\treturn dup_static(x) + work(x);
+}
+"""
+
+MOD_C = """\
+extern int helper_ext(int x);
+extern volatile int mod_sink;
+
+static inline __attribute__((always_inline)) int mod_leaf(int x)
+{
+\tmod_sink = x;
+\treturn helper_ext(x) * 2;
+}
+
+__attribute__((noinline)) int mod_alloc(int x)
+{
+\treturn mod_leaf(x) + 1;
+}
+
+__attribute__((cold, noinline)) int mod_cold(int x)
+{
+\treturn helper_ext(x) - 1;
+}
+
+__attribute__((section(".init.text"), noinline)) int mod_init(void)
+{
+\treturn mod_alloc(3) + mod_cold(4);
+}
+"""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A compiled test program and where its sources are."""
+
+    path: Path
+    source_dir: Path
+    dwarf_version: int
+
+
+def _gcc() -> str:
+    """Return gcc's path or skip."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed: the symbolization tests compile small C programs")
+    return gcc
+
+
+def _write_sources(directory: Path) -> None:
+    """Write the C sources of the test programs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "common.h").write_text(COMMON_H)
+    (directory / "a.c").write_text(A_C)
+    (directory / "b.c").write_text(B_C)
+    (directory / "mod.c").write_text(MOD_C)
+
+
+def _compile_program(directory: Path, dwarf_version: int) -> Program:
+    """Compile a.c and b.c into an executable with gcc -g -O2."""
+    gcc = _gcc()
+    _write_sources(directory)
+    output = directory / f"prog-dwarf{dwarf_version}"
+    subprocess.run(
+        [gcc, "-g", f"-gdwarf-{dwarf_version}", "-O2", "-fno-omit-frame-pointer",
+         "-Wl,--build-id", "-o", str(output), "a.c", "b.c"],
+        cwd=directory, check=True, capture_output=True,
+    )  # fmt: skip
+    return Program(output, directory, dwarf_version)
+
+
+@pytest.fixture(scope="session")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Program:
+    """The test program with DWARF 5 (gcc 11+'s default)."""
+    return _compile_program(tmp_path_factory.mktemp("prog5"), 5)
+
+
+@pytest.fixture(scope="session")
+def program_dwarf4(tmp_path_factory: pytest.TempPathFactory) -> Program:
+    """The test program with DWARF 4 (what older kernels are built with)."""
+    return _compile_program(tmp_path_factory.mktemp("prog4"), 4)
+
+
+@pytest.fixture(scope="session")
+def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding testmod.ko, a relocatable object like a kernel module."""
+    gcc = _gcc()
+    directory = tmp_path_factory.mktemp("modules")
+    _write_sources(directory / "src")
+    target = directory / "kernel" / "drivers"
+    target.mkdir(parents=True)
+    subprocess.run(
+        [gcc, "-g", "-O2", "-c", "-Wa,--generate-missing-build-notes=no", "-o",
+         str(target / "testmod.ko"), "mod.c"],
+        cwd=directory / "src", check=True, capture_output=True,
+    )  # fmt: skip
+    return directory
+
+
+@pytest.fixture(scope="session")
+def addr2line() -> str:
+    """Return addr2line's path or skip (binutils gives the golden answers)."""
+    path = shutil.which("addr2line")
+    if path is None:
+        pytest.skip("binutils' addr2line is not installed: no golden answers to compare with")
+    return path
+
+
+@pytest.fixture(scope="session")
+def objdump() -> str:
+    """Return objdump's path or skip."""
+    path = shutil.which("objdump")
+    if path is None:
+        pytest.skip("binutils' objdump is not installed: no disassembly to compare with")
+    return path
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    """A private cache directory per test."""
+    return tmp_path / "cache"
