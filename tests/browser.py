@@ -4,6 +4,8 @@ Chromium started with `--remote-debugging-pipe` reads protocol commands on fd 3 
 replies and events on fd 4, each JSON message ended by a NUL byte. This module speaks that
 protocol just enough to open a page, run JavaScript, click, type and take screenshots:
 
+    from tests.browser import Browser, find_chromium
+
     path = find_chromium()              # None when no browser is installed
     with Browser(path) as browser:
         page = browser.new_page(width=1200, height=800)
