@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit demo bench fuzz clean
+.PHONY: test lint typecheck unit demo bench fuzz clean browser-deps golden
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict pageowner
 
-unit: $(STAMP)
+unit: $(STAMP) browser-deps
 	$(BIN)/pytest -q
+
+# The HTML flame graph test drives headless Chromium. Install Debian's package when it is
+# missing and we can (root, apt); otherwise that test skips and says why.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get -qq update >/dev/null 2>&1; \
+	      DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends \
+	        chromium >/dev/null 2>&1; } ; } || true
+
+# Rewrite the analysis commands' golden outputs; review the diff before committing.
+golden: $(STAMP)
+	PAGEOWNER_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_analyze_golden.py
 
 test: lint typecheck unit
 

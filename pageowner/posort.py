@@ -39,6 +39,7 @@ __all__ = [
     "SHORT_SORT_FLAGS",
     "SortOptions",
     "build_options",
+    "classify_block",
     "count_dump_file",
     "sort_dump",
     "format_group",
@@ -327,6 +328,32 @@ def _pfn_bits(pfn_line: bytes) -> int:
 def _allocator(buf: bytes, pfn_line: bytes) -> int:
     """Classify a block: CMA/SLAB from its PFN line, VMALLOC from its stack."""
     return (_pfn_bits(pfn_line) | _vmalloc_bit(buf)) or ALLOCATOR_OTHERS
+
+
+def classify_block(block: bytes) -> int:
+    """Classify one whole block, PFN line included, as page_owner_sort would.
+
+    For analysis code that holds a record's text (`PageRecord.raw`): the PFN lines are set
+    aside exactly as `_slow_block` does, so the answer is the sort engine's.
+
+    >>> classify_block(b"Page allocated via order 0\\nPFN 1 type CMA Block 0 type CMA\\n")
+    2
+    """
+    if b"__vmalloc_node_range" not in block:
+        # Without that frame only the last PFN line can add anything (CMA, SLAB).
+        start = block.rfind(b"\nPFN") + 1
+        if start == 0 and not block.startswith(b"PFN"):
+            return _allocator(b"", b"")
+        end = block.find(b"\n", start)
+        return _allocator(b"", block[start : end if end >= 0 else len(block)])
+    kept = []
+    pfn_line = b""
+    for line in block.splitlines(keepends=True):
+        if line.startswith(b"PFN"):
+            pfn_line = line
+        else:
+            kept.append(line)
+    return _allocator(b"".join(kept), pfn_line)
 
 
 def allocator_label(allocator: int) -> str:

@@ -9,12 +9,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from pageowner.cli import cli
+from pageowner.cli import COMMAND_MODULES, cli
 
 
-@pytest.mark.parametrize("name", sorted(cli.commands))
+@pytest.mark.parametrize("name", sorted(COMMAND_MODULES))
 def test_every_command_has_help(name: str) -> None:
-    command = cli.commands[name]
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None, f"{name} is not defined by {COMMAND_MODULES[name]}"
     assert command.help and len(command.help) > 20
     result = CliRunner().invoke(cli, [name, "--help"])
     assert result.exit_code == 0 and "Usage: pageowner" in result.stdout
@@ -32,3 +33,16 @@ def test_python_dash_m_runs() -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["nosuch"])
     assert result.exit_code == 2 and "No such command 'nosuch'" in result.stderr
+
+
+def test_sort_loads_no_heavy_module() -> None:
+    # `pageowner sort` should start fast: no elftools, sqlite, rich or analysis code.
+    code = (
+        "import sys; from pageowner.cli import main; "
+        "main(['sort', '--help']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('elftools', 'sqlite3', 'rich') or m in ('pageowner.analysis', 'pageowner.symbols')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"

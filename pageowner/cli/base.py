@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -35,8 +36,39 @@ class Failure(click.ClickException):
         click.echo(f"pageowner: {self.format_message()}", err=True)
 
 
+# Which module defines each command. Modules are imported only when their command runs
+# (or help lists it), so `pageowner sort` does not pay for pyelftools, sqlite or rich.
+COMMAND_MODULES: dict[str, str] = {
+    "sort": "pageowner.cli.sort",
+    "demo": "pageowner.cli.sim",
+    "boot": "pageowner.cli.sim",
+    "run": "pageowner.cli.sim",
+    "workloads": "pageowner.cli.sim",
+    "dump": "pageowner.cli.sim",
+    "grep": "pageowner.cli.analyze",
+    "top": "pageowner.cli.analyze",
+    "diff": "pageowner.cli.analyze",
+    "stats": "pageowner.cli.analyze",
+    "frag": "pageowner.cli.analyze",
+    "flame": "pageowner.cli.analyze",
+    "symbolize": "pageowner.cli.symbols",
+    "capture": "pageowner.cli.live",
+    "watch": "pageowner.cli.live",
+    "trend": "pageowner.cli.live",
+}
+
+
 class PageOwnerGroup(click.Group):
-    """A group that turns PageOwnerError into Failure, for every command at once."""
+    """A group that loads commands lazily and turns PageOwnerError into Failure."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(module)  # its decorators register the commands
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

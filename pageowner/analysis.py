@@ -1,0 +1,483 @@
+"""Reading dumps and page_owner_stacks files as weighted stacks, and grouping them by a key.
+
+Every analysis command (top, diff, stats, frag, flame) reads its input here: a
+/sys/kernel/debug/page_owner dump through `DumpReader` (lenient: non-record blocks are
+skipped with a warning) or a `show_stacks` file through `pageowner.stacksfile`, sniffed from
+the first block. Each record or stack block becomes a `Sample`; `GROUP_KEYS` is the registry
+of `--by` keys, each a pair of functions (key and label) read by `group_samples`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import itertools
+import re
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from pageowner.dumpfile import (
+    HEADER_PREFIX,
+    DumpReader,
+    decode,
+    encode,
+    format_record,
+    iter_blocks,
+)
+from pageowner.errors import InputError, ParseError, SpecError
+from pageowner.fileio import open_input
+from pageowner.frames import StackInfo, StackInterner
+from pageowner.model import PageRecord, StackCount, StacksFileKind
+from pageowner.posort import ALLOCATOR_LABELS, classify_block
+from pageowner.stacksfile import parse_stack_block, sniff_kind
+from pageowner.tables import ZONE_NAMES
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "FLAGS_LAYOUT_X86_64",
+    "GROUP_KEYS",
+    "FlagsLayout",
+    "Group",
+    "GroupKey",
+    "GroupTable",
+    "InputKind",
+    "Sample",
+    "SampleStream",
+    "allocator_bits",
+    "allocator_label",
+    "get_group_key",
+    "group_samples",
+    "node_of",
+    "open_samples",
+    "parse_page_size",
+    "zone_label",
+    "zone_of",
+]
+
+DEFAULT_PAGE_SIZE = 4096
+
+ProgressHandler = Callable[[int, "int | None"], None]
+WarningHandler = Callable[[str], None]
+
+
+class InputKind(enum.Enum):
+    """What an analysis input holds."""
+
+    DUMP = "page_owner dump"
+    SHOW_STACKS = "show_stacks file"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A weighted stack: one dump record, or one block of a show_stacks file."""
+
+    stack: StackInfo
+    pages: int
+    times: int
+    record: PageRecord | None = None
+    entry: StackCount | None = None  # the show_stacks block, for show_stacks input
+
+
+@dataclass
+class SampleStream:
+    """An opened input: its kind and its samples, read lazily."""
+
+    name: str
+    kind: InputKind
+    samples: Iterator[Sample]
+    reader: DumpReader | None = None
+
+    def require_records(self, what: str) -> None:
+        """Refuse a show_stacks input for something only a dump carries."""
+        if self.kind is not InputKind.DUMP:
+            raise InputError(
+                f"{self.name}: a {self.kind.value} has stacks and page counts only; "
+                f"{what} needs a page_owner dump"
+            )
+
+
+_SNIFF_LINES = 256
+
+
+def _sniff(name: str, lines: Iterator[bytes]) -> tuple[InputKind, Iterator[bytes]]:
+    """Look at the first block to tell a dump from a page_owner_stacks file."""
+    head: list[bytes] = []
+    first: tuple[int, str] | None = None
+    for line in lines:
+        head.append(line)
+        text = line.rstrip(b"\r\n")
+        if first is None and text:
+            first = (len(head), decode(text))
+        elif first is not None and not text:
+            break
+        if len(head) >= _SNIFF_LINES:
+            break
+    rest = itertools.chain(head, lines)
+    if first is None or first[1].startswith(HEADER_PREFIX):
+        return InputKind.DUMP, rest
+    kind = sniff_kind(b"".join(head).replace(b"\r\n", b"\n").lstrip(b"\n"))
+    if kind is StacksFileKind.SHOW_STACKS:
+        return InputKind.SHOW_STACKS, rest
+    if kind is StacksFileKind.SHOW_HANDLES:
+        raise InputError(f"{name}: a show_handles file has no stacks to analyse")
+    if kind is StacksFileKind.SHOW_STACKS_HANDLES:
+        raise InputError(f"{name}: a show_stacks_handles file has no page counts to analyse")
+    lineno, first_line = first
+    raise ParseError(name, lineno, first_line, "neither a page_owner dump nor a show_stacks file")
+
+
+def _counting(
+    lines: Iterator[bytes], on_progress: ProgressHandler, total: int | None
+) -> Iterator[bytes]:
+    """Pass lines through, reporting the bytes read about every megabyte."""
+    done = 0
+    step = 1 << 20
+    next_report = step
+    for line in lines:
+        done += len(line)
+        if done >= next_report:
+            on_progress(done, total)
+            next_report = done + step
+        yield line
+    on_progress(done, total)
+
+
+class _SkipWatch:
+    """Pass warnings on, remembering the first skipped block's, to explain empty results."""
+
+    def __init__(self, on_warning: WarningHandler | None) -> None:
+        self.on_warning = on_warning
+        self.first_skip: str | None = None
+
+    def __call__(self, message: str) -> None:
+        if self.first_skip is None and message.endswith(_SKIPPED):
+            self.first_skip = message.removesuffix(_SKIPPED)
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    def check(self, samples: int) -> None:
+        """Fail when blocks were skipped and nothing at all could be read."""
+        if samples == 0 and self.first_skip is not None:
+            raise InputError(f"{self.first_skip} (and no other block could be read)")
+
+
+_SKIPPED = " (block skipped)"
+
+
+def _record_samples(
+    reader: DumpReader, interner: StackInterner, watch: _SkipWatch
+) -> Iterator[Sample]:
+    """Turn dump records into samples."""
+    intern = interner.intern
+    count = 0
+    for record in reader:
+        count += 1
+        yield Sample(intern(record.stack), record.nr_pages, 1, record)
+    watch.check(count)
+
+
+def _stack_samples(
+    name: str, lines: Iterator[bytes], interner: StackInterner, strict: bool,
+    watch: _SkipWatch,
+) -> Iterator[Sample]:  # fmt: skip
+    """Turn show_stacks blocks into samples (their nr_base_pages are the weights)."""
+    count = 0
+    for block in iter_blocks(lines):
+        try:
+            entry = parse_stack_block(block.lines, name, block.lineno)
+        except ParseError as exc:
+            if strict:
+                raise
+            watch(f"{exc}{_SKIPPED}")
+            continue
+        if entry.nr_base_pages is None:
+            raise ParseError(name, block.lineno, block.lines[0], "stack block without a count")
+        count += 1
+        yield Sample(interner.intern(entry.stack), entry.nr_base_pages, 1, entry=entry)
+    watch.check(count)
+
+
+@contextlib.contextmanager
+def open_samples(
+    path: str,
+    *,
+    strict: bool = False,
+    on_warning: WarningHandler | None = None,
+    on_progress: ProgressHandler | None = None,
+    interner: StackInterner | None = None,
+) -> Iterator[SampleStream]:
+    """Open a dump or show_stacks file (`-` for stdin) and stream its samples.
+
+    Blocks that cannot be read are skipped with a warning (unless `strict`); an input of
+    which no block at all can be read raises InputError naming the first bad line.
+    """
+    interner = interner if interner is not None else StackInterner()
+    watch = _SkipWatch(on_warning)
+    with open_input(path) as source:
+        lines: Iterator[bytes] = source.lines()
+        if on_progress is not None:
+            lines = _counting(lines, on_progress, source.size)
+        kind, lines = _sniff(source.name, lines)
+        if kind is InputKind.DUMP:
+            reader = DumpReader(lines, source.name, strict=strict, on_warning=watch)
+            samples = _record_samples(reader, interner, watch)
+            yield SampleStream(source.name, kind, samples, reader)
+        else:
+            samples = _stack_samples(source.name, lines, interner, strict, watch)
+            yield SampleStream(source.name, kind, samples)
+
+
+# -- derived record fields ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlagsLayout:
+    """Where node and zone sit in page->flags (include/linux/page-flags-layout.h)."""
+
+    name: str
+    node_shift: int
+    node_width: int
+    zone_shift: int
+    zone_width: int
+
+
+# x86_64 with SPARSEMEM_VMEMMAP (no section bits), NODES_SHIFT 6 and four zones
+# (ZONES_SHIFT 2): | node:6 | zone:2 | ... from bit 63 down. Checked against the node= and
+# zone= fields %pGp prints (5.14+) for every record of the 6.1 and 6.12 fixture dumps,
+# whose kernels were built with the same defconfig as the 5.10 one, which prints no fields.
+FLAGS_LAYOUT_X86_64 = FlagsLayout("x86_64 default", 58, 6, 56, 2)
+
+
+def _field_of(value: int, shift: int, width: int) -> int:
+    """Extract a bit field."""
+    return (value >> shift) & ((1 << width) - 1)
+
+
+def zone_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
+    """Return the zone index: printed by %pGp (5.14+), else derived from the flags word.
+
+    The 3.19 letter format prints no flags word, so its zone is unknown (None).
+    """
+    flags = record.flags
+    if flags is None:
+        return None
+    zone = flags.zone
+    if zone is not None:
+        return zone
+    if flags.value is None:
+        return None
+    return _field_of(flags.value, layout.zone_shift, layout.zone_width)
+
+
+def node_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
+    """Return the NUMA node, printed or derived like `zone_of`."""
+    flags = record.flags
+    if flags is None:
+        return None
+    node = flags.node
+    if node is not None:
+        return node
+    if flags.value is None:
+        return None
+    return _field_of(flags.value, layout.node_shift, layout.node_width)
+
+
+def zone_derived(record: PageRecord) -> bool:
+    """Tell whether the zone of a record comes from the layout rather than the text."""
+    flags = record.flags
+    return flags is not None and flags.zone is None and flags.value is not None
+
+
+def zone_label(zone: int | None) -> str:
+    """Name a zone index as x86_64 numbers them.
+
+    >>> zone_label(1)
+    'DMA32'
+    >>> zone_label(None)
+    'unknown'
+    """
+    if zone is None:
+        return "unknown"
+    return ZONE_NAMES[zone] if 0 <= zone < len(ZONE_NAMES) else f"zone{zone}"
+
+
+def allocator_bits(record: PageRecord) -> int:
+    """Classify a record as page_owner_sort does (CMA, SLAB, VMALLOC or OTHERS bits).
+
+    The PFN line of the record itself is used; page_owner_sort lets a block without one
+    inherit the previous block's, which only matters for `grep -v ^PFN` dumps.
+    """
+    text = record.raw if record.raw is not None else format_record(record)
+    return classify_block(encode(text))
+
+
+def allocator_label(bits: int) -> str:
+    """Name an allocator set, e.g. 'SLAB' or 'CMA SLAB'.
+
+    >>> allocator_label(0b110)
+    'CMA SLAB'
+    """
+    return " ".join(name for bit, name in ALLOCATOR_LABELS if bits & bit)
+
+
+# -- the --by registry ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """One `--by` key: how to key a sample and how to name its group."""
+
+    name: str
+    help: str
+    key: Callable[[Sample], Hashable]
+    label: Callable[[Sample], str]
+    needs_record: bool = True
+
+
+def _rec(sample: Sample) -> PageRecord:
+    """Return a sample's record; keys that need one are refused on show_stacks input."""
+    assert sample.record is not None
+    return sample.record
+
+
+def _text(value: object) -> str:
+    """Name an optional field."""
+    return "-" if value is None else str(value)
+
+
+def _gfp_label(sample: Sample) -> str:
+    """Name a GFP mask with the names its kernel printed."""
+    record = _rec(sample)
+    if record.gfp_names is None:
+        return f"{record.gfp_mask:#x}"
+    return f"{record.gfp_mask:#x}({record.gfp_names})"
+
+
+def _migratetype(sample: Sample) -> str:
+    """Name the page's migratetype (3.19 prints only whether it differs from its block's)."""
+    page_mt = _rec(sample).page_mt
+    return "unknown" if page_mt is None else page_mt.value
+
+
+GROUP_KEYS: tuple[GroupKey, ...] = (
+    GroupKey("stack", "the allocation stack (function names and modules; see --exact)",
+             lambda s: s.stack.key, lambda s: s.stack.chain(3), needs_record=False),
+    GroupKey("caller", "the first frame outside the page, slab and vmalloc allocators",
+             lambda s: s.stack.caller_label, lambda s: s.stack.caller_label,
+             needs_record=False),
+    GroupKey("pid", "the allocating pid (5.11+)",
+             lambda s: _rec(s).pid, lambda s: _text(_rec(s).pid)),
+    GroupKey("tgid", "the allocating thread group (5.18+)",
+             lambda s: _rec(s).tgid, lambda s: _text(_rec(s).tgid)),
+    GroupKey("name", "the allocating task's command name (5.18+)",
+             lambda s: _rec(s).comm, lambda s: _text(_rec(s).comm)),
+    GroupKey("module", "the module nearest the leaf of the stack, or vmlinux",
+             lambda s: s.stack.module, lambda s: s.stack.module or "vmlinux",
+             needs_record=False),
+    GroupKey("allocator", "CMA, SLAB, VMALLOC or OTHERS, as page_owner_sort classifies",
+             lambda s: allocator_bits(_rec(s)),
+             lambda s: allocator_label(allocator_bits(_rec(s)))),
+    GroupKey("gfp", "the GFP mask",
+             lambda s: _rec(s).gfp_mask, _gfp_label),
+    GroupKey("order", "the allocation order",
+             lambda s: _rec(s).order, lambda s: str(_rec(s).order)),
+    GroupKey("zone", "the zone, from the Flags field",
+             lambda s: zone_of(_rec(s)), lambda s: zone_label(zone_of(_rec(s)))),
+    GroupKey("node", "the NUMA node, from the Flags field",
+             lambda s: node_of(_rec(s)), lambda s: _text(node_of(_rec(s)))),
+    GroupKey("migratetype", "the page's migratetype (from its GFP mask)",
+             _migratetype, _migratetype),
+)  # fmt: skip
+
+_EXACT_STACK = GroupKey(
+    "stack", "the allocation stack exactly as printed",
+    lambda s: s.stack.exact_key, lambda s: s.stack.chain(3), needs_record=False,
+)  # fmt: skip
+
+
+def get_group_key(name: str, *, exact: bool = False) -> GroupKey:
+    """Look up a `--by` key; `exact` makes `stack` compare offsets too."""
+    for key in GROUP_KEYS:
+        if key.name == name:
+            return _EXACT_STACK if exact and name == "stack" else key
+    names = ", ".join(key.name for key in GROUP_KEYS)
+    raise SpecError(f"unknown --by key {name!r} (choose from {names})")
+
+
+# -- grouping --------------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """The samples that share one key: their pages, times and a representative stack."""
+
+    key: Hashable
+    label: str
+    stack: StackInfo
+    pages: int = 0
+    times: int = 0
+    # Pages per first caller, to name the main caller of a group that is not a stack.
+    callers: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def main_caller(self) -> str:
+        """Return the caller with most pages (the first seen among equals)."""
+        if not self.callers:
+            return self.stack.caller_label
+        return max(self.callers.items(), key=lambda item: item[1])[0]
+
+
+@dataclass
+class GroupTable:
+    """Groups in first-seen order, with the totals of everything grouped."""
+
+    by: GroupKey
+    groups: dict[Hashable, Group]
+    total_pages: int = 0
+    total_times: int = 0
+
+    def ranked(self, by_times: bool = False) -> list[Group]:
+        """Return the groups by pages (or times) descending, first seen first among equals."""
+        if by_times:
+            return sorted(self.groups.values(), key=lambda g: (-g.times, -g.pages))
+        return sorted(self.groups.values(), key=lambda g: (-g.pages, -g.times))
+
+
+def group_samples(samples: Iterable[Sample], by: GroupKey) -> GroupTable:
+    """Group samples by a key, summing pages and times."""
+    groups: dict[Hashable, Group] = {}
+    key_of = by.key
+    track_callers = by.name not in ("stack", "caller")
+    total_pages = total_times = 0
+    for sample in samples:
+        key = key_of(sample)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(key, by.label(sample), sample.stack)
+        group.pages += sample.pages
+        group.times += sample.times
+        total_pages += sample.pages
+        total_times += sample.times
+        if track_callers:
+            caller = sample.stack.caller_label
+            group.callers[caller] = group.callers.get(caller, 0) + sample.pages
+    return GroupTable(by, groups, total_pages, total_times)
+
+
+_SIZE_RE = re.compile(r"(?P<number>\d+)\s*(?P<unit>[KMG]?)(?:i?B)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_page_size(text: str) -> int:
+    """Parse a page size such as 4096, 4K, 16KiB or 64k; it must be a power of two.
+
+    >>> parse_page_size("16KiB")
+    16384
+    """
+    match = _SIZE_RE.fullmatch(text.strip())
+    if match is None:
+        raise SpecError(f"not a page size: {text!r} (try 4096 or 4K)")
+    size = int(match["number"]) * _SIZE_UNITS[match["unit"].lower()]
+    if size <= 0 or size & (size - 1):
+        raise SpecError(f"a page size must be a power of two, not {size}")
+    return size

@@ -1,0 +1,243 @@
+"""`pageowner grep`, `top`, `diff`, `stats`, `frag` and `flame`: analysis beyond page_owner_sort.
+
+Each command reads a dump or show_stacks file (`-` for stdin), calls one library function
+and renders its result to stdout or `-o FILE` (written whole or not at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from pageowner.analysis import DEFAULT_PAGE_SIZE, GROUP_KEYS, parse_page_size
+from pageowner.cli.base import SpecParam, cli
+from pageowner.cli.sort import WarningPrinter
+from pageowner.diff import DiffOptions, check_growth, diff_files
+from pageowner.fileio import check_output_path
+from pageowner.flame import FlameOptions, Weight, read_flame_data
+from pageowner.frag import FragOptions, frag_file
+from pageowner.grep import FILTERS, Selection, grep_file
+from pageowner.report.flamegraph import FLAME_FORMATS, render_flame
+from pageowner.report.output import is_terminal, text_output
+from pageowner.report.progress import Progress
+from pageowner.report.summaries import (
+    FORMATS,
+    Report,
+    diff_report,
+    frag_report,
+    render_report,
+    stats_report,
+    top_report,
+)
+from pageowner.stats import stats_file
+from pageowner.top import TopOptions, top_file
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+_BY_KEYS = [key.name for key in GROUP_KEYS]
+
+
+def _options(*decorators: Decorator) -> Decorator:
+    """Apply several click decorators in reading order."""
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+_output = click.option("-o", "--output", default="-", metavar="FILE", show_default=True,
+                       help="Write here instead of stdout (written whole or not at all).")
+_format = click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text",
+                       show_default=True,
+                       help="text: a rich table on a terminal, aligned text otherwise.")
+_page_size = click.option("--page-size", type=SpecParam("SIZE", parse_page_size),
+                          default=str(DEFAULT_PAGE_SIZE), metavar="SIZE", show_default=True,
+                          help="Bytes per page for human sizes (4096, 4K, 64K...).")
+_strict = click.option("--strict", is_flag=True,
+                       help="Fail on a block that is not a record instead of skipping it.")
+_exact = click.option("--exact", is_flag=True,
+                      help="Compare stacks with offsets, exactly as printed (default: by "
+                           "function names and modules).")
+_depth = click.option("--depth", type=click.IntRange(min=0), default=3, show_default=True,
+                      help="Frames shown from the first caller outside the allocator (0: all).")
+_stacks = click.option("--stacks", "show_stacks", is_flag=True,
+                       help="Print each ranked stack in full after the table (text format).")
+_by = click.option("--by", type=click.Choice(_BY_KEYS), default="stack", show_default=True,
+                   help="Group by this key.")  # fmt: skip
+_input = click.argument("input_path", metavar="INPUT")
+
+
+@contextmanager
+def _reading() -> Iterator[tuple[WarningPrinter, Callable[[int, int | None], None]]]:
+    """Collect warnings and show a progress bar on a terminal while reading."""
+    warnings = WarningPrinter()
+    with Progress("reading") as progress:
+        yield warnings, progress
+    warnings.summary()
+
+
+def _write(report: Report, output: str, fmt: str, inputs: tuple[str, ...]) -> None:
+    """Render a report to its output."""
+    with text_output(output, inputs=inputs) as out:
+        render_report(report, out, fmt, terminal=is_terminal(output))
+
+
+@cli.command("top")
+@_input
+@_options(_output, _by)
+@click.option("--top", "top", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Show this many groups (0: all).")
+@click.option("--threshold", type=click.IntRange(min=0), default=0, metavar="PAGES",
+              help="Leave out groups with fewer pages.")
+@click.option("--times", "by_times", is_flag=True, help="Rank by times seen instead of pages.")
+@_options(_exact, _format, _page_size, _depth, _stacks, _strict)
+def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
+                by_times: bool, exact: bool, fmt: str, page_size: int, depth: int,
+                show_stacks: bool, strict: bool) -> None:  # fmt: skip
+    """Show the groups holding most memory, each with its first caller outside the allocator.
+
+    INPUT is a page_owner dump or a show_stacks file (`-` for stdin; .xz and .gz too).
+    """
+    check_output_path(output, (input_path,))
+    options = TopOptions(by=by, top=top, threshold=threshold, by_times=by_times, exact=exact,
+                         strict=strict)  # fmt: skip
+    with _reading() as (warnings, progress):
+        result = top_file(input_path, options, on_warning=warnings, on_progress=progress)
+    _write(top_report(result, page_size, depth, show_stacks), output, fmt, (input_path,))
+
+
+@cli.command("diff")
+@click.argument("before_path", metavar="BEFORE")
+@click.argument("after_path", metavar="AFTER")
+@_options(_output, _by, _exact)
+@click.option("--min-delta", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="PAGES", help="Leave out groups that changed by fewer pages.")
+@click.option("--top", "top", type=click.IntRange(min=0), default=0,
+              help="Show this many groups (default: all that changed).")
+@click.option("--fail-on-growth", type=click.IntRange(min=0), default=None, metavar="PAGES",
+              help="Exit with status 3 when any group grew by more than PAGES.")
+@_options(_format, _page_size, _depth, _stacks, _strict)
+def diff_command(before_path: str, after_path: str, output: str, by: str, exact: bool,
+                 min_delta: int, top: int, fail_on_growth: int | None, fmt: str,
+                 page_size: int, depth: int, show_stacks: bool, strict: bool) -> None:  # fmt: skip
+    """Rank the groups that grew (or shrank) between two dumps, most growth first.
+
+    BEFORE and AFTER are page_owner dumps or show_stacks files, from any boot or kernel:
+    timestamps and PFNs are ignored and stacks compare by function names and modules.
+    """
+    check_output_path(output, (before_path, after_path))
+    options = DiffOptions(by=by, exact=exact, min_delta=min_delta, top=top, strict=strict)
+    with _reading() as (warnings, progress):
+        result = diff_files(before_path, after_path, options, on_warning=warnings,
+                            on_progress=progress)  # fmt: skip
+    report = diff_report(result, page_size, depth, show_stacks)
+    _write(report, output, fmt, (before_path, after_path))
+    check_growth(result, fail_on_growth)
+
+
+@cli.command("stats")
+@_input
+@_options(_output, _format, _page_size, _strict)
+def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict: bool) -> None:
+    """Total a dump by order, GFP flag, zone, node, migratetype, allocator and module.
+
+    Also counts early-allocated pages, migrated pages and pages per memcg. Zone and node
+    come from the Flags field (derived from the flags word before 5.14).
+    """
+    check_output_path(output, (input_path,))
+    with _reading() as (warnings, progress):
+        result = stats_file(input_path, strict=strict, on_warning=warnings,
+                            on_progress=progress)  # fmt: skip
+    _write(stats_report(result, page_size), output, fmt, (input_path,))
+
+
+@cli.command("frag")
+@_input
+@_options(_output)
+@click.option("--top", "top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="List this many culprit stacks (0: all).")
+@_options(_exact, _format, _page_size, _depth, _strict)
+def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
+                 page_size: int, depth: int, strict: bool) -> None:  # fmt: skip
+    """Count mixed pageblocks per zone and list the stacks that mixed them.
+
+    A pageblock is mixed when it holds a page of another migratetype; /proc/pagetypeinfo
+    counts the same with page_owner on.
+    """
+    check_output_path(output, (input_path,))
+    with _reading() as (warnings, progress):
+        result = frag_file(input_path, FragOptions(top=top, exact=exact, strict=strict),
+                           on_warning=warnings, on_progress=progress)  # fmt: skip
+    _write(frag_report(result, page_size, depth), output, fmt, (input_path,))
+
+
+@cli.command("flame")
+@_input
+@_options(_output)
+@click.option("--format", "fmt", type=click.Choice(list(FLAME_FORMATS)), default="html",
+              show_default=True,
+              help="folded (flamegraph.pl, inferno), speedscope JSON, or a self-contained HTML "
+                   "page.")
+@click.option("--weight", type=click.Choice([w.value for w in Weight]), default="pages",
+              show_default=True, help="What frame widths measure (times: dumps only).")
+@click.option("--diff", "before_path", metavar="BEFORE",
+              help="A differential graph: widths from INPUT, colours from the change since "
+                   "BEFORE.")
+@_options(_page_size, _strict)
+def flame_command(input_path: str, output: str, fmt: str, weight: str, before_path: str | None,
+                  page_size: int, strict: bool) -> None:  # fmt: skip
+    """Draw the memory of a dump or show_stacks file as a flame graph.
+
+    Stacks are folded root first and frames named without offsets.
+    """
+    inputs = (input_path,) if before_path is None else (input_path, before_path)
+    check_output_path(output, inputs)
+    options = FlameOptions(weight=Weight(weight), page_size=page_size, strict=strict)
+    with _reading() as (warnings, progress):
+        data = read_flame_data(input_path, options, before_path=before_path,
+                               on_warning=warnings, on_progress=progress)  # fmt: skip
+    with text_output(output, inputs=inputs) as out:
+        render_flame(data, out, fmt, page_size)
+
+
+def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one option per entry of the grep filter registry."""
+    for entry in reversed(FILTERS):
+        if entry.metavar is None:
+            command = click.option(entry.option, entry.name, is_flag=True,
+                                   help=entry.help)(command)  # fmt: skip
+        else:
+            command = click.option(entry.option, entry.name, multiple=True,
+                                   metavar=entry.metavar,
+                                   type=SpecParam(entry.metavar, entry.parse),
+                                   help=entry.help)(command)  # fmt: skip
+    return command
+
+
+@cli.command("grep")
+@_input
+@_options(_output)
+@_filter_options
+@click.option("-v", "--invert-match", "invert", is_flag=True,
+              help="Keep the records whose stack does NOT match -e.")
+@click.option("-c", "--count", "count_only", is_flag=True,
+              help="Print only the number of matching records.")
+@_strict
+def grep_command(input_path: str, output: str, invert: bool, count_only: bool, strict: bool,
+                 **filters: Any) -> None:  # fmt: skip
+    """Print the records that pass every filter, as a dump that `sort` reads.
+
+    Lists are comma-separated; a repeated option adds alternatives. On a show_stacks file
+    only -e and --module apply.
+    """
+    given = [(name, (True,) if value is True else (value or ())) for name, value in filters.items()]
+    selection = Selection.build(given, invert_regex=invert)
+    with _reading() as (warnings, progress):
+        grep_file(input_path, output, selection, count_only=count_only, strict=strict,
+                  on_warning=warnings, on_progress=progress)  # fmt: skip
