@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pageowner tests bench
+	$(BIN)/ruff check pageowner tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict pageowner
