@@ -25,7 +25,7 @@ from pageowner.dumpfile import (
     iter_blocks,
 )
 from pageowner.errors import InputError, ParseError, SpecError
-from pageowner.fileio import open_input
+from pageowner.fileio import line_body, open_input
 from pageowner.frames import StackInfo, StackInterner
 from pageowner.model import PageRecord, StackCount, StacksFileKind
 from pageowner.posort import ALLOCATOR_LABELS, classify_block
@@ -105,7 +105,7 @@ def _sniff(name: str, lines: Iterator[bytes]) -> tuple[InputKind, Iterator[bytes
     first: tuple[int, str] | None = None
     for line in lines:
         head.append(line)
-        text = line.rstrip(b"\r\n")
+        text = line_body(line)
         if first is None and text:
             first = (len(head), decode(text))
         elif first is not None and not text:

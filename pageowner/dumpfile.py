@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from pageowner.errors import ParseError
+from pageowner.fileio import CrLfReader, line_body
 from pageowner.kernels import KernelVersion
 from pageowner.model import (
     DumpFormat,
@@ -95,8 +96,7 @@ def iter_blocks(stream: Iterable[bytes]) -> Iterator[Block]:
     lineno = 0
     for raw in stream:
         lineno += 1
-        if raw.endswith(b"\n"):
-            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        raw = line_body(raw)
         if not raw:
             if lines:
                 yield Block(start, tuple(lines))
@@ -117,13 +117,12 @@ def iter_blocks_read(read: Callable[[int], bytes], chunk_size: int = 1 << 20) ->
     """
     rest = b""
     lineno = 1  # line number of the first line of `rest`
+    read = CrLfReader(read).read
     while True:
         chunk = read(chunk_size)
         if not chunk:
             break
         data = rest + chunk if rest else chunk
-        if b"\r" in chunk:
-            data = data.replace(b"\r\n", b"\n")
         pos = 0
         size = len(data)
         while True:
@@ -139,27 +138,31 @@ def iter_blocks_read(read: Callable[[int], bytes], chunk_size: int = 1 << 20) ->
             lineno += len(lines) + 1
             pos = end + 2
         rest = data[pos:]
-    if rest.endswith(b"\r"):
-        rest = rest[:-1]
     last = rest.rstrip(b"\n")
     if last:
         yield Block(lineno, tuple(decode(last).split("\n")), complete=False)
 
 
+# Decimal fields: ASCII digits only (\d would take other scripts' digits, which do not
+# print back), at most 64 of them (Python converts no more than 4300, and no kernel prints
+# more than 20); a longer number makes the line malformed.
+_DEC = "[0-9]{1,64}"
 _HEADER_RE = re.compile(
-    r"Page allocated via order (?P<order>\d+), mask (?P<mask>0x[0-9a-f]+)"
+    rf"Page allocated via order (?P<order>{_DEC}), mask (?P<mask>0x[0-9a-f]+)"
     r"(?:\((?P<names>[^()]*)\))?"
-    r"(?:, pid (?P<pid>-?\d+)(?:, tgid (?P<tgid>-?\d+) \((?P<comm>.*)\))?"
-    r", ts (?P<ts>\d+) ns(?:, free_ts (?P<free_ts>\d+) ns)?)?"
+    rf"(?:, pid (?P<pid>-?{_DEC})(?:, tgid (?P<tgid>-?{_DEC}) \((?P<comm>.*)\))?"
+    rf", ts (?P<ts>{_DEC}) ns(?:, free_ts (?P<free_ts>{_DEC}) ns)?)?"
 )
 _PFN_RE = re.compile(
-    r"PFN (?P<pfn>0x[0-9a-f]+|\d+) type (?P<page_mt>\w+) Block (?P<block>\d+)"
+    rf"PFN (?P<pfn>0x[0-9a-f]+|{_DEC}) type (?P<page_mt>\w+) Block (?P<block>{_DEC})"
     r" type (?P<block_mt>\w+) Flags (?P<value>0x[0-9a-f]+)\((?P<flags>[^()]*)\)"
 )
 _PFN_LETTERS_RE = re.compile(
-    r"PFN (?P<pfn>\d+) Block (?P<block>\d+) type (?P<block_mt>\d+)"
+    rf"PFN (?P<pfn>{_DEC}) Block (?P<block>{_DEC}) type (?P<block_mt>{_DEC})"
     r" (?P<fallback>Fallback|        ) Flags (?P<letters>.{12})"
 )
+# The largest order whose page count fits in 64 bits; kernels use at most 18 (1 GiB).
+MAX_RECORD_ORDER = 63
 _ADDRESS_RE = re.compile(r" \[<(?P<address>[0-9a-f]+)>\] (?P<rest>.*)")
 _SYMBOL_RE = re.compile(
     r"(?P<symbol>[^\s+\[\]]+)\+0x(?P<offset>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
@@ -434,6 +437,10 @@ def parse_block(
         header_style = _header_style(header)
     except ValueError as exc:
         raise ParseError(path, lineno, lines[0], str(exc)) from None
+    order = int(header["order"])
+    if order > MAX_RECORD_ORDER:
+        raise ParseError(path, lineno, lines[0],
+                         f"order {order} is out of range (0-{MAX_RECORD_ORDER})")
     fields: dict[str, object] = {}
     pfn_style = PfnStyle.HEX
     index = 1
@@ -446,7 +453,7 @@ def parse_block(
         index += 1
     tail = cache.tail(tuple(lines[index:]), path, lineno + index)
     return PageRecord(
-        order=int(header["order"]),
+        order=order,
         gfp_mask=int(header["mask"], 16),
         gfp_names=header["names"],
         pid=_opt_int(header["pid"]),

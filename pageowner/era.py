@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pageowner.dumpfile import iter_blocks, parse_block
 from pageowner.errors import InputError, ParseError
-from pageowner.fileio import open_input
+from pageowner.fileio import iter_lines, open_input
 from pageowner.kernels import KERNEL_VERSIONS, KernelVersion, dump_format_for, version_key
 from pageowner.model import DumpFormat, StacksFileKind
 from pageowner.stacksfile import sniff_kind
@@ -102,7 +102,7 @@ def versions_printing(fmt: DumpFormat) -> tuple[str, ...]:
 
 def sniff_dump_format(head: bytes) -> DumpFormat | None:
     """Return the line shapes of the first complete record in some leading bytes."""
-    for block in iter_blocks(head.splitlines(keepends=True)):
+    for block in iter_blocks(iter_lines(head)):
         if not block.complete:
             break
         try:

@@ -165,15 +165,24 @@ class PageFlags:
 
     @property
     def node(self) -> int | None:
-        """Return the NUMA node printed in the flags, when the era prints it."""
-        value = self.field("node")
-        return int(value, 0) if value is not None else None
+        """Return the NUMA node printed in the flags, when the era prints it (and is a number)."""
+        return _small_int(self.field("node"))
 
     @property
     def zone(self) -> int | None:
-        """Return the zone index printed in the flags, when the era prints it."""
-        value = self.field("zone")
-        return int(value, 0) if value is not None else None
+        """Return the zone index printed in the flags, when the era prints it (and is a number)."""
+        return _small_int(self.field("zone"))
+
+
+def _small_int(text: str | None) -> int | None:
+    """Read a %pGp field value (decimal, as %d prints it); None if absent or not a number.
+
+    >>> _small_int("2"), _small_int("x"), _small_int(None)
+    (2, None, None)
+    """
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 20:
+        return None
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pageowner.errors import ParseError, SpecError
-from pageowner.fileio import atomic_output, check_output_path, open_input
+from pageowner.fileio import (
+    CrLfReader,
+    atomic_output,
+    check_output_path,
+    iter_lines,
+    open_input,
+)
 from pageowner.parallel import (
     MIN_PARALLEL_BYTES,
     ForkedCall,
@@ -183,7 +189,8 @@ def parse_int_list(text: str) -> tuple[int, ...]:
     for word in text.split(","):
         if not _INT_WORD.fullmatch(word):
             raise SpecError(f"not a number: {word!r}")
-        value = int(word)
+        sign, digits = (-1, word.strip()[1:]) if word.strip()[0] == "-" else (1, word.strip())
+        value = sign * _decimal(digits.lstrip("+").encode())
         if not _INT_MIN <= value <= _INT_MAX:
             raise SpecError(f"out of range for a pid: {word!r}")
         values.append(value)
@@ -266,12 +273,27 @@ class Group:
         return self.body
 
 
+def _decimal(digits: bytes) -> int:
+    """Convert decimal digits; a number past 64 bits reads as 2^64 (all callers cap there).
+
+    Python refuses to convert more than 4300 digits, and the caps make the exact value
+    of a longer number irrelevant.
+
+    >>> _decimal(b"0042"), _decimal(b"9" * 5000) == 1 << 64
+    (42, True)
+    """
+    significant = digits.lstrip(b"0")
+    if len(significant) > 20:
+        return 1 << 64
+    return int(significant or b"0")
+
+
 def _first_int(pattern: re.Pattern[bytes], buf: bytes, missing: int) -> int:
     """Return the first capture as strtol would, or `missing` when it fails."""
     match = pattern.search(buf)
     if match is None or not match.group(1):
         return missing
-    return int(match.group(1))
+    return _decimal(match.group(1))
 
 
 def _pid_value(pattern: re.Pattern[bytes], buf: bytes) -> int:
@@ -348,7 +370,7 @@ def classify_block(block: bytes) -> int:
         return _allocator(b"", block[start : end if end >= 0 else len(block)])
     kept = []
     pfn_line = b""
-    for line in block.splitlines(keepends=True):
+    for line in iter_lines(block):
         if line.startswith(b"PFN"):
             pfn_line = line
         else:
@@ -555,19 +577,28 @@ class SortEngine:
         rest = b""
         lineno = first_lineno  # line number of the first line of `rest`
         remaining = limit
-        while True:
-            size = _CHUNK if remaining is None else min(_CHUNK, remaining)
-            chunk = read(size) if size > 0 else b""
+
+        def read_raw(size: int) -> bytes:
+            nonlocal remaining
+            if remaining is not None:
+                size = min(size, remaining)
+                if size <= 0:
+                    return b""
+            chunk = read(size)
             if remaining is not None:
                 remaining -= len(chunk)
             self.bytes_read += len(chunk)
+            return chunk
+
+        # CR-LF dumps (copied through Windows tools): page_owner_sort sees no blank line at
+        # all in them and makes one block of the file; we read them as LF. A lone CR is
+        # data, as it is there.
+        read_lf = CrLfReader(read_raw).read
+        while True:
+            chunk = read_lf(_CHUNK)
             if not chunk:
                 break
             data = rest + chunk if rest else chunk
-            if b"\r" in chunk:
-                # CR-LF dumps (copied through Windows tools): page_owner_sort sees no blank
-                # line at all in them and makes one block of the file; we read them as LF.
-                data = data.replace(b"\r\n", b"\n")
             consumed = self._scan(data, lineno)
             lineno += data.count(b"\n", 0, consumed)
             rest = data[consumed:]
@@ -652,7 +683,7 @@ class SortEngine:
                                 group = self.groups[key] = Group(
                                     0, 0, head, last_group.body, last_group.pid,
                                     last_group.tgid, last_group.comm,
-                                    int(digit_text) if digit_text else _U64_MAX,
+                                    min(_decimal(digit_text), _U64_MAX) if digit_text else _U64_MAX,
                                     last_group.free_ts_nsec,
                                     (_pfn_bits(data[ts_end + mid_len - 3 : pe]) | last_vmalloc)
                                     or ALLOCATOR_OTHERS,
@@ -746,7 +777,7 @@ class SortEngine:
     def _slow_block(self, block: bytes, lineno: int) -> None:
         """Handle one block exactly as page_owner_sort does: set PFN lines aside, count it."""
         kept = []
-        for line in block.splitlines(keepends=True):
+        for line in iter_lines(block):
             if line.startswith(b"PFN"):
                 self.pfn_line = line
             else:
@@ -1006,7 +1037,13 @@ def count_dump_file(
             offset[0] += len(chunk)
             return chunk
 
-        later.feed_stream(read_later)
+        try:
+            later.feed_stream(read_later)
+        except ParseError as exc:
+            # Its line number counts from the split; the parent knows where that is.
+            return _PARSE_ERROR + b"%d\n%s\n%s" % (
+                exc.lineno, exc.reason.encode(), exc.line.encode("utf-8", "surrogateescape"),
+            )  # fmt: skip
         return later.serialize()
 
     child = ForkedCall.start(work)
@@ -1020,8 +1057,21 @@ def count_dump_file(
     except BaseException:
         child.cancel()
         raise
+    if payload.startswith(_PARSE_ERROR):
+        lineno, reason, line = payload[len(_PARSE_ERROR) :].split(b"\n", 2)
+        raise ParseError(path, int(lineno) + engine.next_lineno - 1, _decode_line(line),
+                         reason.decode())  # fmt: skip
     engine.absorb(payload, line_offset=engine.next_lineno - 1)
     return engine
+
+
+# How a worker reports a --strict parse error instead of its counts (which start with a digit).
+_PARSE_ERROR = b"parse error\n"
+
+
+def _decode_line(raw: bytes) -> str:
+    """Decode a line for an error message, every byte kept (UTF-8, surrogateescape)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 InputProgress = Callable[[int, "int | None"], None]

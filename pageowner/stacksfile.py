@@ -23,8 +23,10 @@ __all__ = [
     "write_stack_counts",
 ]
 
-_COUNT_RE = re.compile(r"(?P<label>nr_base_pages|stack_count): (?P<count>-?\d+)")
-_HANDLE_RE = re.compile(r"handle: (?P<handle>-?\d+)")
+# ASCII digits, at most 20 (the kernel prints 32-bit handles and counts; Python would
+# refuse to convert more than 4300 digits).
+_COUNT_RE = re.compile(r"(?P<label>nr_base_pages|stack_count): (?P<count>-?[0-9]{1,20})")
+_HANDLE_RE = re.compile(r"handle: (?P<handle>-?[0-9]{1,20})")
 
 
 def parse_stack_block(

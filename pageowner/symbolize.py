@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from pageowner.dumpfile import decode, encode, format_frame, parse_frame
 from pageowner.errors import SymbolError
-from pageowner.fileio import atomic_output, check_output_path, open_input
+from pageowner.fileio import atomic_output, check_output_path, line_body, open_input
 from pageowner.model import Frame
 from pageowner.symbols import ElfSymbolTable, Resolution, SourceLine
 from pageowner.symtab import Symbol
@@ -360,7 +360,7 @@ def _collect_frames(lines: Iterable[bytes], spool: IO[bytes] | None) -> list[str
         if spool is not None:
             spool.write(raw)
         if raw.startswith(b" "):
-            unique[raw.rstrip(b"\r\n")] = None
+            unique[line_body(raw)] = None
     return [decode(raw) for raw in unique]
 
 
@@ -368,7 +368,7 @@ def _rewrite(lines: Iterable[bytes], out: IO[bytes], replacements: dict[bytes, b
     """Copy lines, replacing resolved frame lines (line endings kept)."""
     for raw in lines:
         if raw.startswith(b" "):
-            body = raw.rstrip(b"\r\n")
+            body = line_body(raw)
             new = replacements.get(body)
             if new is not None:
                 out.write(new + raw[len(body) :])
@@ -457,7 +457,7 @@ def symbolize_file(
     writer = WRITERS.get(options.output_format)
     if writer is None:
         raise SymbolError(f"unknown output format {options.output_format!r}")
-    check_output_path(output_path, (input_path,))
+    check_output_path(output_path, (input_path, options.vmlinux))
     report = SymbolizeReport()
     with ElfSymbolTable.from_path(options.vmlinux, cache_dir=options.cache_dir,
                                   use_cache=options.use_cache) as vmlinux:  # fmt: skip
@@ -470,7 +470,7 @@ def symbolize_file(
                 report.base_path = _base_path(options.base_path, vmlinux)
                 _check_mismatches(report, options, on_warning)
                 _warn_modules(report, options, on_warning)
-                with atomic_output(output_path, inputs=(input_path,)) as out:
+                with atomic_output(output_path, inputs=(input_path, options.vmlinux)) as out:
                     writer(resolved, report, options, again, out)
         finally:
             symbolizer.close()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pageowner import __version__
-from pageowner.errors import PageOwnerError, SpecError
+from pageowner.errors import EXIT_RUNTIME, PageOwnerError, SpecError
 
 __all__ = [
     "CONTEXT_SETTINGS",
@@ -77,6 +77,13 @@ class PageOwnerGroup(click.Group):
             raise click.UsageError(str(exc), ctx) from None
         except PageOwnerError as exc:
             raise Failure(str(exc), exc.exit_code) from None
+        except BrokenPipeError:
+            # click would turn this into exit 1; `main` makes it the success it is.
+            raise StdoutClosed() from None
+
+
+class StdoutClosed(Exception):
+    """The reader of standard output went away (`pageowner dump | head`)."""
 
 
 if TYPE_CHECKING:
@@ -118,6 +125,11 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
+    return _finish_stdout(_run(argv))
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Run the command line; every failure becomes a one-line message and an exit code."""
     try:
         result = cli.main(args=list(argv) if argv is not None else None,
                           prog_name="pageowner", standalone_mode=False)
@@ -126,15 +138,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("pageowner: interrupted", err=True)
         return 130
-    except KeyboardInterrupt:
-        click.echo("pageowner: interrupted", err=True)
-        return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, StdoutClosed):
         # The reader went away (`pageowner dump | head`): not an error of ours.
+        _silence_stdout()
+        return 0
+    except OSError as exc:
+        # Library code names its files in InputError/OutputError; this is the last resort
+        # for a system error nobody expected (never a traceback).
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"pageowner: {where}{exc.strerror or exc}", err=True)
+        return EXIT_RUNTIME
+    except MemoryError:
+        click.echo("pageowner: out of memory", err=True)
+        return EXIT_RUNTIME
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, not a traceback
+        if os.environ.get("PAGEOWNER_DEBUG"):
+            raise
+        click.echo(f"pageowner: internal error: {type(exc).__name__}: {exc}; please report "
+                   "it (PAGEOWNER_DEBUG=1 shows the traceback)", err=True)
+        return EXIT_RUNTIME
+    return result if isinstance(result, int) else 0
+
+
+def _finish_stdout(code: int) -> int:
+    """Flush stdout now, so a failed write (a full disk, /dev/full) is an error we report."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except (OSError, ValueError) as exc:
+        _silence_stdout()
+        if code == 0:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            click.echo(f"pageowner: <stdout>: write failed: {reason}", err=True)
+            return EXIT_RUNTIME
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush cannot fail again."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    return result if isinstance(result, int) else 0
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

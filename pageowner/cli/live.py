@@ -98,12 +98,12 @@ def watch_command(store: str, interval: float, count: int | None, source: str,
 
 
 @contextlib.contextmanager
-def _text_output(path: str) -> Iterator[TextIO]:
-    """Yield a text stream writing `path` atomically, or stdout for `-`."""
+def _text_output(path: str, inputs: tuple[str, ...]) -> Iterator[TextIO]:
+    """Yield a text stream writing `path` atomically (never over an input), or stdout."""
     if path == "-":
         yield sys.stdout
         return
-    with atomic_output(path) as binary:
+    with atomic_output(path, inputs=inputs) as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
         yield text
         text.flush()
@@ -129,6 +129,6 @@ def trend_command(store: str, fmt: str, output: str, top: int,
     of steps up, over 4 snapshots or more.
     """
     report = analyze_store(store, TrendOptions(top=top, fail_on_slope=fail_on_slope))
-    with _text_output(output) as out:
+    with _text_output(output, (store,)) as out:
         RENDERERS[fmt](report, out)
     report.check()

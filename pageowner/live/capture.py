@@ -193,7 +193,7 @@ def _read_file(
     except OSError as exc:
         raise diagnose_open_error(host, source, exc) from None
     try:
-        with atomic_output(output) as out:
+        with atomic_output(output, inputs=(source,)) as out:
             return copy_records(raw, out.write, read_size=read_size, on_progress=on_progress)
     finally:
         raw.close()
@@ -241,7 +241,8 @@ def capture(
     sidecar = None
     if output != "-":
         sidecar = output + SIDECAR_SUFFIX
-        with atomic_output(sidecar) as out:
+        sources = (paths.page_owner, *(paths.stacks_file(name) for name in STACKS_FILES))
+        with atomic_output(sidecar, inputs=sources) as out:
             out.write(json.dumps(meta, indent=2).encode() + b"\n")
     _raise_if_partial(paths.page_owner, output, stats)
     return CaptureResult(output, sidecar, tuple(files), meta, seconds, tuple(notes))

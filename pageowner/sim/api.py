@@ -125,7 +125,8 @@ def dump(directory: Path, out: BinaryIO | None = None, output: str = "-",
         return len(files)
     name = stacks or "page_owner"
     check_file(machine, name)
-    with _output(out, output) as stream:
+    with _output(out, output, (str(directory / state.STATE_FILE), str(directory / state.LOCK_FILE))
+                 ) as stream:
         if stacks is None:
             return write_page_owner(machine, stream, progress)
         text = stacks_file_text(machine, stacks, threshold)
@@ -134,10 +135,10 @@ def dump(directory: Path, out: BinaryIO | None = None, output: str = "-",
 
 
 @contextlib.contextmanager
-def _output(out: BinaryIO | None, path: str) -> Iterator[BinaryIO]:
-    """Yield the given stream, or write `path` atomically (`-` is stdout)."""
+def _output(out: BinaryIO | None, path: str, keep: tuple[str, ...]) -> Iterator[BinaryIO]:
+    """Yield the given stream, or write `path` atomically (`-` is stdout), never over `keep`."""
     if out is not None and path == "-":
         yield out
         return
-    with atomic_output(path) as stream:
+    with atomic_output(path, inputs=keep) as stream:
         yield stream

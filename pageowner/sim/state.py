@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pageowner import __version__
-from pageowner.errors import StateError
+from pageowner.errors import PageOwnerError, StateError
 from pageowner.sim.buddy import NR_MIGRATETYPES, NR_ORDERS, ZoneSpec
 from pageowner.sim.machine import (
     AllocClass,
@@ -55,6 +55,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAGIC = b"PGOWNSIM"
+SUM_MAGIC = b"PGOWNSUM"  # then the SHA-256 of the manifest: the last 40 bytes of the file
+_SUM_SIZE = len(SUM_MAGIC) + 32
 STATE_FILE = "state.bin"
 LOCK_FILE = "lock"
 LOCK_TIMEOUT_ENV = "PAGEOWNER_LOCK_TIMEOUT"
@@ -221,6 +223,9 @@ def save(machine: Machine, directory: Path) -> None:
             out.write(header)
             for _, data in sections:
                 out.write(data)
+            # The sections carry their own checksums; this one covers the manifest, so a
+            # flipped digit in it is caught too (files without it still load).
+            out.write(SUM_MAGIC + hashlib.sha256(header).digest())
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
@@ -249,9 +254,10 @@ def _read_header(path: Path, data: mmap.mmap | bytes) -> tuple[dict[str, Any], i
     length = int.from_bytes(data[8:16], "little")
     if length <= 0 or 16 + length > len(data):
         raise _corrupt(path, "truncated header")
+    manifest = bytes(data[16:16 + length])
     try:
-        header = json.loads(bytes(data[16:16 + length]))
-    except (ValueError, UnicodeDecodeError):
+        header = json.loads(manifest)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _corrupt(path, "unreadable manifest") from None
     if not isinstance(header, dict) or not isinstance(header.get("format_version"), int):
         raise _corrupt(path, "manifest without a format version")
@@ -265,17 +271,32 @@ def _read_header(path: Path, data: mmap.mmap | bytes) -> tuple[dict[str, Any], i
         raise StateError(
             f"{path}: written by an older pageowner (state format {version}; this one reads "
             f"{FORMAT_VERSION}); {_HINT}")
+    end = len(data)
+    if data[end - _SUM_SIZE:end - 32] == SUM_MAGIC and end - _SUM_SIZE >= 16 + length:
+        if hashlib.sha256(manifest).digest() != data[end - 32:end]:
+            raise _corrupt(path, "the manifest fails its checksum")
+        end -= _SUM_SIZE
     if header.get("byteorder") != sys.byteorder:
         raise StateError(f"{path}: written on a {header.get('byteorder')}-endian machine; "
                          f"{_HINT}")
     start = 16 + length
-    for section in header["sections"]:
-        end = start + section["offset"] + section["length"]
-        if end > len(data):
-            raise _corrupt(path, f"section {section['name']} is truncated")
-        chunk = data[start + section["offset"]:end]
-        if hashlib.sha256(chunk).hexdigest() != section["sha256"]:
-            raise _corrupt(path, f"section {section['name']} fails its checksum")
+    try:
+        sections_end = start
+        for section in header["sections"]:
+            offset, size = int(section["offset"]), int(section["length"])
+            if offset < 0 or size < 0:
+                raise ValueError("negative offset or length")
+            section_end = start + offset + size
+            if section_end > end:
+                raise _corrupt(path, f"section {section['name']} is truncated")
+            chunk = data[start + offset:section_end]
+            if hashlib.sha256(chunk).hexdigest() != section["sha256"]:
+                raise _corrupt(path, f"section {section['name']} fails its checksum")
+            sections_end = max(sections_end, section_end)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _corrupt(path, f"bad section table: {exc}") from None
+    if sections_end != end:
+        raise _corrupt(path, f"{end - sections_end} unexpected bytes after the sections")
     return header, start
 
 
@@ -297,7 +318,11 @@ def load(directory: Path, with_symbols: bool = True) -> Machine:
             header, start = _read_header(path, data)
             try:
                 return _build(header, data, start, with_symbols)
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
+            except StateError:
+                raise
+            except (PageOwnerError, LookupError, TypeError, ValueError, ArithmeticError,
+                    AttributeError, MemoryError) as exc:
+                # Checksums passed, so this is a manifest made by hand or by a bug.
                 raise _corrupt(path, f"inconsistent manifest: {exc}") from None
 
 
