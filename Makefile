@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pageowner tests bench tools
+	$(BIN)/ruff check pageowner tests bench tools fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict pageowner
@@ -35,7 +35,14 @@ browser-deps:
 golden: $(STAMP)
 	PAGEOWNER_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_analyze_golden.py
 
-test: lint typecheck unit
+# Fuzz the dump readers and the sort engine (fuzz/run.py): a quick pass inside `make test`,
+# longer on demand: `make fuzz FUZZ_SECONDS=600` (FUZZ_ENGINE=own without atheris).
+FUZZ_SECONDS ?= 10
+FUZZ_ENGINE ?= auto
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS) --engine $(FUZZ_ENGINE)
+
+test: lint typecheck unit fuzz
 
 demo: $(STAMP)
 	$(BIN)/python -m pageowner demo
@@ -44,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz-artifacts

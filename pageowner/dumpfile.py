@@ -205,9 +205,12 @@ source=None)
         address = int(match["address"], 16)
         rest = match["rest"]
     frame = _parse_symbolic(rest, address)
-    # A frame is kept as parsed only if it prints back to the same text.
+    # A frame is kept as parsed only if it prints back to the same text; an address column
+    # that does not (not 16 digits, say) stays text too.
     if format_frame(frame) != line:
-        return Frame(None, address=address, raw=rest)
+        frame = Frame(None, address=address, raw=rest)
+        if format_frame(frame) != line:
+            return Frame(None, raw=line[1:])
     return frame
 
 
