@@ -152,6 +152,8 @@ class _SkipWatch:
     def __call__(self, message: str) -> None:
         if self.first_skip is None and message.endswith(_SKIPPED):
             self.first_skip = message.removesuffix(_SKIPPED)
+        elif self.first_skip is None and _DROPPED in message:
+            self.first_skip = message
         if self.on_warning is not None:
             self.on_warning(message)
 
@@ -162,6 +164,7 @@ class _SkipWatch:
 
 
 _SKIPPED = " (block skipped)"
+_DROPPED = ": the dump ends inside a record"
 
 
 def _record_samples(

@@ -682,8 +682,8 @@ class DumpReader:
             except ParseError as exc:
                 if not block.complete:
                     self.truncated = True
-                    self._warn(f"{self.path}:{block.lineno}: the dump ends inside a record; "
-                               "that last record was dropped")
+                    self._warn(f"{self.path}:{block.lineno}: the dump ends inside a record "
+                               f"({exc.reason}); that last record was dropped")
                     continue
                 if self.strict:
                     raise
