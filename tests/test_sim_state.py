@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -88,6 +89,21 @@ def test_a_command_killed_before_the_rename_leaves_the_previous_state(booted: Pa
     assert not list(booted.glob(".state.bin.*.tmp"))
 
 
+def _writing_state(pid: int, directory: Path) -> bool:
+    """Tell whether a process has a new state file open for writing in `directory`.
+
+    The save writes an unnamed O_TMPFILE file (shown as `DIR/#inode (deleted)` in /proc)
+    where the file system has them, else `.state.bin.*.tmp`.
+    """
+    if list(directory.glob(".state.bin.*.tmp")):
+        return True
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False
+    return any(link.startswith(f"{directory}/#") for link in links)
+
+
 def test_a_command_killed_while_writing_leaves_the_previous_state(tmp_path: Path) -> None:
     directory = tmp_path / "big"
     api.boot(directory, "6.12", 3 << 30, "page_owner=on", 1)
@@ -98,7 +114,7 @@ def test_a_command_killed_while_writing_leaves_the_previous_state(tmp_path: Path
              f"api.run(Path({str(directory)!r}), 'shmem', ['--mb', '256'])\n"],
             cwd=ROOT)
         deadline = time.monotonic() + 60
-        while not list(directory.glob(".state.bin.*.tmp")) and child.poll() is None:
+        while not _writing_state(child.pid, directory) and child.poll() is None:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.001)

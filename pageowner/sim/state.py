@@ -6,8 +6,9 @@ version, the machine's small tables, and for each binary section its offset, len
 SHA-256), then the sections: the per-page arrays, the buddy allocator's arrays and free
 lists, the stack depot's counts. Nothing is pickled and nothing is evaluated.
 
-A save writes a temporary file in the same directory, fsyncs it and renames it over the
-old one, so a command killed midway leaves the previous state. Every command holds
+A save writes a temporary file in the same directory (unnamed, O_TMPFILE, where the file
+system allows), fsyncs it and renames it over the old one, so a command killed midway
+leaves the previous state. Every command holds
 `lock` (flock: shared to read, exclusive to change) and waits a while for another one to
 finish before refusing. A missing, corrupt, older or newer state is reported with a
 hint and never replaced unless `boot --force` is given.
@@ -30,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from pageowner import __version__
-from pageowner.errors import PageOwnerError, StateError
+from pageowner.errors import OutputError, PageOwnerError, StateError
+from pageowner.fileio import atomic_output
 from pageowner.sim.buddy import NR_MIGRATETYPES, NR_ORDERS, ZoneSpec
 from pageowner.sim.machine import (
     AllocClass,
@@ -212,12 +214,15 @@ def save(machine: Machine, directory: Path) -> None:
         "machine": _manifest(machine),
     }, separators=(",", ":")).encode()
     target = directory / STATE_FILE
-    tmp = directory / f".{STATE_FILE}.{os.getpid()}.tmp"
+    # Named temporary files left by saves killed where O_TMPFILE is not available.
     for stale in directory.glob(f".{STATE_FILE}.*.tmp"):
         with contextlib.suppress(OSError):
             stale.unlink()
     try:
-        with open(tmp, "wb") as out:
+        # atomic_output writes an unnamed O_TMPFILE file and renames it over state.bin
+        # only when it is complete and fsynced: a kill at any point leaves the previous
+        # state and no temporary file.
+        with atomic_output(str(target)) as out:
             out.write(MAGIC)
             out.write(len(header).to_bytes(8, "little"))
             out.write(header)
@@ -226,17 +231,9 @@ def save(machine: Machine, directory: Path) -> None:
             # The sections carry their own checksums; this one covers the manifest, so a
             # flipped digit in it is caught too (files without it still load).
             out.write(SUM_MAGIC + hashlib.sha256(header).digest())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    except OutputError as exc:
+        raise StateError(f"cannot save the machine: {exc}") from None
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise StateError(f"{target}: cannot save the machine: {exc.strerror}") from None
 
 
