@@ -99,8 +99,11 @@ class SampleStream:
 _SNIFF_LINES = 256
 
 
-def _sniff(name: str, lines: Iterator[bytes]) -> tuple[InputKind, Iterator[bytes]]:
-    """Look at the first block to tell a dump from a page_owner_stacks file."""
+def _sniff(name: str, lines: Iterator[bytes]) -> tuple[InputKind, list[bytes]]:
+    """Look at the first block to tell a dump from a page_owner_stacks file.
+
+    Returns the kind and the lines read to tell it (the caller reads them again).
+    """
     head: list[bytes] = []
     first: tuple[int, str] | None = None
     for line in lines:
@@ -112,12 +115,11 @@ def _sniff(name: str, lines: Iterator[bytes]) -> tuple[InputKind, Iterator[bytes
             break
         if len(head) >= _SNIFF_LINES:
             break
-    rest = itertools.chain(head, lines)
     if first is None or first[1].startswith(HEADER_PREFIX):
-        return InputKind.DUMP, rest
+        return InputKind.DUMP, head
     kind = sniff_kind(b"".join(head).replace(b"\r\n", b"\n").lstrip(b"\n"))
     if kind is StacksFileKind.SHOW_STACKS:
-        return InputKind.SHOW_STACKS, rest
+        return InputKind.SHOW_STACKS, head
     if kind is StacksFileKind.SHOW_HANDLES:
         raise InputError(f"{name}: a show_handles file has no stacks to analyse")
     if kind is StacksFileKind.SHOW_STACKS_HANDLES:
@@ -127,19 +129,37 @@ def _sniff(name: str, lines: Iterator[bytes]) -> tuple[InputKind, Iterator[bytes
 
 
 def _counting(
-    lines: Iterator[bytes], on_progress: ProgressHandler, total: int | None
-) -> Iterator[bytes]:
-    """Pass lines through, reporting the bytes read about every megabyte."""
+    read: Callable[[int], bytes], on_progress: ProgressHandler, total: int | None
+) -> Callable[[int], bytes]:
+    """Wrap a read function to report the bytes read about every megabyte, and at the end."""
     done = 0
-    step = 1 << 20
-    next_report = step
-    for line in lines:
-        done += len(line)
-        if done >= next_report:
+    next_report = 1 << 20
+
+    def counting_read(size: int) -> bytes:
+        nonlocal done, next_report
+        data = read(size)
+        done += len(data)
+        if done >= next_report or not data:
             on_progress(done, total)
-            next_report = done + step
-        yield line
-    on_progress(done, total)
+            next_report = done + (1 << 20)
+        return data
+
+    return counting_read
+
+
+class _Replay:
+    """A `read(n)` stream that returns bytes already read (by sniffing) before the rest."""
+
+    def __init__(self, head: bytes, read: Callable[[int], bytes]) -> None:
+        self._head = head
+        self._read = read
+
+    def read(self, size: int) -> bytes:
+        """Return up to `size` bytes."""
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._read(size)
 
 
 class _SkipWatch:
@@ -217,15 +237,18 @@ def open_samples(
     interner = interner if interner is not None else StackInterner()
     watch = _SkipWatch(on_warning)
     with open_input(path) as source:
-        lines: Iterator[bytes] = source.lines()
-        if on_progress is not None:
-            lines = _counting(lines, on_progress, source.size)
-        kind, lines = _sniff(source.name, lines)
+        read = source.read if on_progress is None else _counting(
+            source.read, on_progress, source.size)
+        buffer = source.buffered(read)
+        kind, head = _sniff(source.name, iter(buffer))
         if kind is InputKind.DUMP:
-            reader = DumpReader(lines, source.name, strict=strict, on_warning=watch)
+            # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
+            stream = _Replay(b"".join(head), buffer.read)
+            reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
             samples = _record_samples(reader, interner, watch)
             yield SampleStream(source.name, kind, samples, reader)
         else:
+            lines = itertools.chain(head, buffer)
             samples = _stack_samples(source.name, lines, interner, strict, watch)
             yield SampleStream(source.name, kind, samples)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pageowner.errors import ParseError
 from pageowner.fileio import CrLfReader, line_body
@@ -39,6 +39,7 @@ from pageowner.tables import (
 
 __all__ = [
     "Block",
+    "ByteReader",
     "DumpReader",
     "HEADER_PREFIX",
     "convert_record",
@@ -641,6 +642,14 @@ def write_dump(records: Iterable[PageRecord], out: BinaryIO) -> int:
     return count
 
 
+class ByteReader(Protocol):
+    """Anything with `read(n)`: DumpReader then cuts blocks from big reads, not lines."""
+
+    def read(self, size: int, /) -> bytes:
+        """Return up to `size` bytes, b"" at the end."""
+        ...
+
+
 class DumpReader:
     """Iterate the records of a dump, applying the lenient or strict error policy.
 
@@ -651,7 +660,7 @@ class DumpReader:
 
     def __init__(
         self,
-        stream: Iterable[bytes],
+        stream: Iterable[bytes] | ByteReader,
         path: str = "<dump>",
         *,
         strict: bool = False,
@@ -673,7 +682,10 @@ class DumpReader:
     def __iter__(self) -> Iterator[PageRecord]:
         """Yield the records in file order."""
         read = getattr(self.stream, "read", None)
-        blocks = iter_blocks_read(read) if callable(read) else iter_blocks(self.stream)
+        blocks = (
+            iter_blocks_read(read) if callable(read)
+            else iter_blocks(self.stream)  # type: ignore[arg-type]
+        )
         for block in blocks:
             try:
                 record = parse_block(

@@ -63,8 +63,11 @@ class InputSource:
 
     def lines(self) -> Iterator[bytes]:
         """Iterate the input as binary lines."""
-        buffer = io.BufferedReader(_ReadAdapter(self.read), buffer_size=1 << 20)
-        return iter(buffer)
+        return iter(self.buffered())
+
+    def buffered(self, read: Callable[[int], bytes] | None = None) -> io.BufferedReader:
+        """Return a buffered reader over the input, or over `read` (a wrapper of its read)."""
+        return io.BufferedReader(_ReadAdapter(read or self.read), buffer_size=1 << 20)
 
     def close(self) -> None:
         """Release the underlying file."""
