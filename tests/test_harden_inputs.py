@@ -348,3 +348,50 @@ def test_a_reader_that_goes_away_is_not_an_error(files: dict[str, Path]) -> None
     child.wait(60)
     assert child.returncode == 0
     assert child.stderr.read() == b""
+
+
+# -- watch stores --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A watch store of 300 snapshots of 40 stacks (about 300 KB, many pages)."""
+    from pageowner.live.store import StackSample, Store
+
+    path = tmp_path_factory.mktemp("store") / "run.db"
+    with Store.open(str(path), create=True) as store:
+        for minute in range(300):
+            store.add_snapshot(
+                60.0 * minute, "show_stacks",
+                [StackSample((f" f{k}+0x1/0x2", " g+0x1/0x2"), 10 + minute + k) for k in range(40)],
+                bytes_read=1, read_seconds=0.0)  # fmt: skip
+    return path.read_bytes()
+
+
+def _damage_store(data: bytes, damage: str) -> bytes:
+    if damage == "empty":
+        return b""
+    if damage == "junk":
+        return bytes(range(256)) * 40
+    if damage == "truncated":
+        return data[: len(data) // 3]
+    scrambled = bytearray(data)
+    start = {"header-page": 200, "mid-file": len(data) // 2, "last-pages": len(data) - 8000}[damage]
+    for at in range(start, min(start + 4000, len(data)), 3):
+        scrambled[at] ^= 0x5A
+    return bytes(scrambled)
+
+
+@pytest.mark.parametrize("damage", ["empty", "junk", "truncated", "header-page", "mid-file",
+                                    "last-pages"])
+def test_a_damaged_store_is_one_line(store_bytes: bytes, tmp_path: Path, damage: str) -> None:
+    # GIVEN a watch store damaged like a crashed disk would
+    path = tmp_path / "run.db"
+    path.write_bytes(_damage_store(store_bytes, damage))
+    # WHEN trend reads it THEN one line naming the store, exit 1; the store is kept
+    result = CliRunner().invoke(cli, ["trend", str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pageowner: {path}: "), result.stderr
+    assert path.read_bytes() == _damage_store(store_bytes, damage)

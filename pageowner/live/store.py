@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pageowner.errors import StateError
@@ -175,6 +175,19 @@ class Store:
         """Return a context manager running its body as one transaction."""
         return _Transaction(self._db)
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn SQLite's errors (a damaged file, a full disk, a lock) into StateError."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"{self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path}: the store is damaged ({exc})") from None
+        except OverflowError:
+            raise StateError(f"{self.path}: a page count does not fit in the store "
+                             "(64-bit signed)") from None
+
     def close(self) -> None:
         """Close the database."""
         self._db.close()
@@ -192,7 +205,7 @@ class Store:
 
     def set_meta(self, values: dict[str, str]) -> None:
         """Record facts about the watched machine (kernel release, host, debugfs...)."""
-        with self._transaction():
+        with self._guard(), self._transaction():
             self._db.executemany(
                 "INSERT INTO meta VALUES (?, ?)"
                 " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -201,7 +214,8 @@ class Store:
 
     def meta(self) -> dict[str, str]:
         """Return the recorded facts."""
-        return dict(self._db.execute("SELECT key, value FROM meta ORDER BY key"))
+        with self._guard():
+            return dict(self._db.execute("SELECT key, value FROM meta ORDER BY key"))
 
     def add_snapshot(
         self,
@@ -215,7 +229,7 @@ class Store:
         """Store one snapshot and the stacks it introduces, atomically; return its id."""
         samples = list(samples)
         pages_by_stack: dict[int, int] = {}
-        with self._transaction():
+        with self._guard(), self._transaction():
             for sample in samples:
                 stack_id = self._stack_id(sample)
                 pages_by_stack[stack_id] = pages_by_stack.get(stack_id, 0) + sample.nr_base_pages
@@ -258,27 +272,32 @@ class Store:
 
     def count_snapshots(self) -> int:
         """Return how many snapshots the store holds."""
-        return int(self._db.execute("SELECT count(*) FROM snapshots").fetchone()[0])
+        with self._guard():
+            return int(self._db.execute("SELECT count(*) FROM snapshots").fetchone()[0])
 
     def snapshots(self) -> list[SnapshotRow]:
         """Return the snapshots in time order."""
-        rows = self._db.execute(
-            "SELECT id, taken_at, source, bytes_read, read_seconds, nr_stacks, nr_base_pages"
-            " FROM snapshots ORDER BY taken_at, id"
-        )
-        return [SnapshotRow(*row) for row in rows]
+        with self._guard():
+            rows = self._db.execute(
+                "SELECT id, taken_at, source, bytes_read, read_seconds, nr_stacks,"
+                " nr_base_pages FROM snapshots ORDER BY taken_at, id"
+            )
+            return [SnapshotRow(*row) for row in rows]
 
     def stacks(self) -> dict[int, StackRow]:
         """Return every stored stack by id."""
-        rows = self._db.execute("SELECT id, frames, handle FROM stacks ORDER BY id")
-        return {
-            row[0]: StackRow(row[0], tuple(row[1].split("\n")) if row[1] else (), row[2])
-            for row in rows
-        }
+        with self._guard():
+            rows = self._db.execute("SELECT id, frames, handle FROM stacks ORDER BY id")
+            return {
+                row[0]: StackRow(row[0], tuple(row[1].split("\n")) if row[1] else (), row[2])
+                for row in rows
+            }
 
     def samples(self) -> Iterable[tuple[int, int, int]]:
         """Yield (snapshot_id, stack_id, nr_base_pages) for every stored sample."""
-        yield from self._db.execute("SELECT snapshot_id, stack_id, nr_base_pages FROM samples")
+        with self._guard():
+            yield from self._db.execute(
+                "SELECT snapshot_id, stack_id, nr_base_pages FROM samples")
 
 
 class _Transaction:
