@@ -638,6 +638,7 @@ class SortEngine:
         near = not strip and not options.cull and not options.legacy
         last_ts = b""
         last_digits = 0
+        last_ts_field = False  # whether the previous block's prefix ends at its ts digits
         search = _TS_RE.search
         digits = _DIGITS_RE.match
         find = data.find
@@ -657,7 +658,9 @@ class SortEngine:
         while pos < size:
             if last_group is not None and startswith(last_prefix, pos):
                 ts_end = digits(data, pos + prefix_len).end()  # type: ignore[union-attr]
-                if startswith(last_mid, ts_end):
+                # Digits are skipped only where the previous header had its ts field; a
+                # header without one that gains digits is another text (found by fuzzing).
+                if (last_ts_field or ts_end == pos + prefix_len) and startswith(last_mid, ts_end):
                     pe = find(b"\n", ts_end + mid_len)
                     if pe >= 0 and startswith(last_tail, pe) and startswith(b"\n\n", pe + tail_len):
                         same = True
@@ -715,16 +718,19 @@ class SortEngine:
             if startswith(b"PFN", nl + 1) and startswith(header, pos):
                 pe = find(b"\n", nl + 1, end + 1)  # == end when the PFN line is the last
                 ts_start = ts_end = nl
+                ts_field = False
                 if strip:
                     match = search(data, pos, nl)
                     if match is not None:
                         ts_start, ts_end = match.span(1)
+                        ts_field = True
                     elif search(data, nl, end) is not None:
                         ts_start = -1  # a ts pattern below the header: the slow path decides
                 elif near:
                     match = search(data, pos, nl)
                     if match is not None:
                         ts_start, ts_end = match.span(1)
+                        ts_field = True
                 if ts_start >= 0 and find(b"\nPFN", pe, end) < 0:
                     records += 1
                     last_fast = pos
@@ -752,6 +758,7 @@ class SortEngine:
                             last_allocator = _pfn_bits(pfn_line) | last_vmalloc
                             last_allocator = last_allocator or ALLOCATOR_OTHERS
                     last_prefix = data[pos:ts_start]
+                    last_ts_field = ts_field
                     last_mid = data[ts_end:nl] + b"\nPFN"
                     last_tail = data[pe:end]
                     prefix_len, mid_len, tail_len = len(last_prefix), len(last_mid), len(last_tail)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from fuzz.targets import check_dump
 from pageowner.dumpfile import DumpReader, iter_blocks
 from pageowner.fileio import CrLfReader, iter_lines
-from pageowner.posort import SortEngine, render_groups
+from pageowner.posort import SortEngine, SortOptions, build_options, render_groups
 from tests.strategies import dumps, sort_args
 from tests.test_sort_properties import REFERENCE, options_of, report
 
@@ -158,3 +158,16 @@ def test_two_cores_equal_one_on_damaged_dumps(tmp_path_factory: pytest.TempPathF
     assert parallel.warnings == serial.warnings
     assert (parallel.records, parallel.selected, parallel.skipped) == (
         serial.records, serial.selected, serial.skipped)
+
+
+def test_a_header_without_ts_that_gains_digits_is_another_group() -> None:
+    # Found by the fuzzer: the scanner took the "3" for the ts digits it cuts and merged
+    # the two blocks; page_owner_sort (and the block-by-block path) keeps them apart.
+    body = b"PFN\n register_early_stack+0x46/0x80\n kernel_init+0x5/0xfc\n\n"
+    data = b"Page allocated via order 0, mask 0x0()\n" + body + \
+        b"Page allocated via order 0, mask 0x0()3\n" + body
+    for options in (SortOptions(), build_options(["a"]), build_options(filter_released=True)):
+        fast = SortEngine(options).feed_stream(io.BytesIO(data).read)
+        assert len(fast.groups) == 2, options
+        slow = SortEngine(options).feed_blocks(data.split(b"\n\n")[:2])
+        assert report(fast) == report(slow), options
