@@ -35,14 +35,15 @@ browser-deps:
 golden: $(STAMP)
 	PAGEOWNER_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_analyze_golden.py
 
-# Fuzz the dump readers and the sort engine (fuzz/run.py): a quick pass inside `make test`,
+# Fuzz the dump readers and the sort engine (fuzz/run.py): a quick pass inside `make test`
+# (before the unit tests, so that pytest's summary stays the last line),
 # longer on demand: `make fuzz FUZZ_SECONDS=600` (FUZZ_ENGINE=own without atheris).
 FUZZ_SECONDS ?= 10
 FUZZ_ENGINE ?= auto
 fuzz: $(STAMP)
 	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS) --engine $(FUZZ_ENGINE)
 
-test: lint typecheck unit fuzz
+test: lint typecheck fuzz unit
 
 demo: $(STAMP)
 	$(BIN)/python -m pageowner demo
