@@ -37,6 +37,7 @@ __all__ = [
     "FamilyProfile",
     "REWRITES",
     "StackBuilder",
+    "TOP_CALLEES",
     "TOP_FRAME",
     "family_of",
     "load_profile",
@@ -318,6 +319,14 @@ KNOWN_SYMBOLS: dict[str, tuple[int, int]] = {
 # starts, and returns before the function's body runs when it is on.
 _UNTRACED_CALLS = frozenset({"__fentry__", "mcount", "_mcount", "__mcount"})
 
+# What the top frame called. save_stack() skips itself and __set_page_owner (6.1 and 6.12
+# mm/page_owner.c: stack_trace_save(..., 2)), so the top frame called __set_page_owner;
+# 3.19-4.7 skipped more, down to __alloc_pages_nodemask, which had called
+# get_page_from_freelist (TOP_FRAME); register_dummy_stack() and the other placeholders
+# call stack_trace_save(..., 0) themselves (save_stack_trace() before v5.2).
+TOP_CALLEES = frozenset({"__set_page_owner", "get_page_from_freelist", "stack_trace_save",
+                          "save_stack_trace"})
+
 
 def family_of(version: str) -> str:
     """Return the learned family a version's stacks start from.
@@ -490,22 +499,43 @@ class StackBuilder:
                       learned: LearnedFrame | None) -> int:
         """Pick a return offset inside a table function: after a call where the code shows.
 
-        Preferred: a call to the frame above (its E8 target or call relocation names it);
-        else any call; without code (System.map, kallsyms, a debug-only vmlinux) the real
-        kernel's learned offset when the learned size says it is the same build; else a
-        mid-function offset. Choices among several calls are a hash of the seed.
+        In order: a call to the frame above (its E8 target or call relocation names it; for
+        the top frame, to page_owner's hook); a call to a function that makes that call
+        (this build did not inline a function the catalogue's kernel did); the call nearest
+        the real kernel's learned offset, scaled to this size (same build: the same call);
+        a call chosen by the seed. Without code (System.map, kallsyms) the scaled learned
+        offset, or a mid-function one chosen by the seed.
         """
         choice = _hash(self.seed, self.version, function, callee)
         # A call ending the function (to a noreturn one) returns into the next function.
         sites = [site for site in self._call_sites(symbol) if 0 < site.offset < symbol.size]
-        pool = [site for site in sites if callee in site.targets] or sites
+        wanted = TOP_CALLEES if callee == "<top>" else frozenset((callee,))
+        pool = ([site for site in sites if wanted.intersection(site.targets)]
+                or [site for site in sites if self._reaches(site, wanted)])  # fmt: skip
         if pool:
             return pool[choice % len(pool)].offset
         recorded = self._recorded_symbol(function, callee, learned)
-        if recorded is not None and recorded[0] == symbol.size and recorded[1] < symbol.size:
-            return recorded[1]
+        if recorded is not None:
+            position = recorded[1] * symbol.size // max(recorded[0], 1)
+            if sites:
+                return min(sites, key=lambda site: (abs(site.offset - position), site.offset)
+                           ).offset  # fmt: skip
+            return min(max(position, 1), symbol.size - 1)
+        if sites:
+            return sites[choice % len(sites)].offset
         size = symbol.size
         return max(1, size // 4 + choice % max(1, size // 2)) if size > 1 else 0
+
+    def _reaches(self, site: CallSite, wanted: frozenset[str]) -> bool:
+        """Tell whether a call goes to a function that itself calls one of `wanted`."""
+        if self.symbols is None:
+            return False
+        for target in site.targets:
+            symbol = self.symbols.lookup(target)
+            if symbol is not None and any(wanted.intersection(inner.targets)
+                                          for inner in self._call_sites(symbol)):  # fmt: skip
+                return True
+        return False
 
     def _call_sites(self, symbol: Symbol) -> tuple[CallSite, ...]:
         """Return a table function's call sites, decoded once per function."""

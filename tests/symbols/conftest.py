@@ -115,7 +115,10 @@ __attribute__((section(".init.text"), noinline)) int mod_init(void)
 # Every call is `sink = callee(...)` on a line of its own: the store to the volatile is the
 # instruction after the call, so the return address is on the call's line. A function
 # calls its second callee with `sink` as the argument, so nothing is reloaded between a
-# call and its store. exc_page_fault reaches handle_mm_fault only through a pointer.
+# call and its store. exc_page_fault reaches handle_mm_fault only through a pointer,
+# asm_exc_page_fault reaches exc_page_fault through pf_entry_body, and __pte_alloc calls
+# pte_alloc_one twice. The calls that reach a frame's callee indirectly come first, away
+# from where the learned offsets (late in both functions) would point.
 ALLOC_C = """\
 /* A kernel allocation path in miniature: each function calls the next. */
 #define NOIPA __attribute__((noipa))
@@ -142,9 +145,9 @@ NOIPA int prep_new_page(int order)
 
 NOIPA int get_page_from_freelist(int order)
 {
-\tsink = prep_new_page(order);
+\tsink = post_alloc_hook(order);
 \tif (sink > 3)
-\t\tsink = post_alloc_hook(sink);
+\t\tsink = prep_new_page(sink);
 \treturn sink;
 }
 
@@ -187,6 +190,8 @@ NOIPA int alloc_pages_vma(int order)
 NOIPA int __pte_alloc(int order)
 {
 \tsink = pte_alloc_one(order);
+\tif (sink & 8)
+\t\tsink = pte_alloc_one(sink);
 \treturn sink;
 }
 
@@ -221,10 +226,24 @@ NOIPA int exc_page_fault(int flags)
 \treturn sink;
 }
 
+NOIPA int pf_entry_body(int flags)
+{
+\tsink = exc_page_fault(flags);
+\treturn sink;
+}
+
+/* Reaches exc_page_fault through a function the catalogue does not know. */
+NOIPA int asm_exc_page_fault(int flags)
+{
+\tsink = pf_entry_body(flags);
+\tsink = __set_page_owner(sink);
+\treturn sink;
+}
+
 int main(int argc, char **argv)
 {
 \t(void)argv;
-\treturn exc_page_fault(argc) + __do_page_fault(argc);
+\treturn asm_exc_page_fault(argc) + __do_page_fault(argc);
 }
 """
 
