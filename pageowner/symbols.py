@@ -46,6 +46,7 @@ __all__ = [
     "call_return_offsets",
     "call_sites",
     "default_cache_dir",
+    "tail_calls",
 ]
 
 WarningHandler = Callable[[str], None]
@@ -1105,6 +1106,10 @@ class ElfSymbolTable:
         """Return the calls a function makes (see `call_sites`)."""
         return call_sites(self, symbol)
 
+    def tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        """Return the functions a function jumps to at its end (see `tail_calls`)."""
+        return tail_calls(self, symbol)
+
 
 def _chain(scopes: Sequence[Any], row: LineRow | None, program: LineProgram | None,
            fallback: str | None) -> tuple[SourceLine, ...]:  # fmt: skip
@@ -1162,20 +1167,8 @@ def call_sites(table: ElfSymbolTable, symbol: Symbol) -> tuple[CallSite, ...]:
     if table._image.machine not in _X86_MACHINES:
         return ()
     code = table.code_bytes(symbol)
-    starts = table._index.addresses
-    relocated = table.call_relocations(symbol) if table.is_relocatable else {}
-    found: dict[int, tuple[str, ...]] = {}
+    found = dict(_direct_branches(table, symbol, code, 0xE8))
     size = len(code)
-    position = code.find(b"\xe8")
-    while 0 <= position <= size - 5:
-        relative = int.from_bytes(code[position + 1 : position + 5], "little", signed=True)
-        target = symbol.address + position + 5 + relative
-        slot = bisect.bisect_left(starts, target)
-        if position + 1 in relocated:
-            found[position + 5] = relocated[position + 1]
-        elif slot < len(starts) and starts[slot] == target:
-            found[position + 5] = table.names_at(target)
-        position = code.find(b"\xe8", position + 1)
     position = code.find(b"\xff")
     while 0 <= position < size - 1:
         modrm = code[position + 1]
@@ -1186,3 +1179,53 @@ def call_sites(table: ElfSymbolTable, symbol: Symbol) -> tuple[CallSite, ...]:
         position = code.find(b"\xff", position + 1)
     return tuple(CallSite(offset, targets) for offset, targets in sorted(found.items())
                  if offset <= size)  # fmt: skip
+
+
+def tail_calls(table: ElfSymbolTable, symbol: Symbol) -> tuple[str, ...]:
+    """Return the functions `symbol` jumps to the start of (E9 rel32, EB rel8): tail calls.
+
+    A tail call leaves no frame of its own: `f` ending in `jmp g` puts `g` (and what `g`
+    calls) right under `f`'s caller on a stack.
+
+    >>> tail_calls.__name__
+    'tail_calls'
+    """
+    if table._image.machine not in _X86_MACHINES:
+        return ()
+    code = table.code_bytes(symbol)
+    names: dict[str, None] = {}
+    for _, targets in _direct_branches(table, symbol, code, 0xE9):
+        names.update(dict.fromkeys(targets))
+    # A short jump reaches only a neighbour; its target must start a function too.
+    position = code.find(b"\xeb")
+    while 0 <= position <= len(code) - 2:
+        target = symbol.address + position + 2 + int.from_bytes(code[position + 1 : position + 2],
+                                                                "little", signed=True)
+        if not symbol.address <= target < symbol.address + len(code):
+            names.update(dict.fromkeys(table.names_at(target)))
+        position = code.find(b"\xeb", position + 1)
+    names.pop(symbol.name, None)
+    return tuple(names)
+
+
+def _direct_branches(table: ElfSymbolTable, symbol: Symbol, code: bytes,
+                     opcode: int) -> Iterable[tuple[int, tuple[str, ...]]]:  # fmt: skip
+    """Yield (offset after, targets) of each E8 call or E9 jump to a function's start.
+
+    Only targets that start a known function count (or, in a .ko, a rel32 a call
+    relocation covers), which keeps bytes that merely look like the opcode out.
+    """
+    starts = table._index.addresses
+    relocated = table.call_relocations(symbol) if table.is_relocatable else {}
+    size = len(code)
+    marker = bytes((opcode,))
+    position = code.find(marker)
+    while 0 <= position <= size - 5:
+        relative = int.from_bytes(code[position + 1 : position + 5], "little", signed=True)
+        target = symbol.address + position + 5 + relative
+        slot = bisect.bisect_left(starts, target)
+        if position + 1 in relocated:
+            yield position + 5, relocated[position + 1]
+        elif slot < len(starts) and starts[slot] == target:
+            yield position + 5, table.names_at(target)
+        position = code.find(marker, position + 1)

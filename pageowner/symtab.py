@@ -56,6 +56,10 @@ class SymbolTable(Protocol):
         """Return the calls a function makes, by return offset; () without code bytes."""
         ...
 
+    def tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        """Return the functions a function jumps to instead of calling; () without code."""
+        ...
+
 
 _LINE_RE = re.compile(
     r"(?P<address>[0-9a-fA-F]+) (?P<type>[A-Za-z]) (?P<name>\S+)(?:\s+\[(?P<module>[^\]]+)\])?"
@@ -119,4 +123,8 @@ class TextSymbolTable:
 
     def call_sites(self, symbol: Symbol) -> tuple[CallSite, ...]:
         """Return no call sites: a System.map or kallsyms has no code to read them from."""
+        return ()
+
+    def tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        """Return no tail calls: there is no code to read them from."""
         return ()

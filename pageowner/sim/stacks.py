@@ -423,6 +423,8 @@ class StackBuilder:
         self.top = TOP_FRAME.get(self.version, "get_page_from_freelist")
         self._cache: dict[object, tuple[str, ...]] = {}
         self._sites: dict[Symbol, tuple[CallSite, ...]] = {}
+        self._tails: dict[Symbol, tuple[str, ...]] = {}
+        self._offsets: dict[tuple[Symbol, str, LearnedFrame | None], int] = {}
 
     # -- names ---------------------------------------------------------------------------
 
@@ -470,7 +472,11 @@ class StackBuilder:
             size = symbol.size
             address_base = symbol.address
             module = symbol.module or module
-            offset = self._table_offset(symbol, function, callee, learned)
+            key = (symbol, callee, learned)
+            offset = self._offsets.get(key, -1)
+            if offset < 0:
+                offset = self._offsets[key] = self._table_offset(symbol, function, callee,
+                                                                 learned)  # fmt: skip
         address = None
         if self.frame_style is FrameStyle.ADDRESS:
             address = address_base + offset
@@ -500,8 +506,9 @@ class StackBuilder:
         """Pick a return offset inside a table function: after a call where the code shows.
 
         In order: a call to the frame above (its E8 target or call relocation names it; for
-        the top frame, to page_owner's hook); a call to a function that makes that call
-        (this build did not inline a function the catalogue's kernel did); the call nearest
+        the top frame, to page_owner's hook); a call to a function that makes that call or
+        jumps there (this build did not inline a function the catalogue's kernel did, or
+        made it a tail call); the call nearest
         the real kernel's learned offset, scaled to this size (same build: the same call);
         a call chosen by the seed. Without code (System.map, kallsyms) the scaled learned
         offset, or a mid-function one chosen by the seed.
@@ -527,13 +534,15 @@ class StackBuilder:
         return max(1, size // 4 + choice % max(1, size // 2)) if size > 1 else 0
 
     def _reaches(self, site: CallSite, wanted: frozenset[str]) -> bool:
-        """Tell whether a call goes to a function that itself calls one of `wanted`."""
+        """Tell whether a call goes to a function that calls, or tail-calls, one of `wanted`."""
         if self.symbols is None:
             return False
         for target in site.targets:
             symbol = self.symbols.lookup(target)
-            if symbol is not None and any(wanted.intersection(inner.targets)
-                                          for inner in self._call_sites(symbol)):  # fmt: skip
+            if symbol is None:
+                continue
+            if wanted.intersection(self._tail_calls(symbol)) or any(
+                    wanted.intersection(inner.targets) for inner in self._call_sites(symbol)):
                 return True
         return False
 
@@ -545,6 +554,13 @@ class StackBuilder:
                 site for site in self.symbols.call_sites(symbol)
                 if not set(site.targets) & _UNTRACED_CALLS)
         return sites or ()
+
+    def _tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        """Return the functions a table function tail-calls, decoded once per function."""
+        tails = self._tails.get(symbol)
+        if tails is None and self.symbols is not None:
+            tails = self._tails[symbol] = self.symbols.tail_calls(symbol)
+        return tails or ()
 
     def _recorded_symbol(self, function: str, callee: str,
                          learned: LearnedFrame | None) -> tuple[int, int] | None:

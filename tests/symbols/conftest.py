@@ -117,8 +117,9 @@ __attribute__((section(".init.text"), noinline)) int mod_init(void)
 # calls its second callee with `sink` as the argument, so nothing is reloaded between a
 # call and its store. exc_page_fault reaches handle_mm_fault only through a pointer,
 # asm_exc_page_fault reaches exc_page_fault through pf_entry_body, and __pte_alloc calls
-# pte_alloc_one twice. The calls that reach a frame's callee indirectly come first, away
-# from where the learned offsets (late in both functions) would point.
+# pte_alloc_one twice, and vma_alloc_folio_noprof reaches alloc_pages_mpol_noprof through
+# folio_alloc_mpol's tail call. The calls that reach a frame's callee indirectly come
+# first, away from where the learned offsets (late in those functions) would point.
 ALLOC_C = """\
 /* A kernel allocation path in miniature: each function calls the next. */
 #define NOIPA __attribute__((noipa))
@@ -169,9 +170,16 @@ NOIPA int alloc_pages_mpol_noprof(int order)
 \treturn sink;
 }
 
+/* Ends in a jump to alloc_pages_mpol_noprof (a tail call): no frame of its own. */
+NOIPA int folio_alloc_mpol(int order)
+{
+\treturn alloc_pages_mpol_noprof(order);
+}
+
 NOIPA int vma_alloc_folio_noprof(int order)
 {
-\tsink = alloc_pages_mpol_noprof(order);
+\tsink = folio_alloc_mpol(order);
+\tsink = __set_page_owner(sink);
 \treturn sink;
 }
 

@@ -15,7 +15,9 @@ from pageowner.symtab import CallSite, Symbol
 class HandMadeTable:
     """Functions laid out one after another, each with the calls given."""
 
-    def __init__(self, functions: dict[str, tuple[int, list[tuple[int, str | None]]]]) -> None:
+    def __init__(self, functions: dict[str, tuple[int, list[tuple[int, str | None]]]],
+                 tails: dict[str, tuple[str, ...]] | None = None) -> None:
+        self._tails = tails or {}
         self._symbols: dict[str, Symbol] = {}
         self._sites: dict[str, tuple[CallSite, ...]] = {}
         address = 0xFFFFFFFF81000000
@@ -34,6 +36,9 @@ class HandMadeTable:
 
     def call_sites(self, symbol: Symbol) -> tuple[CallSite, ...]:
         return self._sites[symbol.name]
+
+    def tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        return self._tails.get(symbol.name, ())
 
 
 def frames(version: str, path: str, table: HandMadeTable, seed: int = 1) -> dict[str, int]:
@@ -80,6 +85,21 @@ def test_a_call_through_a_function_the_catalogue_lacks() -> None:
     learned = LEARNED["exc_page_fault"]
     assert learned["calls"]["handle_mm_fault"] * 0x200 // learned["size"] == 0x98
     assert frames("6.1", "anon_fault", table)["exc_page_fault"] == 0x12
+
+
+def test_a_call_to_a_function_ending_in_a_jump_to_the_frame_above() -> None:
+    # GIVEN a vma_alloc_folio whose call to __folio_alloc goes through a wrapper that
+    # tail-calls it (`jmp __folio_alloc`), far from the learned offset
+    table = HandMadeTable({
+        "vma_alloc_folio": (0x400, [(0x20, "mpol_cond_put"), (0xB0, "mpol_misplaced"),
+                                    (0x300, "folio_wrapper")]),
+        "folio_wrapper": (0x40, []),
+    }, tails={"folio_wrapper": ("__folio_alloc",)})  # fmt: skip
+    # THEN its frame returns after the call to the wrapper, not the one nearest the
+    # learned offset (0xaf at this size)
+    learned = LEARNED["vma_alloc_folio"]
+    assert learned["calls"]["__folio_alloc"] * 0x400 // learned["size"] == 0xAF
+    assert frames("6.1", "anon_fault", table)["vma_alloc_folio"] == 0x300
 
 
 def test_several_calls_to_the_frame_above_are_chosen_by_the_seed() -> None:

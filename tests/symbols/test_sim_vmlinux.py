@@ -24,16 +24,20 @@ from pageowner.dumpfile import parse_frame
 from pageowner.kernels import get_kernel
 from pageowner.model import Frame
 from pageowner.sim.stacks import TOP_CALLEES, StackBuilder
-from pageowner.symbols import ElfSymbolTable, call_return_offsets, call_sites
+from pageowner.symbols import ElfSymbolTable, call_return_offsets, call_sites, tail_calls
 
 FUNCTION_RE = re.compile(r"^NOIPA int (\w+)\(", re.MULTILINE)
 CALL_RE = re.compile(r"sink = (\w+)\(")
 SOURCE_LINES = ALLOC_C.splitlines()
 # The functions alloc.c defines, and the ones each calls directly.
 ELF_FUNCTIONS = frozenset(FUNCTION_RE.findall(ALLOC_C))
+TAIL_RE = re.compile(r"return (\w+)\(")
 CALLEES: dict[str, set[str]] = {}
+TAILS: dict[str, set[str]] = {}
 for _body in ALLOC_C.split("NOIPA int ")[1:]:
-    CALLEES[_body.split("(")[0]] = set(CALL_RE.findall(_body.split("\n}")[0])) - {"fault"}
+    _name, _code = _body.split("(")[0], _body.split("\n}")[0]
+    CALLEES[_name] = set(CALL_RE.findall(_code)) - {"fault"}
+    TAILS[_name] = set(TAIL_RE.findall(_code))
 
 
 def invoke(*args: str) -> Result:
@@ -130,11 +134,12 @@ def expected_calls(function: str, above: str | None) -> set[str]:
     """Return the calls alloc.c's `function` may return to under `above`; empty: any call.
 
     The call to the frame above (page_owner's hook for the top frame), else a call to a
-    function that makes that call.
+    function that makes that call or jumps there.
     """
     wanted = {above} if above is not None else set(TOP_CALLEES)
     direct = CALLEES[function] & wanted
-    return direct or {inner for inner in CALLEES[function] if CALLEES.get(inner, set()) & wanted}
+    return direct or {inner for inner in CALLEES[function]
+                      if (CALLEES.get(inner, set()) | TAILS.get(inner, set())) & wanted}
 
 
 def test_round_trip_through_symbolize(round_trip: tuple[Simulated, dict[str, Any]]) -> None:
@@ -171,7 +176,7 @@ def test_round_trip_through_symbolize(round_trip: tuple[Simulated, dict[str, Any
         ("get_page_from_freelist", "post_alloc_hook"),  # the top: reaches __set_page_owner
         ("__alloc_pages_noprof", "get_page_from_freelist"),
         ("alloc_pages_mpol_noprof", "__alloc_pages_noprof"),
-        ("vma_alloc_folio_noprof", "alloc_pages_mpol_noprof"),
+        ("vma_alloc_folio_noprof", "folio_alloc_mpol"),  # which tail-calls the frame above
         ("pte_alloc_one", "alloc_pages_mpol_noprof"),
         ("__pte_alloc", "pte_alloc_one"),
         ("__handle_mm_fault", "vma_alloc_folio_noprof"),
@@ -311,10 +316,11 @@ def test_offsets_follow_the_seed_and_the_caller(alloc_program: Program) -> None:
 
 
 def test_call_targets_match_objdump(alloc_program: Program, objdump: str) -> None:
-    # GIVEN objdump's direct calls in the allocation path
+    # GIVEN objdump's direct calls and jumps to functions in the allocation path
     listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(alloc_program.path)],
                              check=True, capture_output=True, text=True).stdout
     expected: dict[str, set[str]] = {}
+    jumps: dict[str, set[str]] = {}
     current = ""
     for line in listing.splitlines():
         header = re.match(r"^[0-9a-f]+ <(\S+)>:$", line)
@@ -323,6 +329,9 @@ def test_call_targets_match_objdump(alloc_program: Program, objdump: str) -> Non
         call = re.search(r"\scall\s+[0-9a-f]+ <([^>+]+)>$", line)
         if call and current in ELF_FUNCTIONS:
             expected.setdefault(current, set()).add(call.group(1))
+        jump = re.search(r"\sjmp\s+[0-9a-f]+ <([^>+]+)>$", line)
+        if jump and current in ELF_FUNCTIONS and jump.group(1) != current:
+            jumps.setdefault(current, set()).add(jump.group(1))
     # WHEN call_sites names the targets from the bytes
     with ElfSymbolTable.from_path(str(alloc_program.path), use_cache=False) as table:
         for name in ELF_FUNCTIONS:
@@ -332,6 +341,8 @@ def test_call_targets_match_objdump(alloc_program: Program, objdump: str) -> Non
             # THEN they are objdump's, and the calls the C source makes
             assert found == expected.get(name, set()), name
             assert found == CALLEES[name], name
+            # AND the jumps to other functions' starts are the source's tail calls
+            assert set(tail_calls(table, symbol)) == jumps.get(name, set()) == TAILS[name], name
 
 
 def test_module_call_targets_come_from_relocations(module_dir: Path) -> None:
