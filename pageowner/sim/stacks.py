@@ -508,10 +508,10 @@ class StackBuilder:
         In order: a call to the frame above (its E8 target or call relocation names it; for
         the top frame, to page_owner's hook); a call to a function that makes that call or
         jumps there (this build did not inline a function the catalogue's kernel did, or
-        made it a tail call); the call nearest
-        the real kernel's learned offset, scaled to this size (same build: the same call);
-        a call chosen by the seed. Without code (System.map, kallsyms) the scaled learned
-        offset, or a mid-function one chosen by the seed.
+        made it a tail call); the call nearest the real kernel's learned offset, scaled to
+        this size (same build: the same call); a call chosen by the seed. Without code
+        (System.map, kallsyms) the scaled learned offset, or a mid-function one chosen by
+        the seed.
         """
         choice = _hash(self.seed, self.version, function, callee)
         # A call ending the function (to a noreturn one) returns into the next function.
