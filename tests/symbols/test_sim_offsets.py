@@ -6,6 +6,9 @@ other than the one the catalogue was learned from; no compiler needed.
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from pageowner.dumpfile import parse_frame
 from pageowner.kernels import get_kernel
 from pageowner.sim.stacks import StackBuilder, load_profile
@@ -16,13 +19,14 @@ class HandMadeTable:
     """Functions laid out one after another, each with the calls given."""
 
     def __init__(self, functions: dict[str, tuple[int, list[tuple[int, str | None]]]],
-                 tails: dict[str, tuple[str, ...]] | None = None) -> None:
+                 tails: dict[str, tuple[str, ...]] | None = None,
+                 modules: dict[str, str] | None = None) -> None:
         self._tails = tails or {}
         self._symbols: dict[str, Symbol] = {}
         self._sites: dict[str, tuple[CallSite, ...]] = {}
         address = 0xFFFFFFFF81000000
         for name, (size, calls) in functions.items():
-            self._symbols[name] = Symbol(name, address, size)
+            self._symbols[name] = Symbol(name, address, size, (modules or {}).get(name))
             self._sites[name] = tuple(CallSite(offset, (target,) if target else ())
                                       for offset, target in calls)  # fmt: skip
             address += size
@@ -129,3 +133,47 @@ def test_without_code_the_learned_offset_or_a_seeded_middle() -> None:
     # AND an unknown function returns into its middle half, where the seed says
     middles = {frames("6.1", "cma", table, seed)["cma_alloc_write"] for seed in range(1, 11)}
     assert all(0x40 <= offset < 0xC0 for offset in middles) and len(middles) > 1
+
+
+def test_module_functions_and_kallsyms_modules() -> None:
+    # GIVEN a vmlinux-only table that happens to name the leaky module's function, and a
+    # kallsyms-like one where a catalogue vmlinux function lives in a module
+    table = HandMadeTable({"leaky_refill": (0x100, [(0x40, None)]),
+                           "process_one_work": (0x400, [(0x80, None)])},
+                          modules={"process_one_work": "wq"})  # fmt: skip
+    lines = StackBuilder(get_kernel("6.12"), 1, table).path("leak")
+    frames = {str(frame.symbol): frame for frame in map(parse_frame, lines)}
+    builtin = {str(frame.symbol): frame for frame in map(
+        parse_frame, StackBuilder(get_kernel("6.12"), 1).path("leak"))}
+    # THEN the module's function keeps the built-in frame, not vmlinux's symbol
+    assert frames["leaky_refill"] == builtin["leaky_refill"]
+    assert frames["leaky_refill"].module == "leaky"
+    # AND the function the table puts in a module is printed with that module
+    assert (frames["process_one_work"].size, frames["process_one_work"].module) == (0x400, "wq")
+
+
+@given(seed=st.integers(0, 1 << 32),
+       layout=st.lists(st.tuples(st.integers(1, 0x2000), st.lists(st.integers(0, 0x2100),
+                                                                   max_size=6)),
+                       min_size=8, max_size=8))  # fmt: skip
+def test_offsets_stay_inside_and_on_calls(seed: int,
+                                          layout: list[tuple[int, list[int]]]) -> None:
+    # GIVEN the 6.12 fault path's functions with any sizes and any call offsets
+    names = ["get_page_from_freelist", "__alloc_pages_noprof", "alloc_pages_mpol_noprof",
+             "vma_alloc_folio_noprof", "__handle_mm_fault", "handle_mm_fault",
+             "exc_page_fault", "asm_exc_page_fault"]  # fmt: skip
+    table = HandMadeTable({name: (size, [(offset, "some_call") for offset in sorted(set(calls))])
+                           for name, (size, calls) in zip(names, layout, strict=True)})
+    # WHEN the path is built twice under one seed
+    built = StackBuilder(get_kernel("6.12"), seed, table).path("anon_fault")
+    assert StackBuilder(get_kernel("6.12"), seed, table).path("anon_fault") == built
+    for frame in map(parse_frame, built):
+        symbol = table.lookup(str(frame.symbol))
+        assert symbol is not None
+        inside = {site.offset for site in table.call_sites(symbol)
+                  if 0 < site.offset < symbol.size}  # fmt: skip
+        # THEN every frame has the table's size, an offset inside it (0 only for a
+        # one-byte function), and a call's return offset whenever there is one inside
+        assert frame.size == symbol.size
+        assert 0 < frame.offset < symbol.size or symbol.size == 1 and frame.offset == 0
+        assert frame.offset in inside or not inside
