@@ -36,7 +36,7 @@ from pageowner.dwarf import (
     parse_aranges,
 )
 from pageowner.errors import SymbolError
-from pageowner.symtab import Symbol
+from pageowner.symtab import CallSite, Symbol
 
 __all__ = [
     "CACHE_VERSION",
@@ -44,7 +44,9 @@ __all__ = [
     "Resolution",
     "SourceLine",
     "call_return_offsets",
+    "call_sites",
     "default_cache_dir",
+    "tail_calls",
 ]
 
 WarningHandler = Callable[[str], None]
@@ -798,6 +800,7 @@ class ElfSymbolTable:
         self.from_cache = from_cache
         self.is_relocatable = image.is_relocatable
         self._by_name: dict[str, list[int]] | None = None
+        self._raw_symbols: list[tuple[str, int]] | None = None
         self._dwarf: DwarfReader | None = None
         # Inline chains already resolved, kept on disk beside the index (None: no cache).
         self._lines_file = lines_file
@@ -1042,29 +1045,70 @@ class ElfSymbolTable:
             return b""
         section, start = location
         end = min(start + symbol.size, section.size)
-        return self._image.section_bytes_raw(section)[start:end]
+        # Slice the mapping directly: a vmlinux .text is tens of MB, a function a few hundred.
+        return bytes(self._image.data[section.offset + start : section.offset + end])
 
-    def call_relocations(self, symbol: Symbol) -> set[int]:
-        """Return offsets in a relocatable function where a PC-relative call target goes.
+    def names_at(self, address: int) -> tuple[str, ...]:
+        """Return the names of every function starting exactly at `address`."""
+        index = self._index
+        position = bisect.bisect_left(index.addresses, address)
+        names = []
+        while position < len(index.names) and index.addresses[position] == address:
+            names.append(index.names[position])
+            position += 1
+        return tuple(names)
+
+    def call_relocations(self, symbol: Symbol) -> dict[int, tuple[str, ...]]:
+        """Map offsets in a relocatable function where a PC-relative call target goes to it.
 
         In a .ko, `call foo` is `e8 00 00 00 00` with an R_X86_64_PLT32 or PC32 relocation
-        on the four zero bytes; the bytes alone do not say where it goes.
+        on the four zero bytes; the bytes alone do not say where it goes. The relocation's
+        symbol does: an undefined one by its name (a vmlinux function), a defined one (or a
+        section symbol plus addend) by the function at S + A + 4.
         """
         location = self._code_location(symbol)
         if location is None or not self.is_relocatable:
-            return set()
+            return {}
         section, start = location
         image = self._image
-        found = set()
+        found: dict[int, tuple[str, ...]] = {}
         for relocation in image.sections:
             if relocation.type != _SHT_RELA or relocation.info != section.index:
                 continue
             raw = image.section_bytes_raw(relocation)
             usable = len(raw) - len(raw) % 24
-            for offset, info, _ in struct.iter_unpack(image.endian + "QQq", raw[:usable]):
+            for offset, info, addend in struct.iter_unpack(image.endian + "QQq", raw[:usable]):
                 if info & 0xFFFFFFFF in (2, 4) and start <= offset - 1 < start + symbol.size:
-                    found.add(offset - start)
+                    found[offset - start] = self._relocation_target(info >> 32, addend)
         return found
+
+    def _relocation_target(self, number: int, addend: int) -> tuple[str, ...]:
+        """Name the function a call relocation against symbol `number` reaches."""
+        if self._raw_symbols is None:
+            image = self._image
+            symtab = next((s for s in image.sections if s.type == _SHT_SYMTAB), None)
+            strtab = b"" if symtab is None else image.section_bytes_raw(
+                image.sections[symtab.link])
+            rows = [] if symtab is None else _iter_raw_symbols(image, symtab)
+            self._raw_symbols = [
+                (strtab[name:strtab.find(b"\0", name)].decode("utf-8", "replace"), shndx)
+                for name, _, shndx, _, _, _ in rows
+            ]  # fmt: skip
+        if number >= len(self._raw_symbols):
+            return ()
+        name, shndx = self._raw_symbols[number]
+        if shndx == _SHN_UNDEF:
+            return (name,) if name else ()
+        values = self._image._symbol_values()
+        return self.names_at(values[number] + addend + 4)
+
+    def call_sites(self, symbol: Symbol) -> tuple[CallSite, ...]:
+        """Return the calls a function makes (see `call_sites`)."""
+        return call_sites(self, symbol)
+
+    def tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        """Return the functions a function jumps to at its end (see `tail_calls`)."""
+        return tail_calls(self, symbol)
 
 
 def _chain(scopes: Sequence[Any], row: LineRow | None, program: LineProgram | None,
@@ -1102,36 +1146,86 @@ _X86_MACHINES = {62, 3}
 def call_return_offsets(table: ElfSymbolTable, symbol: Symbol) -> tuple[int, ...]:
     """Return offsets inside `symbol` that follow an x86 call: where a return address points.
 
+    The offsets of `call_sites`, without their targets.
+    """
+    return tuple(site.offset for site in call_sites(table, symbol))
+
+
+def call_sites(table: ElfSymbolTable, symbol: Symbol) -> tuple[CallSite, ...]:
+    """Return the x86 calls inside `symbol`: return offsets, with the function each calls.
+
     Direct calls (E8 rel32) count only when their target is the start of a known function
     (or, in a .ko, when a call relocation covers the rel32), which keeps bytes that merely
-    look like E8 inside other instructions out. Indirect
+    look like E8 inside other instructions out; the target names come with them. Indirect
     calls through a register (FF D0-D7, REX 41 for r8-r15) or RIP-relative memory (FF 15)
-    are recognised by their encoding. Other machines give no offsets.
+    are recognised by their encoding and have no target. Other machines give no calls.
+    An offset can equal the size (a call to a noreturn function ends it).
 
-    >>> call_return_offsets.__name__
-    'call_return_offsets'
+    >>> call_sites.__name__
+    'call_sites'
     """
     if table._image.machine not in _X86_MACHINES:
         return ()
     code = table.code_bytes(symbol)
-    starts = table._index.addresses
-    relocated = table.call_relocations(symbol) if table.is_relocatable else set()
-    found = set()
+    found = dict(_direct_branches(table, symbol, code, 0xE8))
     size = len(code)
-    position = code.find(b"\xe8")
-    while 0 <= position <= size - 5:
-        relative = int.from_bytes(code[position + 1 : position + 5], "little", signed=True)
-        target = symbol.address + position + 5 + relative
-        slot = bisect.bisect_left(starts, target)
-        if (slot < len(starts) and starts[slot] == target) or position + 1 in relocated:
-            found.add(position + 5)
-        position = code.find(b"\xe8", position + 1)
     position = code.find(b"\xff")
     while 0 <= position < size - 1:
         modrm = code[position + 1]
         if 0xD0 <= modrm <= 0xD7:
-            found.add(position + 2)
+            found.setdefault(position + 2, ())
         elif modrm == 0x15 and position + 6 <= size:
-            found.add(position + 6)
+            found.setdefault(position + 6, ())
         position = code.find(b"\xff", position + 1)
-    return tuple(sorted(offset for offset in found if offset <= size))
+    return tuple(CallSite(offset, targets) for offset, targets in sorted(found.items())
+                 if offset <= size)  # fmt: skip
+
+
+def tail_calls(table: ElfSymbolTable, symbol: Symbol) -> tuple[str, ...]:
+    """Return the functions `symbol` jumps to the start of (E9 rel32, EB rel8): tail calls.
+
+    A tail call leaves no frame of its own: `f` ending in `jmp g` puts `g` (and what `g`
+    calls) right under `f`'s caller on a stack.
+
+    >>> tail_calls.__name__
+    'tail_calls'
+    """
+    if table._image.machine not in _X86_MACHINES:
+        return ()
+    code = table.code_bytes(symbol)
+    names: dict[str, None] = {}
+    for _, targets in _direct_branches(table, symbol, code, 0xE9):
+        names.update(dict.fromkeys(targets))
+    # A short jump reaches only a neighbour; its target must start a function too.
+    position = code.find(b"\xeb")
+    while 0 <= position <= len(code) - 2:
+        target = symbol.address + position + 2 + int.from_bytes(code[position + 1 : position + 2],
+                                                                "little", signed=True)
+        if not symbol.address <= target < symbol.address + len(code):
+            names.update(dict.fromkeys(table.names_at(target)))
+        position = code.find(b"\xeb", position + 1)
+    names.pop(symbol.name, None)
+    return tuple(names)
+
+
+def _direct_branches(table: ElfSymbolTable, symbol: Symbol, code: bytes,
+                     opcode: int) -> Iterable[tuple[int, tuple[str, ...]]]:  # fmt: skip
+    """Yield (offset after, targets) of each E8 call or E9 jump to a function's start.
+
+    Only targets that start a known function count (or, in a .ko, a rel32 a call
+    relocation covers), which keeps bytes that merely look like the opcode out.
+    """
+    starts = table._index.addresses
+    relocated = table.call_relocations(symbol) if table.is_relocatable else {}
+    size = len(code)
+    marker = bytes((opcode,))
+    position = code.find(marker)
+    while 0 <= position <= size - 5:
+        relative = int.from_bytes(code[position + 1 : position + 5], "little", signed=True)
+        target = symbol.address + position + 5 + relative
+        slot = bisect.bisect_left(starts, target)
+        if position + 1 in relocated:
+            yield position + 5, relocated[position + 1]
+        elif slot < len(starts) and starts[slot] == target:
+            yield position + 5, table.names_at(target)
+        position = code.find(marker, position + 1)

@@ -2,7 +2,8 @@
 
 The simulator takes function addresses and sizes from a `SymbolTable`; the ELF-backed
 table (pyelftools, with DWARF lines) lives in `pageowner.symbols`, the only module that
-imports elftools. Text tables have no sizes, so a symbol's size runs to the next symbol.
+imports elftools. Text tables have no sizes, so a symbol's size runs to the next symbol,
+and no code, so they know no call sites.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Protocol
 
 from pageowner.errors import SymbolError
 
-__all__ = ["Symbol", "SymbolTable", "TextSymbolTable", "parse_symbol_lines"]
+__all__ = ["CallSite", "Symbol", "SymbolTable", "TextSymbolTable", "parse_symbol_lines"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,18 @@ class Symbol:
     module: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """A call instruction in a function: the return address's offset, and where it goes.
+
+    `targets` names the function called (every name at its address), or is empty for an
+    indirect call or a target that is not the start of a known function.
+    """
+
+    offset: int
+    targets: tuple[str, ...] = ()
+
+
 class SymbolTable(Protocol):
     """What the simulator and the symbolizer need from a symbol table."""
 
@@ -37,6 +50,14 @@ class SymbolTable(Protocol):
 
     def symbol_at(self, address: int) -> Symbol | None:
         """Return the function containing `address`, or None."""
+        ...
+
+    def call_sites(self, symbol: Symbol) -> tuple[CallSite, ...]:
+        """Return the calls a function makes, by return offset; () without code bytes."""
+        ...
+
+    def tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        """Return the functions a function jumps to instead of calling; () without code."""
         ...
 
 
@@ -99,3 +120,11 @@ class TextSymbolTable:
             return None
         symbol = self._symbols[index]
         return symbol if address < symbol.address + max(symbol.size, 1) else None
+
+    def call_sites(self, symbol: Symbol) -> tuple[CallSite, ...]:
+        """Return no call sites: a System.map or kallsyms has no code to read them from."""
+        return ()
+
+    def tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        """Return no tail calls: there is no code to read them from."""
+        return ()

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pageowner.dumpfile import parse_frame
 from pageowner.errors import ThresholdExceeded
+from pageowner.frames import first_caller
 from pageowner.live.store import Store
 
 __all__ = [
-    "ALLOCATOR_FRAMES",
     "LineFit",
     "StackTrend",
     "TrendOptions",
@@ -27,27 +28,6 @@ __all__ = [
     "label_stack",
     "rising_share",
 ]
-
-# Frames that say "the page allocator / slab / vmalloc ran", not who asked for memory; the
-# label of a stack is its first frame outside this set. `_noprof` suffixes (6.10+) removed.
-ALLOCATOR_FRAMES = frozenset({
-    "post_alloc_hook", "prep_new_page", "get_page_from_freelist", "__alloc_pages",
-    "__alloc_pages_nodemask", "__alloc_pages_slowpath", "__alloc_pages_direct_compact",
-    "__alloc_pages_direct_reclaim", "alloc_pages", "alloc_pages_current", "alloc_pages_vma",
-    "alloc_pages_mpol", "alloc_pages_node", "__alloc_pages_node", "__folio_alloc",
-    "folio_alloc", "folio_alloc_mpol", "vma_alloc_folio", "__alloc_frozen_pages",
-    "alloc_frozen_pages", "__get_free_pages", "get_zeroed_page", "__alloc_pages_bulk",
-    "alloc_pages_bulk_array_mempolicy", "alloc_pages_bulk_mempolicy", "alloc_slab_page",
-    "allocate_slab", "new_slab", "___slab_alloc", "__slab_alloc", "__slab_alloc_node",
-    "slab_alloc_node", "kmem_cache_alloc", "kmem_cache_alloc_node", "kmem_cache_alloc_lru",
-    "kmem_cache_alloc_trace", "kmem_cache_alloc_bulk", "__kmem_cache_alloc_node", "__kmalloc",
-    "__kmalloc_node", "__kmalloc_cache", "__kmalloc_cache_node", "kmalloc_trace",
-    "kmalloc_large", "kmalloc_large_node", "__kmalloc_large_node", "__kmalloc_node_track_caller",
-    "kmalloc_order", "kmalloc_order_trace", "__do_kmalloc_node", "___kmalloc_large_node",
-    "vm_area_alloc_pages", "__vmalloc_area_node", "__vmalloc_node_range", "__vmalloc_node",
-    "vmalloc", "vzalloc", "kvmalloc_node", "__kvmalloc_node",
-    "alloc_pages_exact", "alloc_pages_exact_nid", "make_alloc_exact", "alloc_slab_obj_exts",
-})  # fmt: skip
 
 MIN_SNAPSHOTS = 4
 
@@ -94,15 +74,6 @@ def rising_share(ys: Sequence[float]) -> float:
     return sum(1 for a, b in zip(ys, ys[1:], strict=False) if b >= a) / steps
 
 
-def _function_name(frame: str) -> str:
-    """Return the function of a frame line, without offset, module or `_noprof`."""
-    text = frame.strip()
-    if text.startswith("[<"):
-        text = text.split("] ", 1)[-1]
-    name = text.split("+", 1)[0].split(" ", 1)[0]
-    return name.removesuffix("_noprof")
-
-
 def label_stack(frames: Sequence[str]) -> str:
     """Name a stack by its first frame outside the allocator.
 
@@ -110,9 +81,10 @@ def label_stack(frames: Sequence[str]) -> str:
     ...              " my_leaky_probe+0x10/0x40 [leaky]"])
     'my_leaky_probe+0x10/0x40 [leaky]'
     """
-    for frame in frames:
-        if _function_name(frame) not in ALLOCATOR_FRAMES:
-            return frame.strip()
+    # The same allocator table as `top` and `flame` use (pageowner.frames).
+    index = first_caller([parse_frame(frame) for frame in frames])
+    if index is not None:
+        return frames[index].strip()
     return frames[-1].strip() if frames else "(no stack)"
 
 

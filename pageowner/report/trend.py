@@ -195,8 +195,10 @@ def _chart(trend: StackTrend, minutes: Sequence[float], index: int) -> str:
     for step in range(5):
         x = x_max * step / 4
         label = f"{x:.1f} min" if span > 0 else f"#{x + 1:.0f}"
+        # The last label ends at the axis end: centred there, it would spill off the chart.
+        anchor = "end" if step == 4 else "middle"
         parts.append(f'<text class="tick" x="{px(x):.1f}" y="{_HEIGHT - 14}" '
-                     f'text-anchor="middle">{label}</text>')
+                     f'text-anchor="{anchor}">{label}</text>')
     parts.append(f'<line class="axis" x1="{_LEFT}" x2="{_LEFT}" y1="{_TOP}" '
                  f'y2="{_HEIGHT - _BOTTOM}"/>')
     parts.append(f'<line class="axis" x1="{_LEFT}" x2="{_WIDTH - _RIGHT}" '
@@ -255,7 +257,10 @@ _SCRIPT = """
       var p = pts[i];
       cur.setAttribute("x1", p[0]); cur.setAttribute("x2", p[0]);
       dot.setAttribute("cx", p[0]); dot.setAttribute("cy", p[1]);
-      text.setAttribute("x", Math.min(p[0] + 6, 520));
+      // Right of the point on the left half, left of it on the right half: never clipped.
+      var left = p[0] > svg.viewBox.baseVal.width / 2;
+      text.setAttribute("text-anchor", left ? "end" : "start");
+      text.setAttribute("x", left ? p[0] - 6 : p[0] + 6);
       text.textContent = "+" + data.minutes[i].toFixed(1) + " min: " +
         stack.series[i].toLocaleString("en-US") + " pages";
       tip.setAttribute("visibility", "visible");

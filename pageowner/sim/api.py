@@ -8,6 +8,7 @@ The CLI (pageowner/cli/sim.py) only converts options and renders.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,12 @@ def boot(directory: Path, version: str = DEFAULT_VERSION, mem_bytes: int = DEFAU
     """Boot a new machine into a state directory; refuse to replace one without force.
 
     `symbols` is (kind, path) of a registered symbol table
-    (`pageowner.sim.machine.SYMBOL_SOURCES`), read now and again by later commands.
+    (`pageowner.sim.machine.SYMBOL_SOURCES`), read now and again by later commands (so
+    its absolute path is kept: `run` may start from another directory).
     """
     get_kernel(version)
+    if symbols is not None:
+        symbols = (symbols[0], os.path.abspath(symbols[1]))
     with state.locked(directory, exclusive=True, create=True):
         if state.exists(directory) and not force:
             raise StateError(f"{directory}: a machine is already booted here; use --force "

@@ -166,6 +166,9 @@ def run_boot(machine: Machine) -> None:
         machine.log(line)
     for note in machine.params.notes:
         machine.notes.append(note)
+    symbol_note = machine.symbol_note()
+    if symbol_note is not None:
+        machine.notes.append(symbol_note)
     register_placeholders(machine)
     _memblock(machine)
     _early_allocations(machine)

@@ -277,6 +277,11 @@ def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> 
     root = Path(directory)
     try:
         root.mkdir(parents=True, exist_ok=True)
+        # A mounted debugfs is never empty: bdi/ is made at postcore_initcall on every
+        # kernel with CONFIG_DEBUG_FS (mm/backing-dev.c, 2.6.32+). Live tools take an
+        # empty directory for an unmounted debugfs, so a machine booted without
+        # page_owner must still show it to be told apart.
+        (root / "bdi").mkdir(exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{directory}: cannot create directory: {exc.strerror}") from None
     written: list[str] = []

@@ -78,9 +78,21 @@ class SymbolSource:
     help: str
 
 
+def _load_elf(path: str) -> SymbolTable:
+    """Read an ELF vmlinux's .symtab (pageowner.symbols, imported only when asked for)."""
+    from pageowner.symbols import ElfSymbolTable
+
+    return ElfSymbolTable.from_path(path)
+
+
 # Symbol tables by kind; `boot` gets one `--KIND FILE` option per entry, and later
-# commands read the file again with the same loader.
+# commands read the file again with the same loader. Every kind gives the same sizes: the
+# gap to the next function, as kallsyms and so %pS have it. Addresses are the table's: link
+# addresses for System.map and vmlinux (a nokaslr boot), the running ones for kallsyms.
 SYMBOL_SOURCES: dict[str, SymbolSource] = {
+    "vmlinux": SymbolSource(_load_elf,
+                            "Take function addresses, sizes and call sites from an ELF "
+                            "vmlinux with its symbol table."),
     "system-map": SymbolSource(TextSymbolTable.from_file,
                                "Take function addresses and sizes from a System.map."),
     "kallsyms": SymbolSource(TextSymbolTable.from_file,
@@ -308,6 +320,18 @@ class Machine:
     def family(self) -> FamilyProfile:
         """Return the learned profile this version's behaviour comes from."""
         return load_profile(family_of(self.version))
+
+    def symbol_note(self) -> str | None:
+        """Say how many catalogue functions the machine's symbol table lacks, if any."""
+        if self.symbols is None or self.symbols_source is None:
+            return None
+        missing, total = self.builder.missing_functions()
+        if not missing:
+            return None
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        return (f"{len(missing)} of the {total} functions {self.version} stacks show are not "
+                f"in {self.symbols_source[1]}; they keep the built-in offsets and sizes "
+                f"({shown})")
 
     @property
     def builder(self) -> StackBuilder:

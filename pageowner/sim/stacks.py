@@ -8,9 +8,11 @@ ones at prep_new_page or __alloc_pages_nodemask), its depth (8 frames in page_ex
 the stackdepot, 16 after) and its frame format (`[<address>]` columns until v5.1, hashed
 from v4.15). `CALL_PATHS` are the hand-written paths workloads use, per family.
 
-Offsets and sizes come from a `SymbolTable` when the machine has one, else from the
-family's learned symbols (exact for the three real kernels; other versions shift them a
-little, as a rebuild would), else from a hash of the name.
+Sizes and addresses come from a `SymbolTable` when the machine has one and it has the
+function, with the offset of a return address after one of its calls (the call to the
+frame above when the code names it). Otherwise they come from the family's learned
+symbols (exact for the three real kernels; other versions shift them a little, as a
+rebuild would), else from a hash of the name.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from pageowner.dumpfile import format_frame
 from pageowner.kernels import KernelVersion, version_key
 from pageowner.model import Frame, FrameStyle
-from pageowner.symtab import SymbolTable
+from pageowner.symtab import CallSite, Symbol, SymbolTable
 
 __all__ = [
     "CALL_PATHS",
@@ -35,6 +37,7 @@ __all__ = [
     "FamilyProfile",
     "REWRITES",
     "StackBuilder",
+    "TOP_CALLEES",
     "TOP_FRAME",
     "family_of",
     "load_profile",
@@ -311,6 +314,19 @@ KNOWN_SYMBOLS: dict[str, tuple[int, int]] = {
     "prep_new_page": (0x90, 0x63),
 }
 
+# Calls whose return address no allocation stack holds: the ftrace hook (mcount, or
+# __fentry__ with gcc -mfentry) that traced functions call first is a NOP until tracing
+# starts, and returns before the function's body runs when it is on.
+_UNTRACED_CALLS = frozenset({"__fentry__", "mcount", "_mcount", "__mcount"})
+
+# What the top frame called. save_stack() skips itself and __set_page_owner (6.1 and 6.12
+# mm/page_owner.c: stack_trace_save(..., 2)), so the top frame called __set_page_owner;
+# 3.19-4.7 skipped more, down to __alloc_pages_nodemask, which had called
+# get_page_from_freelist (TOP_FRAME); register_dummy_stack() and the other placeholders
+# call stack_trace_save(..., 0) themselves (save_stack_trace() before v5.2).
+TOP_CALLEES = frozenset({"__set_page_owner", "get_page_from_freelist", "stack_trace_save",
+                          "save_stack_trace"})
+
 
 def family_of(version: str) -> str:
     """Return the learned family a version's stacks start from.
@@ -393,7 +409,10 @@ class StackBuilder:
         self.version = kernel.version
         self.family = family_of(self.version)
         self.profile = load_profile(self.family)
-        self.exact = self.version == FAMILY_KERNEL[self.family] and symbols is None
+        # The family's own kernel prints learned values unshifted; its learned stacks are
+        # copied verbatim unless a symbol table re-resolves their frames.
+        self.exact = self.version == FAMILY_KERNEL[self.family]
+        self.verbatim = self.exact and symbols is None
         self.symbols = symbols
         self.seed = seed
         self.depth = kernel.max_stack_depth
@@ -403,6 +422,9 @@ class StackBuilder:
                               if rule.applies(self.version))
         self.top = TOP_FRAME.get(self.version, "get_page_from_freelist")
         self._cache: dict[object, tuple[str, ...]] = {}
+        self._sites: dict[Symbol, tuple[CallSite, ...]] = {}
+        self._tails: dict[Symbol, tuple[str, ...]] = {}
+        self._offsets: dict[tuple[Symbol, str, LearnedFrame | None], int] = {}
 
     # -- names ---------------------------------------------------------------------------
 
@@ -437,48 +459,130 @@ class StackBuilder:
     def _resolve(self, function: str, callee: str, module: str | None,
                  learned: LearnedFrame | None) -> Frame:
         """Give a function its offset, size and (in old eras) address."""
-        address_base: int | None = None
-        size = offset = 0
-        if self.symbols is not None:
-            symbol = self.symbols.lookup(function)
-            if symbol is not None and symbol.size > 0:
-                size = symbol.size
-                address_base = symbol.address
-                module = symbol.module or module
-        if not size:
+        symbol = self.table_symbol(function, module)
+        if symbol is None:
+            # Not in the machine's symbol table (or no table): the built-in values.
             size, offset = self._learned_symbol(function, callee, learned)
+            if size <= offset:
+                size = offset + 1
+            address_base = self._builtin_address(function, module)
         else:
-            _, hint = self._learned_symbol(function, callee, learned)
-            offset = hint if hint < size else 1 + _hash(self.version, function, callee) % (size - 1)
-        if size <= offset:
-            size = offset + 1
+            # The table's size is the kallsyms span (the gap to the next symbol), which is
+            # what %pS prints as /size; ElfSymbolTable gives that rather than st_size.
+            size = symbol.size
+            address_base = symbol.address
+            module = symbol.module or module
+            key = (symbol, callee, learned)
+            offset = self._offsets.get(key, -1)
+            if offset < 0:
+                offset = self._offsets[key] = self._table_offset(symbol, function, callee,
+                                                                 learned)  # fmt: skip
         address = None
         if self.frame_style is FrameStyle.ADDRESS:
-            if address_base is None:
-                address_base = self._builtin_address(function, module)
             address = address_base + offset
             if self.hashed:
-                # v4.15+: %p prints a siphash of the pointer, low 32 bits (ptr_to_id())
+                # v4.15-5.1: the `[<%p>]` column is hashed (ptr_to_id(): siphash of the
+                # pointer, low 32 bits), with or without a symbol table; the hash is of the
+                # real address, so one return address always prints the same value.
                 address = _hash("ptr", self.seed, address) & 0xFFFFFFFF
         return Frame(function, offset, size, module, address)
+
+    def table_symbol(self, function: str, module: str | None) -> Symbol | None:
+        """Return the symbol table's entry for a catalogue function, or None.
+
+        A function the catalogue puts in a module is not taken from a vmlinux-only
+        symbol: our modules (leaky) are not in any real kernel. One the catalogue puts in
+        vmlinux but the table in a module (kallsyms of a modular build) takes the module.
+        """
+        if self.symbols is None:
+            return None
+        symbol = self.symbols.lookup(function)
+        if symbol is None or symbol.size <= 0 or (module is not None and symbol.module is None):
+            return None
+        return symbol
+
+    def _table_offset(self, symbol: Symbol, function: str, callee: str,
+                      learned: LearnedFrame | None) -> int:
+        """Pick a return offset inside a table function: after a call where the code shows.
+
+        In order: a call to the frame above (its E8 target or call relocation names it; for
+        the top frame, to page_owner's hook); a call to a function that makes that call or
+        jumps there (this build did not inline a function the catalogue's kernel did, or
+        made it a tail call); the call nearest the real kernel's learned offset, scaled to
+        this size (same build: the same call); a call chosen by the seed. Without code
+        (System.map, kallsyms) the scaled learned offset, or a mid-function one chosen by
+        the seed.
+        """
+        choice = _hash(self.seed, self.version, function, callee)
+        # A call ending the function (to a noreturn one) returns into the next function.
+        sites = [site for site in self._call_sites(symbol) if 0 < site.offset < symbol.size]
+        wanted = TOP_CALLEES if callee == "<top>" else frozenset((callee,))
+        pool = ([site for site in sites if wanted.intersection(site.targets)]
+                or [site for site in sites if self._reaches(site, wanted)])  # fmt: skip
+        if pool:
+            return pool[choice % len(pool)].offset
+        recorded = self._recorded_symbol(function, callee, learned)
+        if recorded is not None:
+            position = recorded[1] * symbol.size // max(recorded[0], 1)
+            if sites:
+                return min(sites, key=lambda site: (abs(site.offset - position), site.offset)
+                           ).offset  # fmt: skip
+            return min(max(position, 1), symbol.size - 1)
+        if sites:
+            return sites[choice % len(sites)].offset
+        size = symbol.size
+        return max(1, size // 4 + choice % max(1, size // 2)) if size > 1 else 0
+
+    def _reaches(self, site: CallSite, wanted: frozenset[str]) -> bool:
+        """Tell whether a call goes to a function that calls, or tail-calls, one of `wanted`."""
+        if self.symbols is None:
+            return False
+        for target in site.targets:
+            symbol = self.symbols.lookup(target)
+            if symbol is None:
+                continue
+            if wanted.intersection(self._tail_calls(symbol)) or any(
+                    wanted.intersection(inner.targets) for inner in self._call_sites(symbol)):
+                return True
+        return False
+
+    def _call_sites(self, symbol: Symbol) -> tuple[CallSite, ...]:
+        """Return a table function's call sites, decoded once per function."""
+        sites = self._sites.get(symbol)
+        if sites is None and self.symbols is not None:
+            sites = self._sites[symbol] = tuple(
+                site for site in self.symbols.call_sites(symbol)
+                if not set(site.targets) & _UNTRACED_CALLS)
+        return sites or ()
+
+    def _tail_calls(self, symbol: Symbol) -> tuple[str, ...]:
+        """Return the functions a table function tail-calls, decoded once per function."""
+        tails = self._tails.get(symbol)
+        if tails is None and self.symbols is not None:
+            tails = self._tails[symbol] = self.symbols.tail_calls(symbol)
+        return tails or ()
+
+    def _recorded_symbol(self, function: str, callee: str,
+                         learned: LearnedFrame | None) -> tuple[int, int] | None:
+        """Return (size, offset) as a real kernel printed it, or None when never seen."""
+        info = self.profile.symbols.get(function)
+        if learned is not None and learned.function == function:
+            return learned.size, learned.offset
+        if info is not None:
+            return info["size"], info["calls"].get(callee, info["default"])
+        return KNOWN_SYMBOLS.get(function)
 
     def _learned_symbol(self, function: str, callee: str,
                         learned: LearnedFrame | None) -> tuple[int, int]:
         """Return (size, offset) from the family's learned symbols, adjusted per version."""
-        info = self.profile.symbols.get(function)
-        if learned is not None and learned.function == function:
-            size, offset = learned.size, learned.offset
-        elif info is not None:
-            size = info["size"]
-            offset = info["calls"].get(callee, info["default"])
-        elif function in KNOWN_SYMBOLS:
-            size, offset = KNOWN_SYMBOLS[function]
-        else:
+        recorded = self._recorded_symbol(function, callee, learned)
+        if recorded is None:
             # unknown to every real dump: a plausible size, and a call in its middle half
             h = _hash(self.family, "sym", function)
             size = 0x60 + (h % 0x5A0) // 0x10 * 0x10 + (h >> 20) % 0x10
             offset = size // 4 + (h >> 32) % (size // 2)
             return self._shift(function, size, offset)
+        size, offset = recorded
         if self.exact:
             return size, offset
         return self._shift(function, size, offset)
@@ -499,25 +603,30 @@ class StackBuilder:
             return base + (_hash(self.version, "fn", function) % 0x4000) // 0x10 * 0x10
         return self.TEXT_BASE + (_hash(self.version, "fn", function) % 0xE00000) // 0x10 * 0x10
 
+    def _plan(self, names: list[str], learned: list[LearnedFrame | None]
+              ) -> list[tuple[str, str | None, LearnedFrame | None]]:
+        """Split names into (function, module, learned hint), truncated to the era's depth."""
+        plan = []
+        for name, hint in zip(names[:self.depth], learned, strict=False):
+            function, module = _split_module(name)
+            if hint is not None and hint.module is not None:
+                module = hint.module
+            plan.append((function, module, hint))
+        return plan
+
     def _build(self, names: list[str], learned: list[LearnedFrame | None]) -> tuple[str, ...]:
         """Resolve names into frame lines, truncated to the era's depth."""
         frames: list[str] = []
         callee = "<top>"
-        for name, hint in zip(names, learned, strict=True):
-            function, module = _split_module(name)
-            if hint is not None and hint.module is not None:
-                module = hint.module
+        for function, module, hint in self._plan(names, learned):
             frames.append(format_frame(self._resolve(function, callee, module, hint)))
             callee = function
-            if len(frames) == self.depth:
-                break
         return tuple(frames)
 
-    def _from_names(self, names: Sequence[str], learned: Sequence[LearnedFrame] = ()
-                    ) -> tuple[str, ...]:
-        """Rename, re-top and resolve a stack; keep learned frames that survive unchanged."""
-        original = list(names)
-        renamed = self._apply_top(self.rename(original))
+    def _renamed(self, names: Sequence[str], learned: Sequence[LearnedFrame] = ()
+                 ) -> tuple[list[str], list[LearnedFrame | None]]:
+        """Rename and re-top a stack; pair each name with the learned frame it keeps."""
+        renamed = self._apply_top(self.rename(list(names)))
         hints: list[LearnedFrame | None] = []
         by_name: dict[str, list[LearnedFrame]] = {}
         for frame in learned:
@@ -525,7 +634,38 @@ class StackBuilder:
         for name in renamed:
             candidates = by_name.get(_split_module(name)[0])
             hints.append(candidates.pop(0) if candidates else None)
-        return self._build(renamed, hints)
+        return renamed, hints
+
+    def _from_names(self, names: Sequence[str], learned: Sequence[LearnedFrame] = ()
+                    ) -> tuple[str, ...]:
+        """Rename, re-top and resolve a stack; keep learned frames that survive unchanged."""
+        return self._build(*self._renamed(names, learned))
+
+    def catalogue(self) -> list[tuple[str, str | None]]:
+        """Return every (function, module) this version's stacks can print, in order."""
+        profile = self.profile
+        early = profile.stacks[profile.sites["early"]]
+        stacks: list[tuple[list[str], list[LearnedFrame | None]]] = [
+            self._renamed([f.function for f in frames], frames) for frames in profile.stacks]
+        stacks += [self._renamed(paths[self.family]) for paths in CALL_PATHS.values()]
+        if not self.kernel.stackdepot:
+            stacks.append((list(_EARLY_PRE_DEPOT), [None] * len(_EARLY_PRE_DEPOT)))
+        for kind in ("failure",) if "dummy" in profile.sites else ("dummy", "failure"):
+            stacks.append(self._renamed([f"register_{kind}_stack",
+                                         *(f.function for f in early[1:])], early[1:]))
+        found: dict[tuple[str, str | None], None] = {}
+        for names, hints in stacks:
+            for function, module, _ in self._plan(names, hints):
+                found[function, module] = None
+        return list(found)
+
+    def missing_functions(self) -> tuple[list[str], int]:
+        """Return the catalogue's functions the symbol table lacks, and the catalogue's size."""
+        catalogue = self.catalogue()
+        missing = [function if module is None else f"{function} [{module}]"
+                   for function, module in catalogue
+                   if self.table_symbol(function, module) is None]
+        return missing, len(catalogue)
 
     def learned(self, stack_id: int) -> tuple[str, ...]:
         """Return the frame lines of a learned stack in this version."""
@@ -533,7 +673,7 @@ class StackBuilder:
         lines = self._cache.get(key)
         if lines is None:
             frames = self.profile.stacks[stack_id]
-            if self.exact:
+            if self.verbatim:
                 lines = tuple(format_frame(Frame(f.function, f.offset, f.size, f.module))
                               for f in frames)
             else:
