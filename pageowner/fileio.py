@@ -236,10 +236,11 @@ class CrLfReader:
             if self._carry:
                 chunk = self._carry + chunk
                 self._carry = b""
-            if chunk.endswith(b"\r"):
-                self._carry = b"\r"
-                chunk = chunk[:-1]
-            if b"\r\n" in chunk:
+            # `b"\r" in` is a memchr; most dumps have no CR at all.
+            if b"\r" in chunk:
+                if chunk.endswith(b"\r"):
+                    self._carry = b"\r"
+                    chunk = chunk[:-1]
                 chunk = chunk.replace(b"\r\n", b"\n")
             if chunk:
                 return chunk
