@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lzma
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +53,25 @@ def plain_fixture(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], P
 def runner() -> CliRunner:
     """Return a click test runner (stdout and stderr are kept apart since click 8.2)."""
     return CliRunner()
+
+
+# Headless Chromium for the HTML tests (tests/browser.py drives it over the DevTools pipe).
+from tests.browser import Browser, BrowserError, find_chromium  # noqa: E402
+
+CHROMIUM = find_chromium()
+requires_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no Chromium found: install Debian's `chromium` package (make test does it when "
+    "run as root with apt), or set PAGEOWNER_CHROMIUM",
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Start one headless Chromium for a test module."""
+    assert CHROMIUM is not None
+    try:
+        with Browser(CHROMIUM) as running:
+            yield running
+    except BrowserError as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"Chromium would not start: {exc}")

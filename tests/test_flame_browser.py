@@ -8,33 +8,16 @@ artifacts/ (git-ignored); docs/flame.png is a copy of artifacts/flame.png.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.analyze_support import REAL_DUMPS, ROOT, SHOW_STACKS, fixture
 from tests.analyze_support import run as run_cli
-from tests.browser import Browser, BrowserError, Page, find_chromium
+from tests.browser import Browser, Page
+from tests.conftest import requires_chromium
 
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = find_chromium()
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium found: install Debian's `chromium` package (make test does it when "
-    "run as root with apt), or set PAGEOWNER_CHROMIUM",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM is not None
-    try:
-        with Browser(CHROMIUM) as running:
-            yield running
-    except BrowserError as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"Chromium would not start: {exc}")
+pytestmark = requires_chromium
 
 
 def _flame(tmp_path: Path, *args: str) -> Path:

@@ -10,7 +10,6 @@ C page_owner_sort is built, lone CRs are checked against it: they are data there
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +23,7 @@ from pageowner.dumpfile import DumpReader, iter_blocks
 from pageowner.fileio import CrLfReader, iter_lines
 from pageowner.posort import SortEngine, SortOptions, build_options, render_groups
 from tests.strategies import dumps, sort_args
-from tests.test_sort_properties import REFERENCE, options_of, report
+from tests.test_sort_properties import REFERENCE, count_both_ways, options_of, report
 
 
 @st.composite
@@ -135,25 +134,10 @@ def test_lone_crs_sort_as_page_owner_sort_does(tmp_path_factory: pytest.TempPath
 @given(damaged_dumps(), sort_args())
 def test_two_cores_equal_one_on_damaged_dumps(tmp_path_factory: pytest.TempPathFactory,
                                               data: bytes, args: list[str]) -> None:
-    import pageowner.posort as posort
-
     path = tmp_path_factory.mktemp("split") / "dump.txt"
     # A damaged dump may end mid-record: close it, so the copies stay apart
     path.write_bytes((data.rstrip(b"\n") + b"\n\n") * 40)
-    options = options_of(args)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        original = posort.MIN_PARALLEL_BYTES
-        posort.MIN_PARALLEL_BYTES = 0
-        try:
-            parallel = posort.count_dump_file(fd, size, options, jobs=2)
-        finally:
-            posort.MIN_PARALLEL_BYTES = original
-        os.lseek(fd, 0, os.SEEK_SET)
-        serial = posort.count_dump_file(fd, size, options, jobs=1)
-    finally:
-        os.close(fd)
+    parallel, serial = count_both_ways(path, options_of(args))
     assert report(parallel) == report(serial)
     assert parallel.warnings == serial.warnings
     assert (parallel.records, parallel.selected, parallel.skipped) == (

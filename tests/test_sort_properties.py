@@ -43,6 +43,24 @@ def options_of(args: list[str]) -> SortOptions:
     return build_options(flags, None, cull, pids, None, names)
 
 
+def count_both_ways(path: Path, options: SortOptions) -> tuple[SortEngine, SortEngine]:
+    """Count a file split across two processes (threshold lowered) and in one."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        original = posort.MIN_PARALLEL_BYTES
+        posort.MIN_PARALLEL_BYTES = 0
+        try:
+            parallel = posort.count_dump_file(fd, size, options, jobs=2)
+        finally:
+            posort.MIN_PARALLEL_BYTES = original
+        os.lseek(fd, 0, os.SEEK_SET)
+        serial = posort.count_dump_file(fd, size, options, jobs=1)
+    finally:
+        os.close(fd)
+    return parallel, serial
+
+
 def report(engine: SortEngine) -> bytes:
     """Render an engine's report."""
     return b"".join(render_groups(engine.sorted_groups(), engine.options))
@@ -80,20 +98,7 @@ def test_two_cores_equal_one(tmp_path_factory: pytest.TempPathFactory, data: byt
     # GIVEN a dump file big enough to split (the threshold is lowered for the test)
     path = tmp_path_factory.mktemp("split") / "dump.txt"
     path.write_bytes(data * 40)
-    options = options_of(args)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        original = posort.MIN_PARALLEL_BYTES
-        posort.MIN_PARALLEL_BYTES = 0
-        try:
-            parallel = posort.count_dump_file(fd, size, options, jobs=2)
-        finally:
-            posort.MIN_PARALLEL_BYTES = original
-        os.lseek(fd, 0, os.SEEK_SET)
-        serial = posort.count_dump_file(fd, size, options, jobs=1)
-    finally:
-        os.close(fd)
+    parallel, serial = count_both_ways(path, options_of(args))
     # THEN the report and the counters are the same
     assert report(parallel) == report(serial)
     assert (parallel.records, parallel.selected) == (serial.records, serial.selected)

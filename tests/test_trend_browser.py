@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,16 @@ import pytest
 from click.testing import CliRunner
 
 from pageowner.cli import cli
-from tests.browser import Browser, BrowserError, Page, find_chromium
+from tests.browser import Browser, Page
+from tests.conftest import requires_chromium
 from tests.live_sim import LEAK_PAGES, Noise, SimLive, leak_with
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = find_chromium()
 SNAPSHOTS = 10
 TOP = 3
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium found: install Debian's `chromium` package (make test does it when "
-    "run as root with apt), or set PAGEOWNER_CHROMIUM",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM is not None
-    try:
-        with Browser(CHROMIUM) as running:
-            yield running
-    except BrowserError as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"Chromium would not start: {exc}")
+pytestmark = requires_chromium
 
 
 def _trend(*args: str) -> str:
