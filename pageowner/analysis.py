@@ -284,28 +284,25 @@ def zone_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> in
 
     The 3.19 letter format prints no flags word, so its zone is unknown (None).
     """
-    flags = record.flags
-    if flags is None:
-        return None
-    zone = flags.zone
-    if zone is not None:
-        return zone
-    if flags.value is None:
-        return None
-    return _field_of(flags.value, layout.zone_shift, layout.zone_width)
+    return _flags_field(record, "zone", layout.zone_shift, layout.zone_width)
 
 
 def node_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
     """Return the NUMA node, printed or derived like `zone_of`."""
+    return _flags_field(record, "node", layout.node_shift, layout.node_width)
+
+
+def _flags_field(record: PageRecord, name: str, shift: int, width: int) -> int | None:
+    """Return a field %pGp printed, else the bits of the flags word that hold it."""
     flags = record.flags
     if flags is None:
         return None
-    node = flags.node
-    if node is not None:
-        return node
+    printed: int | None = getattr(flags, name)  # PageFlags.zone / PageFlags.node
+    if printed is not None:
+        return printed
     if flags.value is None:
         return None
-    return _field_of(flags.value, layout.node_shift, layout.node_width)
+    return _field_of(flags.value, shift, width)
 
 
 def zone_derived(record: PageRecord) -> bool:

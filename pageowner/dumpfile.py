@@ -268,7 +268,6 @@ class _FrameCache:
         return frame
 
 
-_DEFAULT_CACHE = _FrameCache()
 
 
 def _header_style(match: re.Match[str]) -> HeaderStyle:

@@ -9,7 +9,7 @@ size) or times (records; dumps only).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,23 +194,20 @@ class FlameNode:
 def build_tree(data: FlameData, root_name: str = "all") -> FlameNode:
     """Merge the stacks into a tree under one root."""
     root = FlameNode(root_name)
-    for stack, value in data.stacks.items():
-        root.value += value
+    _add_stacks(root, data.stacks, "value")
+    if data.before is not None:
+        _add_stacks(root, data.before, "before")
+    return root
+
+
+def _add_stacks(root: FlameNode, stacks: Mapping[tuple[str, ...], int], counter: str) -> None:
+    """Add each stack's value to `counter` (value or before) along its path from the root."""
+    for stack, value in stacks.items():
         node = root
+        setattr(node, counter, getattr(node, counter) + value)
         for name in stack:
             child = node.children.get(name)
             if child is None:
                 child = node.children[name] = FlameNode(name)
-            child.value += value
+            setattr(child, counter, getattr(child, counter) + value)
             node = child
-    if data.before is not None:
-        for stack, value in data.before.items():
-            root.before += value
-            node = root
-            for name in stack:
-                child = node.children.get(name)
-                if child is None:
-                    child = node.children[name] = FlameNode(name)
-                child.before += value
-                node = child
-    return root
