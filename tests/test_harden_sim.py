@@ -67,10 +67,15 @@ def _history(directory: Path) -> list[str]:
 
 def test_fifty_kills_never_leave_a_broken_state(machine_dir: Path) -> None:
     rng = random.Random(6)
-    # How long an undisturbed run takes, to spread the kills over it.
-    start = time.monotonic()
-    assert _start_run(machine_dir, ["compact"]).wait(60) == 0
-    duration = time.monotonic() - start
+    # How long each undisturbed run takes (the faster of two, as the first pays for cold
+    # caches), to spread the kills over it: a kill within 90 % of it lands before the save.
+    durations: dict[tuple[str, ...], float] = {}
+    for args in RUNS:
+        for _ in range(2):
+            start = time.monotonic()
+            assert _start_run(machine_dir, list(args)).wait(60) == 0
+            took = time.monotonic() - start
+            durations[tuple(args)] = min(took, durations.get(tuple(args), took))
     outcomes = {"killed before the save": 0, "killed while saving": 0, "finished": 0}
     for attempt in range(50):
         before = _history(machine_dir)
@@ -83,7 +88,7 @@ def test_fifty_kills_never_leave_a_broken_state(machine_dir: Path) -> None:
                     and time.monotonic() < deadline:
                 pass
         else:
-            time.sleep(rng.uniform(0.3, 1.2) * duration)
+            time.sleep(rng.uniform(0.1, 0.9) * durations[tuple(args)])
         child.kill()
         child.wait(60)
         # THEN the state loads and its invariants hold
@@ -100,7 +105,8 @@ def test_fifty_kills_never_leave_a_broken_state(machine_dir: Path) -> None:
             key = "killed while saving" if attempt % 5 == 4 else "killed before the save"
             outcomes[key] += 1
         assert not list(machine_dir.glob(".state.bin.*")), "a temporary file was left"
-    print(f"\n50 kills of `pageowner run` ({duration:.2f}s a run): {outcomes}")
+    print(f"\n50 kills of `pageowner run` ({max(durations.values()):.2f}s at most a run): "
+          f"{outcomes}")
     assert outcomes["killed while saving"] >= 5
     assert outcomes["killed before the save"] >= 20
 
