@@ -32,19 +32,19 @@ ARTIFACTS = ROOT / ".fuzz-artifacts"
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 
 
-def run_atheris(seconds: float, runs: int | None) -> int:
+def run_atheris(seconds: float, runs: int | None, seed: int) -> int:
     """Run libFuzzer through atheris in a child; print its count; return the exit status."""
     ARTIFACTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pageowner-fuzz-") as work:
         corpus = Path(work) / "corpus"
         corpus.mkdir()
-        for index, seed in enumerate(seeds()):
-            (corpus / f"seed-{index:03d}").write_bytes(seed)
+        for index, example in enumerate(seeds()):
+            (corpus / f"seed-{index:03d}").write_bytes(example)
         dictionary = Path(work) / "dump.dict"
         write_dictionary(dictionary)
         command = [sys.executable, str(ROOT / "fuzz" / "atheris_target.py"),
                    f"-max_total_time={max(1, int(seconds))}", f"-dict={dictionary}",
-                   "-max_len=16384", "-rss_limit_mb=4096", "-timeout=30",
+                   "-max_len=16384", "-rss_limit_mb=4096", "-timeout=30", f"-seed={seed}",
                    f"-artifact_prefix={ARTIFACTS}/", "-print_final_stats=1", str(corpus)]
         if runs is not None:
             command.insert(2, f"-runs={runs}")
@@ -105,7 +105,7 @@ def main() -> int:
         if engine == "own":
             print("fuzz: atheris is not installed; using our own mutator")
     if engine == "atheris":
-        return run_atheris(args.seconds, args.runs)
+        return run_atheris(args.seconds, args.runs, args.seed)
     return run_own(args.seconds if args.runs is None else None, args.runs, args.seed)
 
 
