@@ -285,3 +285,17 @@ def test_11_numbers_are_exact(tmp_path: Path, runner: CliRunner) -> None:
     )
     report = run_sort(runner, ["--cull=p"], source, tmp_path)
     assert report == b"1 times, 1099511627776 pages, PID 4294967297\n"
+
+
+def test_12_f_alone_sorts_by_times(plain_fixture: Callable[[str], Path], tmp_path: Path,
+                                   runner: CliRunner) -> None:
+    # GIVEN a dump with free_ts WHEN sorted with -f and no sort flag
+    source = plain_fixture("real/6.1.192-boot.page_owner.txt.xz")
+    report = run_sort(runner, ["-f"], source, tmp_path)
+    # THEN the groups are the ones the 5.18-6.6 tool prints with -f (as in its -f -m run),
+    # ranked by times as -f -t ranks them, not left in text order
+    golden = lzma.decompress((FIXTURES / "real/expected/6.1.192-boot.f_m.txt.xz").read_bytes())
+    assert sorted(split_groups(report)) == sorted(split_groups(golden))
+    times = [int(m) for m in re.findall(rb"^(\d+) times", report, re.M)]
+    assert times == sorted(times, reverse=True) and len(set(times)) > 3
+    assert report == run_sort(runner, ["-f", "-t"], source, tmp_path)
