@@ -35,6 +35,20 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert result.exit_code == 2 and "No such command 'nosuch'" in result.stderr
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["sort", "-a", "-m", "in", "out"], "choose one sort flag, not -a -m"),
+    (["boot", "--system-map", "a", "--kallsyms", "b"], "give at most one symbol table"),
+])
+def test_a_library_usage_error_shows_the_commands_usage(args: list[str], message: str) -> None:
+    # GIVEN options that only the library finds at odds WHEN the command runs
+    result = CliRunner().invoke(cli, args)
+    # THEN it is a usage error whose usage line is the command's, not the group's
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Usage: pageowner {args[0]} [OPTIONS]"), result.stderr
+    assert f"Try 'pageowner {args[0]} --help' for help." in result.stderr
+    assert result.stderr.rstrip().endswith(f"Error: {message}")
+
+
 def test_sort_loads_no_heavy_module() -> None:
     # `pageowner sort` should start fast: no elftools, sqlite, rich or analysis code.
     code = (

@@ -58,8 +58,20 @@ COMMAND_MODULES: dict[str, str] = {
 }
 
 
+class PageOwnerCommand(click.Command):
+    """A command whose SpecError is a usage error showing the command's own usage line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpecError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+
+
 class PageOwnerGroup(click.Group):
     """A group that loads commands lazily and turns PageOwnerError into Failure."""
+
+    command_class = PageOwnerCommand
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(COMMAND_MODULES) | set(self.commands))
