@@ -191,10 +191,13 @@ class ScriptedSeries:
     mode: str = "show_stacks"  # or "show_handles" or "page_owner"
     handles: dict[Stack, int] = dataclasses.field(default_factory=dict)
     step: int = 0
+    uptimes: Sequence[str] | None = None  # /proc/uptime's text at each snapshot, if any
 
     def write(self, index: int) -> None:
-        """Lay out snapshot `index` under debugfs."""
+        """Lay out snapshot `index` under debugfs (and its /proc/uptime when scripted)."""
         counts = self.counts[index]
+        if self.uptimes is not None:
+            (self.machine.root / "proc/uptime").write_text(self.uptimes[index])
         self.machine.write("page_owner", dump_text(counts) if self.mode == "page_owner" else b"")
         if self.mode == "show_stacks":
             self.machine.write("page_owner_stacks/show_stacks", show_stacks_text(counts))

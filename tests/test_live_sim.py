@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from pageowner.dumpfile import decode
 from pageowner.era import detect_kernel, sniff_dump_format
 from pageowner.errors import ThresholdExceeded
 from pageowner.kernels import dump_format_for
+from pageowner.live.host import parse_uptime
 from pageowner.live.store import Store
 from pageowner.live.trend import TrendOptions, analyze_store
 from pageowner.live.watch import group_dump_by_stack
@@ -59,14 +61,22 @@ def test_trend_names_the_leak_first(tmp_path: Path, version: str, source: str) -
     with Store.open(str(tmp_path / "s.db")) as store:
         meta = store.meta()
     assert (meta["kernel_release"], meta["source"]) == (sim.release, source)
-    # AND trend ranks the leak first, the only steady growth, at exactly its rate
+    # AND trend ranks the leak first, the only steady growth
     report = analyze_store(str(tmp_path / "s.db"))
     leak = report.stacks[0]
     assert leak.label.startswith("leaky_refill+") and leak.label.endswith(" [leaky]")
     assert report.steady == (leak,)
     assert leak.series == tuple(LEAK_PAGES * i for i in range(SNAPSHOTS))
-    assert leak.slope == pytest.approx(LEAK_PAGES)  # pages per minute
-    assert leak.r2 == pytest.approx(1.0)
+    # AND its rate is per minute of the machine's own (simulated) uptime, which each
+    # snapshot took from the /proc/uptime laid out with it: the leak's 60 s an interval
+    # plus the noise's page cache reads
+    assert report.clock == "uptime"
+    assert report.uptimes[-1] == parse_uptime((sim.proc / "uptime").read_text())
+    uptime_minutes = [u / 60 for u in report.uptimes if u is not None]
+    expected = statistics.linear_regression(uptime_minutes, leak.series).slope
+    assert leak.slope == pytest.approx(expected)
+    assert LEAK_PAGES * 0.98 < leak.slope < LEAK_PAGES
+    assert leak.r2 == pytest.approx(1.0, abs=1e-3)
     # AND the noise was real: the page cache swung by thousands of pages meanwhile
     swings = [max(t.series) - min(t.series) for t in report.stacks[1:]]
     assert max(swings) > 2000
@@ -79,8 +89,8 @@ def test_trend_names_the_leak_first(tmp_path: Path, version: str, source: str) -
     }
     # AND --fail-on-slope trips under the leak's rate, not over it
     with pytest.raises(ThresholdExceeded, match="the first, leaky_refill"):
-        analyze_store(str(tmp_path / "s.db"), TrendOptions(fail_on_slope=LEAK_PAGES - 1)).check()
-    analyze_store(str(tmp_path / "s.db"), TrendOptions(fail_on_slope=LEAK_PAGES + 1)).check()
+        analyze_store(str(tmp_path / "s.db"), TrendOptions(fail_on_slope=leak.slope - 1)).check()
+    analyze_store(str(tmp_path / "s.db"), TrendOptions(fail_on_slope=leak.slope + 1)).check()
 
 
 @pytest.mark.parametrize(("version", "source"), VERSIONS)
@@ -180,4 +190,7 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "trend.json").read_text())
     assert report["stacks"][0]["label"].startswith("leaky_refill+")
     assert report["stacks"][0]["series"] == [256 * i for i in range(5)]
+    # AND on the simulated clock every run gives the leak's row the README shows
+    assert report["clock"] == "uptime"
+    assert rows[0] in (ROOT / "README.md").read_text()
     assert report["meta"]["kernel_release"] == "6.19.0-pageowner-sim"

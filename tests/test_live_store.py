@@ -31,7 +31,7 @@ def test_new_store_has_the_schema_and_its_version(tmp_path: Path) -> None:
     # THEN it has the normalized tables, indexes, version, WAL journal and an owner mark
     assert tables == {"meta", "stacks", "snapshots", "samples"}
     assert indexes == {"samples_by_stack", "snapshots_by_time"}
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT value FROM meta WHERE key='application'").fetchone() == (
         "pageowner-watch",)
@@ -82,7 +82,7 @@ def test_a_kill_mid_transaction_is_rolled_back(tmp_path: Path) -> None:
         "import os, sqlite3\n"
         f"db = sqlite3.connect({path!r}, isolation_level=None)\n"
         "db.execute('BEGIN')\n"
-        "db.execute(\"INSERT INTO snapshots VALUES (1, 0, 'show_stacks', 0, 0, 0, 0)\")\n"
+        "db.execute(\"INSERT INTO snapshots VALUES (1, 0, 'show_stacks', 0, 0, 0, 0, NULL)\")\n"
         "os._exit(9)\n"
     )], check=False)  # fmt: skip
     assert killed.returncode == 9
@@ -133,9 +133,56 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Store.open(str(path))
     # THEN it says which versions are involved and leaves the file alone
     assert str(caught.value) == (
-        f"{path}: store schema version 2, written by a newer pageowner; "
-        "this one reads version 1")
+        f"{path}: store schema version 3, written by a newer pageowner; "
+        "this one reads version 2")
     assert path.exists()
+
+
+def _version_1_store(path: Path) -> None:
+    """Write a store as pageowner wrote schema version 1: no uptime column."""
+    Store.open(str(path), create=True).close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE snapshots DROP COLUMN uptime")
+    db.execute("INSERT INTO snapshots (taken_at, source, bytes_read, read_seconds, nr_stacks,"
+               " nr_base_pages) VALUES (60, 'show_stacks', 10, 0.5, 0, 0)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_store_is_upgraded_and_keeps_its_snapshots(tmp_path: Path) -> None:
+    # GIVEN a store written before snapshots carried the machine's uptime
+    path = tmp_path / "s.db"
+    _version_1_store(path)
+    # WHEN it is opened and a snapshot with an uptime is added
+    with Store.open(str(path)) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        store.add_snapshot(120.0, "show_stacks", _samples([1]), bytes_read=10,
+                           read_seconds=0.5, uptime=3600.5)
+        snapshots = store.snapshots()
+    # THEN the old snapshot has no uptime, the new one has its own
+    assert [(s.taken_at, s.uptime) for s in snapshots] == [(60.0, None), (120.0, 3600.5)]
+
+
+def test_a_read_only_version_1_store_is_still_read(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a version 1 store that cannot be written (opened read-only: file modes do not
+    # stop root, who runs CI)
+    path = tmp_path / "s.db"
+    _version_1_store(path)
+    before = path.read_bytes()
+    original = sqlite3.connect
+
+    def read_only(database: str, **kwargs: object) -> sqlite3.Connection:
+        return original(f"file:{database}?mode=ro", uri=True, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    # WHEN it is opened
+    with Store.open(str(path)) as store:
+        snapshots = store.snapshots()
+    # THEN its snapshots read, without uptimes, and the file is as it was
+    assert [(s.taken_at, s.uptime) for s in snapshots] == [(60.0, None)]
+    assert path.read_bytes() == before
 
 
 def test_meta_is_updated_in_place(tmp_path: Path) -> None:

@@ -181,6 +181,54 @@ def test_check_raises_threshold_exceeded(tmp_path: Path) -> None:
     assert caught.value.exit_code == 3
 
 
+def _watched_with_uptimes(tmp_path: Path, uptimes: list[str]) -> tuple[str, int]:
+    """Watch a 40 pages/step leak a minute apart, /proc/uptime scripted; return the store."""
+    series, _ = leak_and_noise(len(uptimes))
+    machine = FakeMachine(tmp_path / "host")
+    script = ScriptedSeries(machine, series, uptimes=uptimes)
+    store = str(tmp_path / "s.db")
+    watch(store, host=machine.host, interval=60, count=len(series), clock=script.clock())
+    return store, 40
+
+
+def test_growth_is_measured_on_the_machines_uptime(tmp_path: Path) -> None:
+    # GIVEN snapshots a minute apart on the watch's clock, while the machine's uptime moves
+    # two minutes between them (a simulated machine, or a watch clock stepped by NTP)
+    uptimes = [f"{5000 + 120 * i}.25 {900 + i}.00\n" for i in range(8)]
+    store, per_step = _watched_with_uptimes(tmp_path, uptimes)
+    # WHEN ranked
+    report = analyze_store(store)
+    # THEN each snapshot kept the machine's uptime, and the slope is per minute of it
+    assert report.uptimes == tuple(5000.25 + 120 * i for i in range(8))
+    assert report.clock == "uptime"
+    assert report.minutes == tuple(2.0 * i for i in range(8))
+    assert report.stacks[0].slope == pytest.approx(per_step / 2)
+    assert report.stacks[0].steady
+    # AND the reports say which clock that is
+    table = CliRunner().invoke(cli, ["trend", store]).stdout
+    assert "8 snapshots over 14.0 min of the machine's uptime," in " ".join(table.split())
+    document = json.loads(CliRunner().invoke(cli, ["trend", store, "--format", "json"]).stdout)
+    assert (document["clock"], document["span_minutes"]) == ("uptime", 14.0)
+
+
+@pytest.mark.parametrize(("case", "uptimes"), [
+    ("a reboot halfway", [f"{5000 + 120 * i}.00 0.00\n" for i in range(4)]
+     + [f"{30 + 120 * i}.00 0.00\n" for i in range(4)]),
+    ("an unreadable uptime", [f"{5000 + 120 * i}.00 0.00\n" for i in range(7)] + ["soon\n"]),
+])
+def test_without_a_steady_uptime_the_watch_clock_is_used(tmp_path: Path, case: str,
+                                                         uptimes: list[str]) -> None:
+    # GIVEN snapshots whose uptimes go back (a reboot) or are missing at one snapshot
+    store, per_step = _watched_with_uptimes(tmp_path, uptimes)
+    # WHEN ranked
+    report = analyze_store(store)
+    # THEN the watch's own clock measures the growth: a minute a snapshot
+    assert report.clock == "watch", case
+    assert report.minutes == tuple(float(i) for i in range(8))
+    assert report.stacks[0].slope == pytest.approx(per_step)
+    assert (report.uptimes[-1] is None) == (case == "an unreadable uptime")
+
+
 def test_json_report_golden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN the leak series in a store named relative to the working directory
     monkeypatch.chdir(tmp_path)

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pageowner.cli import cli
+from pageowner.sim import state as sim_state
 from pageowner.sim.workloads import WORKLOADS
 
 
@@ -236,6 +237,11 @@ def test_proc_tree_describes_the_simulated_kernel(machine: Path, tmp_path: Path)
     assert (proc / "sys" / "kernel" / "osrelease").read_text() == "6.12.0-pageowner-sim\n"
     config = gzip.decompress((proc / "config.gz").read_bytes()).decode()
     assert "CONFIG_PAGE_OWNER=y" in config.splitlines()
+    # AND /proc/uptime reads the simulated clock, not the host's
+    clock_ns = sim_state.load(machine, with_symbols=False).clock_ns
+    seconds, centis = divmod(clock_ns // 10**7, 100)
+    assert (proc / "uptime").read_text() == f"{seconds}.{centis:02d} 0.00\n"
+    assert clock_ns > 10**9
 
 
 def test_trees_exclude_output_options(machine: Path, tmp_path: Path) -> None:

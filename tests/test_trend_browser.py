@@ -92,8 +92,12 @@ def test_trend_page_draws_a_chart_per_stack_and_reads_out_on_hover(
     assert page.evaluate("performance.getEntriesByType('resource').length") == 0
     data = page.evaluate("JSON.parse(document.getElementById('trend-data').textContent)")
     assert [s["series"] for s in data["stacks"]] == [s["series"] for s in report["stacks"]]
+    # (minutes of the simulated machine's uptime: a minute of leak and the noise's reads)
     minutes = data["minutes"]
-    assert minutes == [float(i) for i in range(SNAPSHOTS)]
+    assert report["clock"] == "uptime"
+    start = report["uptimes"][0]
+    assert minutes == [round((u - start) / 60, 4) for u in report["uptimes"]]
+    assert all(1 <= b - a < 1.1 for a, b in zip(minutes, minutes[1:], strict=False))
     # AND there is one drawn chart per top stack, in rank order, one point per snapshot
     charts = page.evaluate(_CHARTS)
     assert [c["index"] for c in charts] == list(range(TOP))

@@ -19,6 +19,7 @@ __all__ = [
     "HostPaths",
     "cmdline_enables_page_owner",
     "config_page_owner",
+    "parse_uptime",
 ]
 
 DEFAULT_DEBUGFS = "/sys/kernel/debug"
@@ -59,6 +60,11 @@ class HostPaths:
     def cmdline(self) -> str:
         """Return the path of the kernel command line."""
         return os.path.join(self.proc, "cmdline")
+
+    @property
+    def uptime(self) -> str:
+        """Return the path of /proc/uptime."""
+        return os.path.join(self.proc, "uptime")
 
     @property
     def osrelease(self) -> str:
@@ -106,6 +112,10 @@ class Host:
         text = _read_text(self.paths.cmdline)
         return None if text is None else text.strip("\x00\n ")
 
+    def uptime(self) -> float | None:
+        """Return seconds since boot from /proc/uptime, or None when it cannot be read."""
+        return parse_uptime(_read_text(self.paths.uptime) or "")
+
     def kernel_config(self) -> tuple[str, str] | None:
         """Return (path, text) of the first readable kernel config, or None."""
         candidate = self.paths.boot_config(self.release())
@@ -132,6 +142,20 @@ def _read_text_any(path: str) -> str | None:
     except (OSError, EOFError, gzip.BadGzipFile):
         return None
     return data.decode("utf-8", "replace")
+
+
+def parse_uptime(text: str) -> float | None:
+    """Return the first field of /proc/uptime (seconds since boot), or None if it is not one.
+
+    >>> parse_uptime("350735.47 234388.90\\n")
+    350735.47
+    """
+    fields = text.split()
+    try:
+        seconds = float(fields[0]) if fields else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
 
 
 def cmdline_enables_page_owner(cmdline: str) -> bool:

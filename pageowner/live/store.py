@@ -25,7 +25,8 @@ __all__ = [
     "stack_digest",
 ]
 
-SCHEMA_VERSION = 1
+# Version 2 added snapshots.uptime; a version 1 store is upgraded in place when opened.
+SCHEMA_VERSION = 2
 _APPLICATION = "pageowner-watch"
 
 _SCHEMA = """
@@ -46,7 +47,8 @@ CREATE TABLE snapshots (
     bytes_read INTEGER NOT NULL,
     read_seconds REAL NOT NULL,
     nr_stacks INTEGER NOT NULL,
-    nr_base_pages INTEGER NOT NULL
+    nr_base_pages INTEGER NOT NULL,
+    uptime REAL                   -- the watched machine's /proc/uptime (NULL: unreadable)
 );
 CREATE TABLE samples (
     snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
@@ -91,6 +93,7 @@ class SnapshotRow:
     read_seconds: float
     nr_stacks: int
     nr_base_pages: int
+    uptime: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Store:
         self._stack_ids: dict[str, int] = {}
         # Frames -> id, so a stack seen in earlier snapshots costs one dict lookup.
         self._ids_by_frames: dict[tuple[str, ...], int] = {}
+        self._uptime_column = "uptime"  # "NULL" in a version 1 store that cannot be upgraded
 
     @classmethod
     def open(cls, path: str, *, create: bool = False) -> Store:
@@ -163,13 +167,27 @@ class Store:
             application = row[0] if row else None
         if application != _APPLICATION or not set(_TABLES) <= tables:
             raise StateError(f"{self.path}: an SQLite database, but not a pageowner watch store")
-        if version != SCHEMA_VERSION:
+        if version == 1:
+            self._upgrade_from_1()
+        elif version != SCHEMA_VERSION:
             newer = "a newer" if version > SCHEMA_VERSION else "an older"
             raise StateError(
                 f"{self.path}: store schema version {version}, written by {newer} pageowner; "
                 f"this one reads version {SCHEMA_VERSION}"
             )
         db.execute("PRAGMA journal_mode = WAL")
+
+    def _upgrade_from_1(self) -> None:
+        """Add the uptime column of version 2 (NULL in the snapshots taken before it).
+
+        A store that cannot be written (a read-only copy) is still read, without uptimes.
+        """
+        try:
+            with self._transaction():
+                self._db.execute("ALTER TABLE snapshots ADD COLUMN uptime REAL")
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.OperationalError:
+            self._uptime_column = "NULL"
 
     def _transaction(self) -> _Transaction:
         """Return a context manager running its body as one transaction."""
@@ -225,6 +243,7 @@ class Store:
         *,
         bytes_read: int,
         read_seconds: float,
+        uptime: float | None = None,
     ) -> int:
         """Store one snapshot and the stacks it introduces, atomically; return its id."""
         samples = list(samples)
@@ -235,9 +254,9 @@ class Store:
                 pages_by_stack[stack_id] = pages_by_stack.get(stack_id, 0) + sample.nr_base_pages
             cursor = self._db.execute(
                 "INSERT INTO snapshots (taken_at, source, bytes_read, read_seconds, nr_stacks,"
-                " nr_base_pages) VALUES (?, ?, ?, ?, ?, ?)",
+                " nr_base_pages, uptime) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (taken_at, source, bytes_read, read_seconds, len(pages_by_stack),
-                 sum(pages_by_stack.values())),
+                 sum(pages_by_stack.values()), uptime),
             )  # fmt: skip
             snapshot_id = int(cursor.lastrowid or 0)
             self._db.executemany(
@@ -280,7 +299,7 @@ class Store:
         with self._guard():
             rows = self._db.execute(
                 "SELECT id, taken_at, source, bytes_read, read_seconds, nr_stacks,"
-                " nr_base_pages FROM snapshots ORDER BY taken_at, id"
+                f" nr_base_pages, {self._uptime_column} FROM snapshots ORDER BY taken_at, id"
             )
             return [SnapshotRow(*row) for row in rows]
 

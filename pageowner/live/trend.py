@@ -9,6 +9,7 @@ not go down, over at least 4 snapshots.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ __all__ = [
     "TrendReport",
     "analyze_series",
     "analyze_store",
+    "choose_axis",
     "fit_line",
     "label_stack",
     "rising_share",
@@ -137,12 +139,19 @@ class TrendReport:
     times: tuple[float, ...]  # seconds since the epoch, one per snapshot
     stacks: tuple[StackTrend, ...]  # ranked: steady growth first, then by slope * R^2
     options: TrendOptions = field(default_factory=TrendOptions)
+    uptimes: tuple[float | None, ...] = ()  # the machine's /proc/uptime at each snapshot
+
+    @property
+    def clock(self) -> str:
+        """Name the clock the slopes are measured on: "uptime" or "watch" (see choose_axis)."""
+        return choose_axis(self.times, self.uptimes)[0]
 
     @property
     def minutes(self) -> tuple[float, ...]:
-        """Return each snapshot's time in minutes since the first."""
-        start = self.times[0] if self.times else 0.0
-        return tuple((t - start) / 60.0 for t in self.times)
+        """Return each snapshot's time in minutes since the first, on the report's clock."""
+        axis = choose_axis(self.times, self.uptimes)[1]
+        start = axis[0] if axis else 0.0
+        return tuple((t - start) / 60.0 for t in axis)
 
     @property
     def span_minutes(self) -> float:
@@ -177,6 +186,28 @@ class TrendReport:
                 f"pages/min; the first, {worst.label}, grows {worst.slope:.2f} pages/min "
                 f"(R^2 {worst.r2:.2f})"
             )
+
+
+def choose_axis(
+    times: Sequence[float], uptimes: Sequence[float | None]
+) -> tuple[str, tuple[float, ...]]:
+    """Pick the clock to measure growth on: the machine's uptime when every snapshot has it
+    and it only moves forward (no reboot within the series), else the watch's own clock.
+
+    Uptime (CLOCK_BOOTTIME) is not stepped by NTP, and a simulated machine's uptime is its
+    simulated time, so a walk-through gives the same slopes on every run.
+
+    >>> choose_axis([100.0, 101.0], [60.0, 120.0])
+    ('uptime', (60.0, 120.0))
+    >>> choose_axis([100.0, 101.0], [600.0, 5.0])[0]
+    'watch'
+    """
+    known = [u for u in uptimes if u is not None]
+    if times and len(known) == len(times) and all(
+        later >= earlier for earlier, later in itertools.pairwise(known)
+    ) and (len(known) == 1 or known[-1] > known[0]):
+        return "uptime", tuple(known)
+    return "watch", tuple(times)
 
 
 def analyze_series(
@@ -221,6 +252,7 @@ def analyze_store(path: str, options: TrendOptions | None = None) -> TrendReport
             counts[position[snapshot_id]] = pages
         meta = store.meta()
     times = tuple(row.taken_at for row in snapshots)
+    uptimes = tuple(row.uptime for row in snapshots)
     frames = {stack_id: row.frames for stack_id, row in stacks.items()}
-    ranked = analyze_series(times, series, frames, options)
-    return TrendReport(path, meta, times, ranked, options)
+    ranked = analyze_series(choose_axis(times, uptimes)[1], series, frames, options)
+    return TrendReport(path, meta, times, ranked, options, uptimes)

@@ -353,11 +353,15 @@ def watch(
             if costs:
                 clock.sleep(max(0.0, first + len(costs) * interval - clock.monotonic()))
             taken_at = clock.time()
+            # The machine's own clock too: trend prefers it (NTP steps and a simulated
+            # machine's time do not move the watch's clock alike).
+            uptime = host.uptime()
             start = clock.monotonic()
             reading = read()
             store.add_snapshot(taken_at, kind.value, reading.samples,
                                bytes_read=reading.bytes_read,
-                               read_seconds=clock.monotonic() - start)  # fmt: skip
+                               read_seconds=clock.monotonic() - start,
+                               uptime=uptime)  # fmt: skip
             cost = SnapshotCost(
                 index=len(costs) + 1,
                 taken_at=taken_at,

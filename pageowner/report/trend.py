@@ -43,10 +43,14 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
     return "".join(_BARS[round((v - low) * scale)] for v in values)
 
 
+_CLOCK_NAMES = {"uptime": "the machine's uptime", "watch": "the watch's clock"}
+
+
 def _title(report: TrendReport) -> str:
     """Describe the series in one line."""
     return (
-        f"{report.store}: {len(report.times)} snapshots over {report.span_minutes:.1f} min, "
+        f"{report.store}: {len(report.times)} snapshots over {report.span_minutes:.1f} min "
+        f"of {_CLOCK_NAMES[report.clock]}, "
         f"{len(report.stacks)} stacks, {len(report.steady)} growing steadily"
     )
 
@@ -128,6 +132,8 @@ def trend_json(report: TrendReport) -> dict[str, object]:
         "snapshots": len(report.times),
         "span_minutes": round(report.span_minutes, 6),
         "times": list(report.times),
+        "clock": report.clock,
+        "uptimes": list(report.uptimes),
         "criteria": {
             "min_r2": options.min_r2,
             "min_rising_share": options.min_rising,

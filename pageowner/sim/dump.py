@@ -34,6 +34,7 @@ __all__ = [
     "check_file",
     "iter_stack_counts",
     "stacks_file_text",
+    "uptime_text",
     "write_debugfs_tree",
     "write_page_owner",
     "write_proc_tree",
@@ -328,8 +329,20 @@ def release_of(machine: Machine) -> str:
     return f"{machine.version}.0-pageowner-sim"
 
 
+def uptime_text(machine: Machine) -> str:
+    """Return /proc/uptime on the simulated clock ("%lu.%02lu %lu.%02lu"; no idle time kept).
+
+    >>> machine = Machine.create("6.12", 64 << 20, "", 1)
+    >>> machine.clock_ns = 5_678_912_345
+    >>> uptime_text(machine)
+    '5.67 0.00\\n'
+    """
+    seconds, centis = divmod(machine.clock_ns // 10_000_000, 100)
+    return f"{seconds}.{centis:02d} 0.00\n"
+
+
 def write_proc_tree(machine: Machine, directory: str) -> list[str]:
-    """Lay out the /proc files a live capture reads: cmdline, osrelease, config.gz."""
+    """Lay out the /proc files a live capture reads: cmdline, osrelease, config.gz, uptime."""
     root = Path(directory)
     try:
         (root / "sys" / "kernel").mkdir(parents=True, exist_ok=True)
@@ -339,6 +352,7 @@ def write_proc_tree(machine: Machine, directory: str) -> list[str]:
         root / "cmdline": encode(machine.params.cmdline + "\n"),
         root / "sys" / "kernel" / "osrelease": encode(release_of(machine) + "\n"),
         root / "config.gz": gzip.compress(("\n".join(_CONFIG) + "\n").encode(), mtime=0),
+        root / "uptime": encode(uptime_text(machine)),
     }
     for path, data in files.items():
         with atomic_output(str(path)) as out:
