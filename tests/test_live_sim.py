@@ -131,6 +131,9 @@ def test_capture_takes_the_era_from_the_simulated_proc(tmp_path: Path) -> None:
     assert (era.source, era.version, era.release) == ("sidecar", "6.12", sim.release)
     assert era.fmt == dump_format_for("6.12") == sniff_dump_format(out.read_bytes()[:65536])
     assert f"kernel {sim.release}" in err
+    # AND the host it names is the simulated one (never set by an init: "(none)"), not ours
+    sidecar = json.loads(out.with_name(out.name + ".meta.json").read_text())
+    assert sidecar["hostname"] == "(none)"
 
 
 def test_a_machine_without_page_owner_is_diagnosed_as_such(tmp_path: Path) -> None:

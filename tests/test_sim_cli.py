@@ -235,6 +235,7 @@ def test_proc_tree_describes_the_simulated_kernel(machine: Path, tmp_path: Path)
     assert result.exit_code == 0
     assert (proc / "cmdline").read_text() == "page_owner=on wl=work\n"
     assert (proc / "sys" / "kernel" / "osrelease").read_text() == "6.12.0-pageowner-sim\n"
+    assert (proc / "sys" / "kernel" / "hostname").read_text() == "(none)\n"
     config = gzip.decompress((proc / "config.gz").read_bytes()).decode()
     assert "CONFIG_PAGE_OWNER=y" in config.splitlines()
     # AND /proc/uptime reads the simulated clock, not the host's

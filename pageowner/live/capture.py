@@ -260,7 +260,7 @@ def _sidecar(
         "kernel_release": release,
         "kernel_version": version_from_release(release),
         "cmdline": host.cmdline(),
-        "hostname": host.gethostname(),
+        "hostname": host.hostname(),
         "captured_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "captured_at_unix": round(started, 3),
         "seconds": round(seconds, 6),

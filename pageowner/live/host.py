@@ -67,6 +67,11 @@ class HostPaths:
         return os.path.join(self.proc, "uptime")
 
     @property
+    def hostname(self) -> str:
+        """Return the path of /proc/sys/kernel/hostname."""
+        return os.path.join(self.proc, "sys", "kernel", "hostname")
+
+    @property
     def osrelease(self) -> str:
         """Return the path of the running kernel's release string."""
         return os.path.join(self.proc, "sys", "kernel", "osrelease")
@@ -106,6 +111,13 @@ class Host:
         if text is not None and text.strip():
             return text.strip()
         return self.uname_release()
+
+    def hostname(self) -> str:
+        """Return the host name, from procfs first (so a fake or simulated tree can set it)."""
+        text = _read_text(self.paths.hostname)
+        if text is not None and text.strip():
+            return text.strip()
+        return self.gethostname()
 
     def cmdline(self) -> str | None:
         """Return the kernel command line, or None when procfs cannot be read."""

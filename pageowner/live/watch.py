@@ -396,7 +396,7 @@ def _machine_facts(host: Host, kind: SnapshotKind) -> dict[str, str]:
     """Say what is being watched, for the store's meta table."""
     return {
         "kernel_release": host.release(),
-        "hostname": host.gethostname(),
+        "hostname": host.hostname(),
         "debugfs": host.paths.debugfs,
         "source": kind.value,
         "page_size": str(host.page_size()),

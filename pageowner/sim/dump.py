@@ -342,7 +342,7 @@ def uptime_text(machine: Machine) -> str:
 
 
 def write_proc_tree(machine: Machine, directory: str) -> list[str]:
-    """Lay out the /proc files a live capture reads: cmdline, osrelease, config.gz, uptime."""
+    """Lay out the /proc files capture and watch read (cmdline, osrelease, hostname...)."""
     root = Path(directory)
     try:
         (root / "sys" / "kernel").mkdir(parents=True, exist_ok=True)
@@ -351,6 +351,8 @@ def write_proc_tree(machine: Machine, directory: str) -> list[str]:
     files = {
         root / "cmdline": encode(machine.params.cmdline + "\n"),
         root / "sys" / "kernel" / "osrelease": encode(release_of(machine) + "\n"),
+        # No init ever sets it: the kernel's default node name (UTS_NODENAME).
+        root / "sys" / "kernel" / "hostname": b"(none)\n",
         root / "config.gz": gzip.compress(("\n".join(_CONFIG) + "\n").encode(), mtime=0),
         root / "uptime": encode(uptime_text(machine)),
     }
