@@ -217,3 +217,25 @@ def test_real_threshold_splits_a_big_file(
     # THEN the default forked once and printed what one process prints
     assert len(forks) == 1
     assert (two.exit_code, two.stdout, two.stderr) == (one.exit_code, one.stdout, one.stderr)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "csv"])
+def test_stats_is_the_same_on_two_cores(dumps: dict[str, Path], run: Run, fmt: str) -> None:
+    # GIVEN the damaged dump WHEN stats totals it on one and two cores
+    status, out, err = both_ways(run, ["stats", str(dumps["damaged"]), "--format", fmt])
+    # THEN the totals and warnings are the same
+    assert status == 0
+    assert "order" in out
+    assert err.count("(block skipped)") == 2
+
+
+@pytest.mark.parametrize("name", ["late", "junk"])
+def test_stats_errors_are_the_same_on_two_cores(
+    dumps: dict[str, Path], run: Run, name: str
+) -> None:
+    # GIVEN a bad block late in the file (--strict), or nothing readable at all
+    # WHEN stats reads it on one and two cores
+    status, _, err = both_ways(run, ["stats", str(dumps[name]), "--strict"])
+    # THEN both fail the same way, naming the file
+    assert status == 1
+    assert str(dumps[name]) in err

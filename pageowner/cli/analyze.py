@@ -147,8 +147,9 @@ def diff_command(before_path: str, after_path: str, output: str, by: str, exact:
 
 @cli.command("stats")
 @_input
-@_options(_output, _format, _page_size, _strict)
-def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict: bool) -> None:
+@_options(_output, _format, _page_size, _strict, _jobs)
+def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict: bool,
+                  jobs: int) -> None:  # fmt: skip
     """Total a dump by order, GFP flag, zone, node, migratetype, allocator and module.
 
     Also counts early-allocated pages, migrated pages and pages per memcg. Zone and node
@@ -157,7 +158,7 @@ def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict
     check_output_path(output, (input_path,))
     with _reading() as (warnings, progress):
         result = stats_file(input_path, strict=strict, on_warning=warnings,
-                            on_progress=progress)  # fmt: skip
+                            on_progress=progress, jobs=jobs)  # fmt: skip
     _write(stats_report(result, page_size), output, fmt, (input_path,))
 
 
