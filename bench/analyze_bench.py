@@ -3,6 +3,8 @@
 The dump is decompressed to a temporary file first, so the figures are about reading and
 analysing text, not xz. Each command runs in a fresh process (so its peak RSS is its own),
 REPEAT times (median reported). `parse` is DumpReader alone: the floor every command pays.
+Commands that read a big file on two cores run with `-j 1` and `-j 2`; "child MB" is the
+peak RSS of the forked worker (RUSAGE_CHILDREN), on top of the parent's.
 
     python bench/analyze_bench.py            # REPEAT=3
     REPEAT=5 python bench/analyze_bench.py
@@ -29,10 +31,14 @@ BOOT = ROOT / "fixtures" / "real" / "6.1.192-boot.page_owner.txt.xz"
 # name -> command line (DUMP and BOOT are replaced by the decompressed files).
 COMMANDS: dict[str, list[str]] = {
     "parse": ["parse", "DUMP"],
-    "top": ["top", "DUMP"],
-    "top --by allocator": ["top", "DUMP", "--by", "allocator"],
-    "diff boot work1g": ["diff", "BOOT", "DUMP"],
-    "stats": ["stats", "DUMP"],
+    "top -j 1": ["top", "DUMP", "-j", "1"],
+    "top -j 2": ["top", "DUMP", "-j", "2"],
+    "top --by allocator -j 1": ["top", "DUMP", "--by", "allocator", "-j", "1"],
+    "top --by allocator -j 2": ["top", "DUMP", "--by", "allocator", "-j", "2"],
+    "diff boot work1g -j 1": ["diff", "BOOT", "DUMP", "-j", "1"],
+    "diff boot work1g -j 2": ["diff", "BOOT", "DUMP", "-j", "2"],
+    "stats -j 1": ["stats", "DUMP", "-j", "1"],
+    "stats -j 2": ["stats", "DUMP", "-j", "2"],
     "frag": ["frag", "DUMP"],
     "flame --format folded": ["flame", "DUMP", "--format", "folded"],
     "flame --format html": ["flame", "DUMP"],
@@ -64,7 +70,9 @@ def _child(argv: list[str]) -> None:
         if code != 0:
             raise SystemExit(f"pageowner {' '.join(argv)} exited {code}")
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "peak_mb": _peak_kb() / 1024}))
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_mb": _peak_kb() / 1024,
+                      "child_mb": child_kb / 1024}))
 
 
 def _peak_kb() -> int:
@@ -97,7 +105,7 @@ def main() -> int:
         size_mb = Path(files["DUMP"]).stat().st_size / 1e6
         print(f"analysis commands on {DUMP.name} ({size_mb:.0f} MB, 179,205 records), "
               f"median of {repeat}, one process each")
-        print(f"{'command':<24}{'median s':>10}{'min s':>8}{'peak RSS MB':>13}")
+        print(f"{'command':<26}{'median s':>10}{'min s':>8}{'peak RSS MB':>13}{'child MB':>10}")
         for name, argv in COMMANDS.items():
             argv = [files.get(arg, arg) for arg in argv]
             runs = []
@@ -109,8 +117,10 @@ def main() -> int:
                 runs.append(json.loads(out.strip().splitlines()[-1]))
             seconds = [run["seconds"] for run in runs]
             peak = max(run["peak_mb"] for run in runs)
-            print(f"{name:<24}{statistics.median(seconds):>10.2f}{min(seconds):>8.2f}"
-                  f"{peak:>13.0f}", flush=True)
+            child = max(run["child_mb"] for run in runs)
+            child_text = f"{child:>10.0f}" if child else f"{'-':>10}"
+            print(f"{name:<26}{statistics.median(seconds):>10.2f}{min(seconds):>8.2f}"
+                  f"{peak:>13.0f}{child_text}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

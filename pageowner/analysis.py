@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import enum
 import itertools
+import json
+import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
+from pageowner import parallel
 from pageowner.dumpfile import (
     HEADER_PREFIX,
     DumpReader,
@@ -25,9 +29,9 @@ from pageowner.dumpfile import (
     iter_blocks,
 )
 from pageowner.errors import InputError, ParseError, SpecError
-from pageowner.fileio import line_body, open_input
+from pageowner.fileio import InputSource, line_body, open_input
 from pageowner.frames import StackInfo, StackInterner
-from pageowner.model import PageRecord, StackCount, StacksFileKind
+from pageowner.model import Frame, PageRecord, StackCount, StacksFileKind
 from pageowner.posort import ALLOCATOR_LABELS, classify_block
 from pageowner.stacksfile import parse_stack_block, sniff_kind
 from pageowner.tables import ZONE_NAMES
@@ -41,12 +45,17 @@ __all__ = [
     "GroupKey",
     "GroupTable",
     "InputKind",
+    "Partial",
     "Sample",
     "SampleStream",
+    "aggregate_file",
     "allocator_bits",
     "allocator_label",
     "get_group_key",
+    "frames_from_json",
+    "frames_to_json",
     "group_samples",
+    "key_from_json",
     "node_of",
     "open_samples",
     "parse_page_size",
@@ -168,6 +177,7 @@ class _SkipWatch:
     def __init__(self, on_warning: WarningHandler | None) -> None:
         self.on_warning = on_warning
         self.first_skip: str | None = None
+        self.samples = 0  # samples read, counted by the sample generators
 
     def __call__(self, message: str) -> None:
         if self.first_skip is None and message.endswith(_SKIPPED):
@@ -188,15 +198,17 @@ _DROPPED = ": the dump ends inside a record"
 
 
 def _record_samples(
-    reader: DumpReader, interner: StackInterner, watch: _SkipWatch
+    reader: DumpReader, interner: StackInterner, watch: _SkipWatch, *, check: bool = True
 ) -> Iterator[Sample]:
-    """Turn dump records into samples."""
+    """Turn dump records into samples (`check`: fail at the end if none could be read)."""
     intern = interner.intern
     count = 0
     for record in reader:
         count += 1
         yield Sample(intern(record.stack), record.nr_pages, 1, record)
-    watch.check(count)
+    watch.samples += count
+    if check:
+        watch.check(watch.samples)
 
 
 def _stack_samples(
@@ -239,18 +251,214 @@ def open_samples(
     with open_input(path) as source:
         read = source.read if on_progress is None else _counting(
             source.read, on_progress, source.size)
-        buffer = source.buffered(read)
-        kind, head = _sniff(source.name, iter(buffer))
-        if kind is InputKind.DUMP:
-            # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
-            stream = _Replay(b"".join(head), buffer.read)
-            reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
-            samples = _record_samples(reader, interner, watch)
-            yield SampleStream(source.name, kind, samples, reader)
-        else:
-            lines = itertools.chain(head, buffer)
-            samples = _stack_samples(source.name, lines, interner, strict, watch)
-            yield SampleStream(source.name, kind, samples)
+        yield _sample_stream(source, read, strict, watch, interner)
+
+
+def _sample_stream(
+    source: InputSource, read: Callable[[int], bytes], strict: bool, watch: _SkipWatch,
+    interner: StackInterner, *, check: bool = True,
+) -> SampleStream:  # fmt: skip
+    """Sniff an opened input and stream its samples through `read`."""
+    buffer = source.buffered(read)
+    kind, head = _sniff(source.name, iter(buffer))
+    if kind is InputKind.DUMP:
+        # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
+        stream = _Replay(b"".join(head), buffer.read)
+        reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
+        samples = _record_samples(reader, interner, watch, check=check)
+        return SampleStream(source.name, kind, samples, reader)
+    lines = itertools.chain(head, buffer)
+    return SampleStream(source.name, kind, _stack_samples(source.name, lines, interner,
+                                                          strict, watch))  # fmt: skip
+
+
+# -- reading on two cores ------------------------------------------------------------------
+
+
+class Partial(Protocol):
+    """A mergeable aggregate of samples: what each process builds over its part of a dump.
+
+    `to_json` must keep first-seen order, and `merge_json` must add a later part's data as
+    if its samples had been fed after this part's: the parallel result is then the serial one.
+    """
+
+    def feed(self, samples: Iterable[Sample]) -> None:
+        """Add samples."""
+
+    def to_json(self) -> object:
+        """Encode for the parent process: JSON data (frames as text, no pickle)."""
+
+    def merge_json(self, data: Any, interner: StackInterner) -> None:
+        """Add a later part's `to_json` data, interning its stacks again."""
+
+
+P = TypeVar("P", bound=Partial)
+
+
+def frames_to_json(stack: StackInfo) -> list[list[object]]:
+    """Encode a stack's frames field by field."""
+    return [[frame.symbol, frame.offset, frame.size, frame.module, frame.address, frame.raw,
+             frame.source] for frame in stack.frames]  # fmt: skip
+
+
+def frames_from_json(data: list[list[Any]], interner: StackInterner) -> StackInfo:
+    """Decode frames from `frames_to_json` and intern the stack."""
+    return interner.intern(tuple(Frame(*fields) for fields in data))
+
+
+def key_from_json(data: Any) -> Hashable:
+    """Decode a group key: JSON turned its tuples (stack keys) into lists."""
+    return tuple(data) if isinstance(data, list) else data
+
+
+class _Limited:
+    """A `read(n)` that stops at `limit` bytes until the limit is lifted (set to None)."""
+
+    def __init__(self, read: Callable[[int], bytes], limit: int) -> None:
+        self._read = read
+        self.limit: int | None = limit
+        self.done = 0
+
+    def read(self, size: int) -> bytes:
+        """Return up to `size` bytes, none past the limit."""
+        if self.limit is not None:
+            size = min(size, self.limit - self.done)
+            if size <= 0:
+                return b""
+        data = self._read(size)
+        self.done += len(data)
+        return data
+
+
+class _PreadStream:
+    """Read a file descriptor from an offset on, leaving its file position alone."""
+
+    def __init__(self, fd: int, offset: int, name: str) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.name = name
+
+    def read(self, size: int) -> bytes:
+        """Return up to `size` bytes."""
+        try:
+            data = os.pread(self.fd, size, self.offset)
+        except OSError as exc:
+            raise InputError(f"{self.name}: read error: {exc.strerror or exc}") from None
+        self.offset += len(data)
+        return data
+
+
+def _count_lines(fd: int, end: int) -> int:
+    """Count the newlines in the first `end` bytes of a file."""
+    count = offset = 0
+    while offset < end:
+        data = os.pread(fd, min(end - offset, 4 << 20), offset)
+        if not data:
+            break
+        count += data.count(b"\n")
+        offset += len(data)
+    return count
+
+
+def _read_later_part(
+    fd: int, start: int, name: str, strict: bool, partial: Partial
+) -> bytes:
+    """Feed the samples from `start` to the end of a dump file into `partial` (the child).
+
+    Returns JSON: the partial's data, the samples read, the warnings in file order (with
+    the file's own line numbers) and a --strict parse error, if one stopped the reading.
+    """
+    warnings: list[str] = []
+    watch = _SkipWatch(warnings.append)
+    reader = DumpReader(_PreadStream(fd, start, name), name, strict=strict, on_warning=watch,
+                        first_lineno=_count_lines(fd, start) + 1)  # fmt: skip
+    error = None
+    try:
+        partial.feed(_record_samples(reader, StackInterner(), watch, check=False))
+    except ParseError as exc:
+        error = [exc.path, exc.lineno, exc.line, exc.reason]
+    payload = {"samples": watch.samples, "warnings": warnings, "error": error,
+               "partial": None if error else partial.to_json()}  # fmt: skip
+    return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _split_point(source: InputSource, jobs: int) -> int | None:
+    """Return where to cut a regular file for two processes, or None to read it in one."""
+    fd, size = source.fd, source.size
+    if jobs < 2 or fd is None or size is None or size < parallel.MIN_PARALLEL_BYTES:
+        return None
+    if not parallel.parallel_available():
+        return None
+    split = parallel.find_block_boundary(fd, size // 2, size)
+    return split if split is not None and split < size else None
+
+
+def aggregate_file(
+    path: str,
+    make: Callable[[], P],
+    *,
+    strict: bool = False,
+    on_warning: WarningHandler | None = None,
+    on_progress: ProgressHandler | None = None,
+    interner: StackInterner | None = None,
+    jobs: int = 2,
+    check: Callable[[SampleStream], None] | None = None,
+) -> tuple[SampleStream, P]:
+    """Feed every sample of an input into `make()`; a big dump file is read on two cores.
+
+    `check` sees the opened stream before any sample is read (to refuse an input kind).
+    The first half of the file is read here, the second in a forked child whose partial
+    aggregate, warnings and --strict error come back as JSON and are merged in file order:
+    the result, the warnings and the errors are those of reading the file in one process.
+    The returned stream's samples are consumed.
+    """
+    interner = interner if interner is not None else StackInterner()
+    watch = _SkipWatch(on_warning)
+    partial = make()
+    with open_input(path) as source:
+        split = _split_point(source, jobs)
+        if split is None:
+            read = source.read if on_progress is None else _counting(
+                source.read, on_progress, source.size)  # fmt: skip
+            stream = _sample_stream(source, read, strict, watch, interner)
+            if check is not None:
+                check(stream)
+            partial.feed(stream.samples)
+            return stream, partial
+        limited = _Limited(source.read, split)
+        read = limited.read
+        if on_progress is not None:
+            # The first half stands for the whole file on the progress bar.
+            scale = [source.size / split if source.size else 1.0]
+            read = _counting(limited.read, lambda done, total: on_progress(
+                int(done * scale[0]), total), source.size)  # fmt: skip
+        stream = _sample_stream(source, read, strict, watch, interner, check=False)
+        if check is not None:
+            check(stream)
+        if stream.kind is not InputKind.DUMP:  # show_stacks files are small: one process
+            limited.limit = None
+            if on_progress is not None:
+                scale[0] = 1.0
+            partial.feed(stream.samples)
+            return stream, partial
+        fd = source.fd
+        assert fd is not None
+        child = parallel.ForkedCall.start(
+            lambda: _read_later_part(fd, split, source.name, strict, make())
+        )
+        try:
+            partial.feed(stream.samples)
+            payload = json.loads(child.result())
+        except BaseException:
+            child.cancel()
+            raise
+    for message in payload["warnings"]:
+        watch(message)
+    if payload["error"] is not None:
+        raise ParseError(*payload["error"])
+    partial.merge_json(payload["partial"], interner)
+    watch.check(watch.samples + payload["samples"])
+    return stream, partial
 
 
 # -- derived record fields ---------------------------------------------------------------
@@ -452,10 +660,10 @@ class Group:
 
 @dataclass
 class GroupTable:
-    """Groups in first-seen order, with the totals of everything grouped."""
+    """Groups in first-seen order, with the totals of everything grouped (a `Partial`)."""
 
     by: GroupKey
-    groups: dict[Hashable, Group]
+    groups: dict[Hashable, Group] = field(default_factory=dict)
     total_pages: int = 0
     total_times: int = 0
 
@@ -465,26 +673,59 @@ class GroupTable:
             return sorted(self.groups.values(), key=lambda g: (-g.times, -g.pages))
         return sorted(self.groups.values(), key=lambda g: (-g.pages, -g.times))
 
+    def feed(self, samples: Iterable[Sample]) -> None:
+        """Group samples by the table's key, summing pages and times."""
+        by = self.by
+        groups = self.groups
+        key_of = by.key
+        track_callers = by.name not in ("stack", "caller")
+        total_pages = total_times = 0
+        for sample in samples:
+            key = key_of(sample)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = Group(key, by.label(sample), sample.stack)
+            group.pages += sample.pages
+            group.times += sample.times
+            total_pages += sample.pages
+            total_times += sample.times
+            if track_callers:
+                caller = sample.stack.caller_label
+                group.callers[caller] = group.callers.get(caller, 0) + sample.pages
+        self.total_pages += total_pages
+        self.total_times += total_times
+
+    def to_json(self) -> object:
+        """Encode the groups in first-seen order, each with its representative stack."""
+        groups = [
+            [group.key, group.label, frames_to_json(group.stack), group.pages, group.times,
+             list(group.callers.items())]
+            for group in self.groups.values()
+        ]  # fmt: skip
+        return {"pages": self.total_pages, "times": self.total_times, "groups": groups}
+
+    def merge_json(self, data: Any, interner: StackInterner) -> None:
+        """Add a later part's groups: new ones after ours, callers summed in first-seen order."""
+        self.total_pages += data["pages"]
+        self.total_times += data["times"]
+        groups = self.groups
+        for key_data, label, frames, pages, times, callers in data["groups"]:
+            key = key_from_json(key_data)
+            group = groups.get(key)
+            if group is None:
+                stack = frames_from_json(frames, interner)
+                group = groups[key] = Group(key, label, stack)
+            group.pages += pages
+            group.times += times
+            for caller, caller_pages in callers:
+                group.callers[caller] = group.callers.get(caller, 0) + caller_pages
+
 
 def group_samples(samples: Iterable[Sample], by: GroupKey) -> GroupTable:
     """Group samples by a key, summing pages and times."""
-    groups: dict[Hashable, Group] = {}
-    key_of = by.key
-    track_callers = by.name not in ("stack", "caller")
-    total_pages = total_times = 0
-    for sample in samples:
-        key = key_of(sample)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = Group(key, by.label(sample), sample.stack)
-        group.pages += sample.pages
-        group.times += sample.times
-        total_pages += sample.pages
-        total_times += sample.times
-        if track_callers:
-            caller = sample.stack.caller_label
-            group.callers[caller] = group.callers.get(caller, 0) + sample.pages
-    return GroupTable(by, groups, total_pages, total_times)
+    table = GroupTable(by)
+    table.feed(samples)
+    return table
 
 
 _SIZE_RE = re.compile(r"(?P<number>\d+)\s*(?P<unit>[KMG]?)(?:i?B)?", re.IGNORECASE)

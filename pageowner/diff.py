@@ -17,10 +17,10 @@ from pageowner.analysis import (
     GroupTable,
     InputKind,
     ProgressHandler,
+    SampleStream,
     WarningHandler,
+    aggregate_file,
     get_group_key,
-    group_samples,
-    open_samples,
 )
 from pageowner.errors import SpecError, ThresholdExceeded
 from pageowner.frames import StackInterner
@@ -53,6 +53,7 @@ class DiffOptions:
     min_delta: int = 1  # leave out groups whose pages changed by less
     top: int = 0  # 0: every group
     strict: bool = False
+    jobs: int = 2  # processes for each big regular file (1 or 2)
 
 
 @dataclass(frozen=True)
@@ -179,15 +180,20 @@ def diff_files(
         raise SpecError("only one of BEFORE and AFTER can be standard input")
     key = get_group_key(options.by, exact=options.exact)
     interner = StackInterner()
+
+    def check(stream: SampleStream) -> None:
+        if key.needs_record:
+            stream.require_records(f"--by {key.name}")
+
     tables = []
     sides = []
     for path in (before_path, after_path):
-        with open_samples(path, strict=options.strict, on_warning=on_warning,
-                          on_progress=on_progress, interner=interner) as stream:  # fmt: skip
-            if key.needs_record:
-                stream.require_records(f"--by {key.name}")
-            tables.append(group_samples(stream.samples, key))
-            sides.append(stream)
+        stream, table = aggregate_file(
+            path, lambda: GroupTable(key), strict=options.strict, on_warning=on_warning,
+            on_progress=on_progress, interner=interner, jobs=options.jobs, check=check,
+        )  # fmt: skip
+        tables.append(table)
+        sides.append(stream)
     compared = diff_tables(tables[0], tables[1], options)
     return DiffResult(
         before=sides[0].name,

@@ -110,14 +110,17 @@ def iter_blocks(stream: Iterable[bytes]) -> Iterator[Block]:
         yield Block(start, tuple(lines), complete=False)
 
 
-def iter_blocks_read(read: Callable[[int], bytes], chunk_size: int = 1 << 20) -> Iterator[Block]:
+def iter_blocks_read(
+    read: Callable[[int], bytes], chunk_size: int = 1 << 20, first_lineno: int = 1
+) -> Iterator[Block]:
     """Split a byte stream read through `read(n)` into blocks; faster than line by line.
 
     Same rules as `iter_blocks`: blank-line runs are one separator, CR-LF reads as LF, and a
     last block without its closing blank line is yielded with `complete=False`.
+    `first_lineno` numbers the stream's first line (a part of a file read on its own).
     """
     rest = b""
-    lineno = 1  # line number of the first line of `rest`
+    lineno = first_lineno  # line number of the first line of `rest`
     read = CrLfReader(read).read
     while True:
         chunk = read(chunk_size)
@@ -664,9 +667,12 @@ class DumpReader:
         *,
         strict: bool = False,
         on_warning: WarningHandler | None = None,
+        first_lineno: int = 1,
     ) -> None:
         self.stream = stream
         self.path = path
+        # Where a byte stream starts in its file (a `read` stream only; see iter_blocks_read).
+        self.first_lineno = first_lineno
         self.strict = strict
         self.on_warning = on_warning
         self.skipped = 0
@@ -682,7 +688,7 @@ class DumpReader:
         """Yield the records in file order."""
         read = getattr(self.stream, "read", None)
         blocks = (
-            iter_blocks_read(read) if callable(read)
+            iter_blocks_read(read, first_lineno=self.first_lineno) if callable(read)
             else iter_blocks(self.stream)  # type: ignore[arg-type]
         )
         for block in blocks:

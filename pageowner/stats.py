@@ -17,14 +17,15 @@ from pageowner.analysis import (
     ProgressHandler,
     Sample,
     WarningHandler,
+    aggregate_file,
     allocator_bits,
     allocator_label,
     node_of,
-    open_samples,
     zone_derived,
     zone_label,
     zone_of,
 )
+from pageowner.frames import StackInterner
 from pageowner.model import HeaderStyle, PageRecord
 
 __all__ = ["BREAKDOWNS", "Breakdown", "StatsResult", "StatsRow", "StatsSection", "stats_file"]
@@ -186,24 +187,22 @@ def _percent(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else 0.0
 
 
-def stats_file(
-    path: str,
-    *,
-    strict: bool = False,
-    on_warning: WarningHandler | None = None,
-    on_progress: ProgressHandler | None = None,
-) -> StatsResult:
-    """Read a dump (or show_stacks file) and total it by every breakdown that applies."""
-    notes: list[str] = []
-    with open_samples(path, strict=strict, on_warning=on_warning,
-                      on_progress=on_progress) as stream:  # fmt: skip
-        dump = stream.kind is InputKind.DUMP
-        active = [b for b in BREAKDOWNS if dump or not b.needs_record]
-        counts: list[dict[Hashable, _Tally]] = [{} for _ in active]
+class _StatsPartial:
+    """The tallies of every breakdown over some samples (a mergeable `Partial`)."""
+
+    def __init__(self) -> None:
+        self.counts: list[dict[Hashable, _Tally]] = [{} for _ in BREAKDOWNS]
+        self.records = 0
+        self.pages = 0
+        self.derived = False
+        self.memcg_era = False
+
+    def feed(self, samples: Iterable[Sample]) -> None:
+        """Tally samples under every breakdown that applies to them."""
         # Records that agree on every field a breakdown reads count the same way: collapse
         # them first, so the breakdowns run once per distinct signature.
         distinct: dict[Hashable, list[Any]] = {}
-        for sample in stream.samples:
+        for sample in samples:
             signature = _signature(sample)
             entry = distinct.get(signature)
             if entry is None:
@@ -211,25 +210,64 @@ def stats_file(
             else:
                 entry[1] += sample.pages
                 entry[2] += sample.times
-        records = pages = 0
-        derived = memcg_era = False
         for sample, sample_pages, sample_times in distinct.values():
-            records += sample_times
-            pages += sample_pages
+            self.records += sample_times
+            self.pages += sample_pages
             record = sample.record
             if record is not None:
-                derived = derived or zone_derived(record)
-                memcg_era = memcg_era or record.fmt.header in _MEMCG_HEADERS
-            for breakdown, table in zip(active, counts, strict=True):
+                self.derived = self.derived or zone_derived(record)
+                self.memcg_era = self.memcg_era or record.fmt.header in _MEMCG_HEADERS
+            for breakdown, table in zip(BREAKDOWNS, self.counts, strict=True):
+                if record is None and breakdown.needs_record:
+                    continue
                 for key, label in breakdown.keys(sample):
                     tally = table.get(key)
                     if tally is None:
                         tally = table[key] = _Tally(label)
                     tally.pages += sample_pages
                     tally.records += sample_times
+
+    def to_json(self) -> object:
+        """Encode the tallies, each table in first-seen order."""
+        tables = [[[key, t.label, t.pages, t.records] for key, t in table.items()]
+                  for table in self.counts]  # fmt: skip
+        return {"records": self.records, "pages": self.pages, "derived": self.derived,
+                "memcg_era": self.memcg_era, "tables": tables}  # fmt: skip
+
+    def merge_json(self, data: Any, interner: StackInterner) -> None:
+        """Add a later part's tallies; its new labels go after ours."""
+        self.records += data["records"]
+        self.pages += data["pages"]
+        self.derived = self.derived or data["derived"]
+        self.memcg_era = self.memcg_era or data["memcg_era"]
+        for table, rows in zip(self.counts, data["tables"], strict=True):
+            for key, label, pages, records in rows:
+                tally = table.get(key)
+                if tally is None:
+                    tally = table[key] = _Tally(label)
+                tally.pages += pages
+                tally.records += records
+
+
+def stats_file(
+    path: str,
+    *,
+    strict: bool = False,
+    on_warning: WarningHandler | None = None,
+    on_progress: ProgressHandler | None = None,
+    jobs: int = 2,
+) -> StatsResult:
+    """Read a dump (or show_stacks file) and total it by every breakdown that applies."""
+    notes: list[str] = []
+    stream, partial = aggregate_file(path, _StatsPartial, strict=strict, on_warning=on_warning,
+                                     on_progress=on_progress, jobs=jobs)  # fmt: skip
+    dump = stream.kind is InputKind.DUMP
+    pages = partial.pages
     sections = []
-    for breakdown, table in zip(active, counts, strict=True):
-        if breakdown.name == "memcg" and not memcg_era:
+    for breakdown, table in zip(BREAKDOWNS, partial.counts, strict=True):
+        if breakdown.needs_record and not dump:
+            continue
+        if breakdown.name == "memcg" and not partial.memcg_era:
             notes.append("memcg: this kernel prints no memcg lines (they came in 5.18)")
             continue
         if breakdown.by_key:
@@ -240,7 +278,7 @@ def stats_file(
             StatsRow(t.label, t.pages, t.records, _percent(t.pages, pages)) for t in tallies
         )
         sections.append(StatsSection(breakdown.name, breakdown.title, rows, breakdown.overlapping))
-    if derived:
+    if partial.derived:
         notes.append(
             "zone, node: derived from the flags word with the x86_64 default layout "
             "(the kernel printed no node=/zone= fields before 5.14)"
@@ -250,7 +288,8 @@ def stats_file(
             "a show_stacks file has stacks and page counts only: no order, GFP, zone, "
             "migratetype, allocator, migration or memcg breakdowns"
         )
-    return StatsResult(stream.name, stream.kind, records, pages, tuple(sections), tuple(notes))
+    return StatsResult(stream.name, stream.kind, partial.records, pages, tuple(sections),
+                       tuple(notes))  # fmt: skip
 
 
 _MEMCG_HEADERS = (HeaderStyle.TGID_TS_FREE, HeaderStyle.TGID_TS)

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from pageowner.analysis import (
     GroupKey,
+    GroupTable,
     InputKind,
     ProgressHandler,
+    SampleStream,
     WarningHandler,
+    aggregate_file,
     get_group_key,
-    group_samples,
-    open_samples,
 )
 
 __all__ = ["TopEntry", "TopOptions", "TopResult", "top_file"]
@@ -27,6 +28,7 @@ class TopOptions:
     by_times: bool = False
     exact: bool = False
     strict: bool = False
+    jobs: int = 2  # processes for a big regular file (1 or 2)
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,17 @@ def top_file(
 ) -> TopResult:
     """Read a dump or show_stacks file and rank its groups."""
     key: GroupKey = get_group_key(options.by, exact=options.exact)
-    with open_samples(path, strict=options.strict, on_warning=on_warning,
-                      on_progress=on_progress) as stream:  # fmt: skip
+
+    def check(stream: SampleStream) -> None:
         if key.needs_record:
             stream.require_records(f"--by {key.name}")
         if options.by_times:
             stream.require_records("ranking by times")
-        table = group_samples(stream.samples, key)
+
+    stream, table = aggregate_file(
+        path, lambda: GroupTable(key), strict=options.strict, on_warning=on_warning,
+        on_progress=on_progress, jobs=options.jobs, check=check,
+    )  # fmt: skip
     entries: list[TopEntry] = []
     for group in table.ranked(options.by_times):
         if group.pages < options.threshold:

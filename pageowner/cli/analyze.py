@@ -71,6 +71,8 @@ _stacks = click.option("--stacks", "show_stacks", is_flag=True,
 _by = click.option("--by", type=click.Choice(_BY_KEYS), default="stack", show_default=True,
                    help="Group by this key.")  # fmt: skip
 _input = click.argument("input_path", metavar="INPUT")
+_jobs = click.option("-j", "--jobs", type=click.IntRange(1, 2), default=2, show_default=True,
+                     help="Processes to use on big files.")
 
 
 @contextmanager
@@ -96,17 +98,17 @@ def _write(report: Report, output: str, fmt: str, inputs: tuple[str, ...]) -> No
 @click.option("--threshold", type=click.IntRange(min=0), default=0, metavar="PAGES",
               help="Leave out groups with fewer pages.")
 @click.option("--times", "by_times", is_flag=True, help="Rank by times seen instead of pages.")
-@_options(_exact, _format, _page_size, _depth, _stacks, _strict)
+@_options(_exact, _format, _page_size, _depth, _stacks, _strict, _jobs)
 def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
                 by_times: bool, exact: bool, fmt: str, page_size: int, depth: int,
-                show_stacks: bool, strict: bool) -> None:  # fmt: skip
+                show_stacks: bool, strict: bool, jobs: int) -> None:  # fmt: skip
     """Show the groups holding most memory, each with its first caller outside the allocator.
 
     INPUT is a page_owner dump or a show_stacks file (`-` for stdin; .xz and .gz too).
     """
     check_output_path(output, (input_path,))
     options = TopOptions(by=by, top=top, threshold=threshold, by_times=by_times, exact=exact,
-                         strict=strict)  # fmt: skip
+                         strict=strict, jobs=jobs)  # fmt: skip
     with _reading() as (warnings, progress):
         result = top_file(input_path, options, on_warning=warnings, on_progress=progress)
     _write(top_report(result, page_size, depth, show_stacks), output, fmt, (input_path,))
@@ -122,17 +124,19 @@ def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
               help="Show this many groups (default: all that changed).")
 @click.option("--fail-on-growth", type=click.IntRange(min=0), default=None, metavar="PAGES",
               help="Exit with status 3 when any group grew by more than PAGES.")
-@_options(_format, _page_size, _depth, _stacks, _strict)
+@_options(_format, _page_size, _depth, _stacks, _strict, _jobs)
 def diff_command(before_path: str, after_path: str, output: str, by: str, exact: bool,
                  min_delta: int, top: int, fail_on_growth: int | None, fmt: str,
-                 page_size: int, depth: int, show_stacks: bool, strict: bool) -> None:  # fmt: skip
+                 page_size: int, depth: int, show_stacks: bool, strict: bool,
+                 jobs: int) -> None:  # fmt: skip
     """Rank the groups that grew (or shrank) between two dumps, most growth first.
 
     BEFORE and AFTER are page_owner dumps or show_stacks files, from any boot or kernel:
     timestamps and PFNs are ignored and stacks compare by function names and modules.
     """
     check_output_path(output, (before_path, after_path))
-    options = DiffOptions(by=by, exact=exact, min_delta=min_delta, top=top, strict=strict)
+    options = DiffOptions(by=by, exact=exact, min_delta=min_delta, top=top, strict=strict,
+                          jobs=jobs)
     with _reading() as (warnings, progress):
         result = diff_files(before_path, after_path, options, on_warning=warnings,
                             on_progress=progress)  # fmt: skip
@@ -143,8 +147,9 @@ def diff_command(before_path: str, after_path: str, output: str, by: str, exact:
 
 @cli.command("stats")
 @_input
-@_options(_output, _format, _page_size, _strict)
-def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict: bool) -> None:
+@_options(_output, _format, _page_size, _strict, _jobs)
+def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict: bool,
+                  jobs: int) -> None:  # fmt: skip
     """Total a dump by order, GFP flag, zone, node, migratetype, allocator and module.
 
     Also counts early-allocated pages, migrated pages and pages per memcg. Zone and node
@@ -153,7 +158,7 @@ def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict
     check_output_path(output, (input_path,))
     with _reading() as (warnings, progress):
         result = stats_file(input_path, strict=strict, on_warning=warnings,
-                            on_progress=progress)  # fmt: skip
+                            on_progress=progress, jobs=jobs)  # fmt: skip
     _write(stats_report(result, page_size), output, fmt, (input_path,))
 
 
