@@ -18,8 +18,10 @@ from pageowner.analysis import (
     DEFAULT_PAGE_SIZE,
     InputKind,
     ProgressHandler,
+    Sample,
+    SampleStream,
     WarningHandler,
-    open_samples,
+    aggregate_file,
 )
 from pageowner.errors import SpecError
 from pageowner.frames import StackInfo, StackInterner, frame_label
@@ -55,6 +57,7 @@ class FlameOptions:
     weight: Weight = Weight.PAGES
     page_size: int = DEFAULT_PAGE_SIZE
     strict: bool = False
+    jobs: int = 2  # processes for each big regular file (1 or 2)
 
 
 @dataclass(frozen=True)
@@ -79,26 +82,67 @@ def _folded_name(frame_name: str) -> str:
     return frame_name.replace(";", ":").replace("\n", " ")
 
 
+class _FlamePartial:
+    """The weight of each distinct stack over some samples (a mergeable `Partial`).
+
+    Stacks are summed by `StackInfo` while reading, then by their root-first folded names,
+    which is what crosses processes: names are a function of the frames, so a later part's
+    names add up exactly as its stacks would have, and first-seen order is kept.
+    """
+
+    def __init__(self, times: bool) -> None:
+        self.times = times
+        self.by_stack: dict[StackInfo, int] = {}
+        self.merged: dict[tuple[str, ...], int] | None = None  # once a later part came in
+
+    def feed(self, samples: Iterable[Sample]) -> None:
+        """Add each sample's weight (times or pages) to its stack."""
+        by_stack = self.by_stack
+        times = self.times
+        for sample in samples:
+            weight = sample.times if times else sample.pages
+            by_stack[sample.stack] = by_stack.get(sample.stack, 0) + weight
+
+    def folded(self) -> dict[tuple[str, ...], int]:
+        """Return the weight of each root-first stack of folded names, in first-seen order."""
+        if self.merged is not None:
+            return self.merged
+        stacks: dict[tuple[str, ...], int] = {}
+        for info, value in self.by_stack.items():
+            names = tuple(_folded_name(frame_label(frame)) for frame in reversed(info.frames))
+            names = names or (NO_STACK,)
+            stacks[names] = stacks.get(names, 0) + value
+        return stacks
+
+    def to_json(self) -> object:
+        """Encode the folded stacks and their weights in first-seen order."""
+        return [[list(names), value] for names, value in self.folded().items()]
+
+    def merge_json(self, data: Any, interner: StackInterner) -> None:
+        """Add a later part's folded stacks; its new stacks go after ours."""
+        stacks = self.merged = self.folded()
+        for names, value in data:
+            key = tuple(names)
+            stacks[key] = stacks.get(key, 0) + value
+
+
 def _read_stacks(
     path: str, options: FlameOptions, interner: StackInterner,
     on_warning: WarningHandler | None, on_progress: ProgressHandler | None,
 ) -> tuple[str, InputKind, dict[tuple[str, ...], int]]:  # fmt: skip
     """Sum the weights of each distinct root-first stack of one input."""
-    by_stack: dict[StackInfo, int] = {}
-    with open_samples(path, strict=options.strict, on_warning=on_warning,
-                      on_progress=on_progress, interner=interner) as stream:  # fmt: skip
-        if options.weight is Weight.TIMES:
+    times = options.weight is Weight.TIMES
+
+    def check(stream: SampleStream) -> None:
+        if times:
             stream.require_records("--weight times")
-        times = options.weight is Weight.TIMES
-        for sample in stream.samples:
-            weight = sample.times if times else sample.pages
-            by_stack[sample.stack] = by_stack.get(sample.stack, 0) + weight
-    stacks: dict[tuple[str, ...], int] = {}
+
+    stream, partial = aggregate_file(
+        path, lambda: _FlamePartial(times), strict=options.strict, on_warning=on_warning,
+        on_progress=on_progress, interner=interner, jobs=options.jobs, check=check,
+    )  # fmt: skip
     scale = options.page_size if options.weight is Weight.BYTES else 1
-    for info, value in by_stack.items():
-        names = tuple(_folded_name(frame_label(frame)) for frame in reversed(info.frames))
-        names = names or (NO_STACK,)
-        stacks[names] = stacks.get(names, 0) + value * scale
+    stacks = {names: value * scale for names, value in partial.folded().items()}
     return stream.name, stream.kind, stacks
 
 

@@ -10,17 +10,23 @@ migratetypes on the PFN line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pageowner.analysis import (
     ProgressHandler,
+    Sample,
+    SampleStream,
     WarningHandler,
+    aggregate_file,
+    frames_from_json,
+    frames_to_json,
     node_of,
-    open_samples,
     zone_label,
     zone_of,
 )
-from pageowner.frames import StackInfo
+from pageowner.frames import StackInfo, StackInterner
 from pageowner.model import MigrateType
 from pageowner.tables import MIGRATETYPE_NUMBERS
 
@@ -34,6 +40,7 @@ class FragOptions:
     top: int = 10
     exact: bool = False
     strict: bool = False
+    jobs: int = 2  # processes for a big regular file (1 or 2)
 
 
 @dataclass(frozen=True)
@@ -98,13 +105,104 @@ class _Suspect:
     stack: StackInfo
     pages: int = 0
     records: int = 0
-    blocks: set[tuple[object, int]] = field(default_factory=set)
+    blocks: set[tuple[tuple[int, int], int]] = field(default_factory=set)  # (node, zone), block
     kinds: dict[str, int] = field(default_factory=dict)
 
 
 def _counted_as(block_mt: MigrateType) -> MigrateType:
     """Return the column a mixed block is counted in: CMA blocks count as Movable."""
     return MigrateType.MOVABLE if block_mt is MigrateType.CMA else block_mt
+
+
+class _FragPartial:
+    """Pageblocks per zone and mismatched stacks over some samples (a mergeable `Partial`).
+
+    A block keeps the migratetype of the first record seen in it and is mixed if any record
+    mixed it; a suspect keeps the first stack seen under its key. Merging a later part keeps
+    ours where both have one, so the result is that of one reading in file order.
+    """
+
+    def __init__(self, exact: bool) -> None:
+        self.exact = exact
+        # (node, zone) with -1 for unknown -> pageblock number -> block, in first-seen order
+        self.zones: dict[tuple[int, int], dict[int, _Block]] = {}
+        self.suspects: dict[tuple[str, ...], _Suspect] = {}
+        self.records = self.mismatched = self.without_pfn = self.reserved = 0
+
+    def feed(self, samples: Iterable[Sample]) -> None:
+        """Place each record's pageblock and note the stacks of mismatched pages."""
+        zones = self.zones
+        suspects = self.suspects
+        exact = self.exact
+        for sample in samples:
+            record = sample.record
+            assert record is not None
+            self.records += 1
+            if record.block is None or record.block_mt is None:
+                self.without_pfn += 1
+                continue
+            zone = zone_of(record)
+            node = node_of(record)
+            where = (-1 if node is None else node, -1 if zone is None else zone)
+            blocks = zones.setdefault(where, {})
+            block = blocks.get(record.block)
+            if block is None:
+                block = blocks[record.block] = _Block(record.block_mt)
+            if record.flags is not None and "reserved" in record.flags.names:
+                self.reserved += 1
+                continue
+            # 3.19 prints no page migratetype, only "Fallback" when it differs (page_mt None).
+            if record.page_mt is record.block_mt:
+                continue
+            self.mismatched += 1
+            block.mixed = True
+            key = sample.stack.exact_key if exact else sample.stack.key
+            suspect = suspects.get(key)
+            if suspect is None:
+                suspect = suspects[key] = _Suspect(sample.stack)
+            suspect.pages += sample.pages
+            suspect.records += 1
+            suspect.blocks.add((where, record.block))
+            page_mt = record.page_mt.value if record.page_mt is not None else "other"
+            kind = f"{page_mt} in {record.block_mt.value}"
+            suspect.kinds[kind] = suspect.kinds.get(kind, 0) + sample.pages
+
+    def to_json(self) -> object:
+        """Encode zones, blocks and suspects in first-seen order (suspects with their frames)."""
+        zones = [[list(where), [[number, block.migratetype.value, block.mixed]
+                                for number, block in blocks.items()]]
+                 for where, blocks in self.zones.items()]  # fmt: skip
+        suspects = [[frames_to_json(s.stack), s.pages, s.records,
+                     [[list(where), number] for where, number in s.blocks],
+                     list(s.kinds.items())] for s in self.suspects.values()]  # fmt: skip
+        counts = [self.records, self.mismatched, self.without_pfn, self.reserved]
+        return {"counts": counts, "zones": zones, "suspects": suspects}
+
+    def merge_json(self, data: Any, interner: StackInterner) -> None:
+        """Add a later part: our blocks keep their migratetype, new ones go after ours."""
+        records, mismatched, without_pfn, reserved = data["counts"]
+        self.records += records
+        self.mismatched += mismatched
+        self.without_pfn += without_pfn
+        self.reserved += reserved
+        for where_data, rows in data["zones"]:
+            blocks = self.zones.setdefault((where_data[0], where_data[1]), {})
+            for number, migratetype, mixed in rows:
+                block = blocks.get(number)
+                if block is None:
+                    block = blocks[number] = _Block(MigrateType(migratetype))
+                block.mixed = block.mixed or mixed
+        for frames, pages, records, blocks_data, kinds in data["suspects"]:
+            stack = frames_from_json(frames, interner)
+            key = stack.exact_key if self.exact else stack.key
+            suspect = self.suspects.get(key)
+            if suspect is None:
+                suspect = self.suspects[key] = _Suspect(stack)
+            suspect.pages += pages
+            suspect.records += records
+            suspect.blocks.update(((w[0], w[1]), number) for w, number in blocks_data)
+            for kind, kind_pages in kinds:
+                suspect.kinds[kind] = suspect.kinds.get(kind, 0) + kind_pages
 
 
 def frag_file(
@@ -116,44 +214,16 @@ def frag_file(
 ) -> FragResult:
     """Read a dump and count mixed pageblocks per zone, with the stacks that mixed them."""
     options = options or FragOptions()
-    zones: dict[tuple[int, int], dict[int, _Block]] = {}
-    suspects: dict[tuple[str, ...], _Suspect] = {}
-    records = mismatched = without_pfn = reserved = 0
-    with open_samples(path, strict=options.strict, on_warning=on_warning,
-                      on_progress=on_progress) as stream:  # fmt: skip
+    exact = options.exact
+
+    def check(stream: SampleStream) -> None:
         stream.require_records("frag")
-        for sample in stream.samples:
-            record = sample.record
-            assert record is not None
-            records += 1
-            if record.block is None or record.block_mt is None:
-                without_pfn += 1
-                continue
-            zone = zone_of(record)
-            node = node_of(record)
-            where = (-1 if node is None else node, -1 if zone is None else zone)
-            blocks = zones.setdefault(where, {})
-            block = blocks.get(record.block)
-            if block is None:
-                block = blocks[record.block] = _Block(record.block_mt)
-            if record.flags is not None and "reserved" in record.flags.names:
-                reserved += 1
-                continue
-            # 3.19 prints no page migratetype, only "Fallback" when it differs (page_mt None).
-            if record.page_mt is record.block_mt:
-                continue
-            mismatched += 1
-            block.mixed = True
-            key = sample.stack.exact_key if options.exact else sample.stack.key
-            suspect = suspects.get(key)
-            if suspect is None:
-                suspect = suspects[key] = _Suspect(sample.stack)
-            suspect.pages += sample.pages
-            suspect.records += 1
-            suspect.blocks.add((where, record.block))
-            page_mt = record.page_mt.value if record.page_mt is not None else "other"
-            kind = f"{page_mt} in {record.block_mt.value}"
-            suspect.kinds[kind] = suspect.kinds.get(kind, 0) + sample.pages
+
+    stream, partial = aggregate_file(
+        path, lambda: _FragPartial(exact), strict=options.strict, on_warning=on_warning,
+        on_progress=on_progress, jobs=options.jobs, check=check,
+    )  # fmt: skip
+    zones, suspects = partial.zones, partial.suspects
     columns = list(MIGRATETYPE_NUMBERS)
     for blocks in zones.values():
         for block in blocks.values():
@@ -197,8 +267,8 @@ def frag_file(
         migratetypes=tuple(columns),
         zones=tuple(zone_rows),
         culprits=culprits,
-        records=records,
-        mismatched_records=mismatched,
-        without_pfn=without_pfn,
-        reserved=reserved,
+        records=partial.records,
+        mismatched_records=partial.mismatched,
+        without_pfn=partial.without_pfn,
+        reserved=partial.reserved,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import lzma
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +35,12 @@ def _records() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Write the dumps the tests split: clean, damaged in both halves, damaged late, junk."""
+    """Write the dumps the tests split: clean, damaged in both halves, damaged late, junk, mixed.
+
+    The 6.12 work dump has no page in a pageblock of another migratetype; in `mixed` one
+    record in ten has its block's type changed, so frag finds mixed blocks and culprits in
+    both halves, and blocks whose first record in each half gives a different type.
+    """
     records = _records()
     rng = random.Random(11)
     first = rng.sample(records, 1500)
@@ -45,6 +51,13 @@ def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     damaged.insert(700, BAD)  # in the first half
     late = list(clean)
     late.insert(2600, BAD)
+    types = [b"Unmovable", b"Movable", b"Reclaimable"]
+    mixed = [
+        re.sub(rb"(Block \d+ type )(\w+)",
+               lambda m: m[1] + rng.choice([t for t in types if t != m[2]]), record)
+        if rng.random() < 0.1 else record
+        for record in clean
+    ]  # fmt: skip
     folder = tmp_path_factory.mktemp("parallel")
     contents = {
         "clean": b"\n\n".join(clean) + b"\n\n",
@@ -52,6 +65,7 @@ def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "damaged": b"\n\n".join(damaged) + b"\n\n" + records[0][: len(records[0]) // 2],
         "late": b"\n\n".join(late) + b"\n\n",
         "junk": (BAD + b"\n") * 3000,
+        "mixed": b"\n\n".join(mixed) + b"\n\n",
     }
     paths = {}
     for name, data in contents.items():
@@ -236,6 +250,103 @@ def test_stats_errors_are_the_same_on_two_cores(
     # GIVEN a bad block late in the file (--strict), or nothing readable at all
     # WHEN stats reads it on one and two cores
     status, _, err = both_ways(run, ["stats", str(dumps[name]), "--strict"])
+    # THEN both fail the same way, naming the file
+    assert status == 1
+    assert str(dumps[name]) in err
+
+
+@pytest.mark.parametrize("fmt", ["folded", "speedscope", "html"])
+@pytest.mark.parametrize("weight", ["pages", "bytes", "times"])
+def test_flame_is_the_same_on_two_cores(
+    dumps: dict[str, Path], run: Run, fmt: str, weight: str
+) -> None:
+    # GIVEN the damaged dump WHEN flame draws it in each format and weight on one and two cores
+    status, out, err = both_ways(run, ["flame", str(dumps["damaged"]), "--format", fmt,
+                                        "--weight", weight])  # fmt: skip
+    # THEN the graphs and the warnings are the same
+    assert status == 0
+    assert "__alloc_pages" in out
+    assert err.count("(block skipped)") == 2
+    assert "the dump ends" in err
+
+
+@pytest.mark.parametrize("fmt", ["folded", "html"])
+def test_flame_diff_is_the_same_on_two_cores(dumps: dict[str, Path], run: Run, fmt: str) -> None:
+    # GIVEN two big dumps WHEN flame draws a differential graph (each input split)
+    args = ["flame", str(dumps["damaged"]), "--diff", str(dumps["clean"]), "--format", fmt]
+    status, out, err = both_ways(run, args, inputs=2)
+    # THEN the graphs and the warnings are the same
+    assert status == 0
+    assert "__alloc_pages" in out
+    assert err.count("(block skipped)") == 2
+
+
+@pytest.mark.parametrize("name", ["damaged", "late"])
+def test_flame_strict_error_is_the_same_on_two_cores(
+    dumps: dict[str, Path], run: Run, name: str
+) -> None:
+    # GIVEN a bad block in the first half (damaged) or only in the second (late)
+    # WHEN flame reads it with --strict, alone and as the AFTER of a differential graph
+    text = dumps[name].read_bytes()
+    lineno = text.count(b"\n", 0, text.find(BAD)) + 1
+    for args, inputs in (([], 1), (["--diff", str(dumps["clean"])], 2)):
+        status, _, err = both_ways(run, ["flame", str(dumps[name]), "--strict", *args],
+                                   inputs=inputs)  # fmt: skip
+        # THEN both fail on the same line of the file
+        assert status == 1
+        assert f"{dumps[name]}:{lineno}:" in err
+
+
+def test_flame_unreadable_input_is_the_same_error(dumps: dict[str, Path], run: Run) -> None:
+    # GIVEN a file of which no block is a record WHEN flame reads it on one and two cores
+    status, _, err = both_ways(run, ["flame", str(dumps["junk"]), "--format", "folded"])
+    # THEN both fail saying that no block could be read
+    assert status == 1
+    assert "no other block could be read" in err
+
+
+@pytest.mark.parametrize("args", [
+    ["--format", "text"],
+    ["--format", "json", "--top", "0"],
+    ["--format", "csv", "--exact", "--top", "0"],
+    ["--format", "text", "--top", "3", "--depth", "0"],
+])  # fmt: skip
+def test_frag_is_the_same_on_two_cores(dumps: dict[str, Path], run: Run, args: list[str]) -> None:
+    # GIVEN a dump with mixed pageblocks in both halves, and the damaged one
+    # WHEN frag counts their mixed pageblocks on one and two cores
+    for name in ("mixed", "damaged"):
+        status, out, err = both_ways(run, ["frag", str(dumps[name]), *args])
+        # THEN the zones, the culprits and the warnings are the same
+        assert status == 0
+        assert err.count("(block skipped)") == (2 if name == "damaged" else 0)
+        if name == "mixed" and "csv" not in args:  # csv has the zone table only
+            assert " in Movable" in out
+
+
+def test_frag_mixed_dump_is_mixed_in_both_halves(dumps: dict[str, Path]) -> None:
+    # GIVEN the mixed dump WHEN its halves are counted on their own
+    text = dumps["mixed"].read_bytes()
+    split = text.find(b"\n\n", len(text) // 2) + 2
+    folder = dumps["mixed"].parent
+    counts = []
+    for name, part in (("first", text[:split]), ("second", text[split:])):
+        path = folder / f"mixed-{name}.txt"
+        path.write_bytes(part)
+        result = CliRunner().invoke(cli, ["frag", str(path), "-j", "1"])
+        found = re.search(r"(\d+) in a pageblock of another migratetype", result.stdout)
+        assert found is not None
+        counts.append(int(found[1]))
+    # THEN each has well over a hundred mismatched records: the merge has work to do
+    assert min(counts) > 100
+
+
+@pytest.mark.parametrize("name", ["damaged", "late", "junk"])
+def test_frag_errors_are_the_same_on_two_cores(
+    dumps: dict[str, Path], run: Run, name: str
+) -> None:
+    # GIVEN a bad block in either half (--strict), or nothing readable at all
+    # WHEN frag reads it on one and two cores
+    status, _, err = both_ways(run, ["frag", str(dumps[name]), "--strict"])
     # THEN both fail the same way, naming the file
     assert status == 1
     assert str(dumps[name]) in err

@@ -167,9 +167,9 @@ def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict
 @_options(_output)
 @click.option("--top", "top", type=click.IntRange(min=0), default=10, show_default=True,
               help="List this many culprit stacks (0: all).")
-@_options(_exact, _format, _page_size, _depth, _strict)
+@_options(_exact, _format, _page_size, _depth, _strict, _jobs)
 def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
-                 page_size: int, depth: int, strict: bool) -> None:  # fmt: skip
+                 page_size: int, depth: int, strict: bool, jobs: int) -> None:  # fmt: skip
     """Count mixed pageblocks per zone and list the stacks that mixed them.
 
     A pageblock is mixed when it holds a page of another migratetype; /proc/pagetypeinfo
@@ -177,8 +177,8 @@ def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
     """
     check_output_path(output, (input_path,))
     with _reading() as (warnings, progress):
-        result = frag_file(input_path, FragOptions(top=top, exact=exact, strict=strict),
-                           on_warning=warnings, on_progress=progress)  # fmt: skip
+        options = FragOptions(top=top, exact=exact, strict=strict, jobs=jobs)
+        result = frag_file(input_path, options, on_warning=warnings, on_progress=progress)
     _write(frag_report(result, page_size, depth), output, fmt, (input_path,))
 
 
@@ -194,16 +194,17 @@ def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
 @click.option("--diff", "before_path", metavar="BEFORE",
               help="A differential graph: widths from INPUT, colours from the change since "
                    "BEFORE.")
-@_options(_page_size, _strict)
+@_options(_page_size, _strict, _jobs)
 def flame_command(input_path: str, output: str, fmt: str, weight: str, before_path: str | None,
-                  page_size: int, strict: bool) -> None:  # fmt: skip
+                  page_size: int, strict: bool, jobs: int) -> None:  # fmt: skip
     """Draw the memory of a dump or show_stacks file as a flame graph.
 
     Stacks are folded root first and frames named without offsets.
     """
     inputs = (input_path,) if before_path is None else (input_path, before_path)
     check_output_path(output, inputs)
-    options = FlameOptions(weight=Weight(weight), page_size=page_size, strict=strict)
+    options = FlameOptions(weight=Weight(weight), page_size=page_size, strict=strict,
+                           jobs=jobs)
     with _reading() as (warnings, progress):
         data = read_flame_data(input_path, options, before_path=before_path,
                                on_warning=warnings, on_progress=progress)  # fmt: skip
