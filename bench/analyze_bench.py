@@ -39,9 +39,16 @@ COMMANDS: dict[str, list[str]] = {
     "diff boot work1g -j 2": ["diff", "BOOT", "DUMP", "-j", "2"],
     "stats -j 1": ["stats", "DUMP", "-j", "1"],
     "stats -j 2": ["stats", "DUMP", "-j", "2"],
-    "frag": ["frag", "DUMP"],
-    "flame --format folded": ["flame", "DUMP", "--format", "folded"],
-    "flame --format html": ["flame", "DUMP"],
+    "frag -j 1": ["frag", "DUMP", "-j", "1"],
+    "frag -j 2": ["frag", "DUMP", "-j", "2"],
+    "flame --format folded -j 1": ["flame", "DUMP", "--format", "folded", "-j", "1"],
+    "flame --format folded -j 2": ["flame", "DUMP", "--format", "folded", "-j", "2"],
+    "flame --format html -j 1": ["flame", "DUMP", "-j", "1"],
+    "flame --format html -j 2": ["flame", "DUMP", "-j", "2"],
+    "flame --diff boot -j 1": ["flame", "DUMP", "--diff", "BOOT", "--format", "speedscope",
+                               "-j", "1"],
+    "flame --diff boot -j 2": ["flame", "DUMP", "--diff", "BOOT", "--format", "speedscope",
+                               "-j", "2"],
     "grep -c --name dd": ["grep", "-c", "--name", "dd", "DUMP"],
 }
 
@@ -105,7 +112,7 @@ def main() -> int:
         size_mb = Path(files["DUMP"]).stat().st_size / 1e6
         print(f"analysis commands on {DUMP.name} ({size_mb:.0f} MB, 179,205 records), "
               f"median of {repeat}, one process each")
-        print(f"{'command':<26}{'median s':>10}{'min s':>8}{'peak RSS MB':>13}{'child MB':>10}")
+        print(f"{'command':<30}{'median s':>10}{'min s':>8}{'peak RSS MB':>13}{'child MB':>10}")
         for name, argv in COMMANDS.items():
             argv = [files.get(arg, arg) for arg in argv]
             runs = []
@@ -119,7 +126,7 @@ def main() -> int:
             peak = max(run["peak_mb"] for run in runs)
             child = max(run["child_mb"] for run in runs)
             child_text = f"{child:>10.0f}" if child else f"{'-':>10}"
-            print(f"{name:<26}{statistics.median(seconds):>10.2f}{min(seconds):>8.2f}"
+            print(f"{name:<30}{statistics.median(seconds):>10.2f}{min(seconds):>8.2f}"
                   f"{peak:>13.0f}{child_text}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
