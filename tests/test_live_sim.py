@@ -187,10 +187,13 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert rows and re.match(r"│\s+1 │ ● │.*leaky_refill\+0x[0-9a-f]+/0x[0-9a-f]+ \[leaky\]",
                              rows[0]), done.stdout  # fmt: skip
     assert sum("●" in row for row in rows) == 1
-    assert (tmp_path / "trend.html").read_text().startswith("<!DOCTYPE html>")
+    # (under the walk-through's own temporary folder: nothing is left in the checkout)
+    [home] = tmp_path.glob("tmp.*")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".venv", home.name]
+    assert (home / "trend.html").read_text().startswith("<!DOCTYPE html>")
     # AND --fail-on-slope tripped on the leak (exit 3), after writing the JSON report
     assert done.stdout.splitlines()[-1] == "exit 3"
-    report = json.loads((tmp_path / "trend.json").read_text())
+    report = json.loads((home / "trend.json").read_text())
     assert report["stacks"][0]["label"].startswith("leaky_refill+")
     assert report["stacks"][0]["series"] == [256 * i for i in range(5)]
     # AND on the simulated clock every run gives the leak's row the README shows
