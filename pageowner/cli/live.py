@@ -29,7 +29,8 @@ def _machine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--debugfs", default=DEFAULT_DEBUGFS, show_default=True, metavar="DIR",
                      help=_DEBUGFS_HELP),
         click.option("--proc", "proc", default="/proc", show_default=True, metavar="DIR",
-                     help="The machine's procfs (cmdline, osrelease, config.gz); point it at "
+                     help="The machine's procfs (cmdline, osrelease, hostname, uptime, "
+                          "config.gz); point it at "
                           "a simulated or copied machine's tree."),
         click.option("--boot", "boot", default="/boot", show_default=True, metavar="DIR",
                      help="Where the kernel configs (config-RELEASE) are."),
