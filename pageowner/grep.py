@@ -31,6 +31,7 @@ from pageowner.model import MigrateType, PageRecord
 from pageowner.posort import ALLOCATOR_LABELS, parse_int_list
 from pageowner.stacksfile import format_stack_count
 from pageowner.tables import GFP_TABLES, ZONE_NAMES, FlagTable, decode_flags, encode_flags
+from pageowner.units import parse_duration_range
 
 __all__ = [
     "FILTERS",
@@ -222,6 +223,14 @@ def _in_pfn_ranges(sample: Sample, ranges: tuple[tuple[int, int], ...]) -> bool:
     return any(record.pfn <= end and last >= start for start, end in ranges)
 
 
+def _in_ts_ranges(sample: Sample, ranges: tuple[tuple[int, int | None], ...]) -> bool:
+    """Tell whether the page was allocated within any range of time since boot."""
+    ts = _record(sample).ts_nsec
+    if ts is None:  # kernels before 5.11 print no ts (grep_file refuses such dumps)
+        return False
+    return any(start <= ts and (end is None or ts <= end) for start, end in ranges)
+
+
 def _has_module(sample: Sample, values: tuple[tuple[str, ...], ...]) -> bool:
     """Tell whether a frame comes from one of the modules (vmlinux: a stack without any)."""
     wanted = _flatten(values)
@@ -272,6 +281,10 @@ FILTERS: tuple[Filter, ...] = (
     Filter("pfn_range", "--pfn-range", "A-B",
            "Keep allocations overlapping PFNs A to B inclusive (decimal or 0x-hex; repeatable).",
            parse_pfn_range, _in_pfn_ranges),
+    Filter("ts_range", "--ts-range", "A-B",
+           "Keep pages allocated A to B after boot (the record's ts: 30s, 2m, 1.5h; an end may "
+           "be left open: 1h-; repeatable). The capture sidecar's uptime says when now is.",
+           parse_duration_range, _in_ts_ranges),
     Filter("migrated", "--migrated", None, "Keep pages that have been migrated.",
            lambda text: True, lambda s, v: _record(s).migrate_reason is not None),
     Filter("memcg", "--memcg", "NAMES", "Keep pages charged to these memcgs (5.18+).",
@@ -347,9 +360,15 @@ def grep_file(
                     f"{stream.name}: a show_stacks file has stacks only; "
                     f"{', '.join(refused)} need(s) a page_owner dump"
                 )
+        needs_ts = any(f.name == "ts_range" for f, _ in selection.terms)
         with atomic_output(output_path, inputs=(input_path,)) as out:
             for sample in stream.samples:
                 read += 1
+                if needs_ts and sample.record is not None and sample.record.ts_nsec is None:
+                    raise InputError(
+                        f"{stream.name}:{sample.record.lineno}: this dump's records carry no "
+                        "ts (kernels before 5.11 print none), so --ts-range selects nothing"
+                    )
                 if not selection.matches(sample):
                     continue
                 selected += 1

@@ -269,3 +269,43 @@ def test_x86_64_flags_layout_agrees_with_printed_node_and_zone(name: str) -> Non
             assert flags.value >> layout.node_shift == flags.node
             checked += 1
     assert checked > 3000
+
+
+@pytest.mark.parametrize(("name", "ranges"), [
+    ("6.12.117-work.page_owner.txt.xz", ["5s-10s"]),
+    ("6.12.117-work.page_owner.txt.xz", ["12s-", "-500ms"]),
+    ("6.12.117-work.page_owner.txt.xz", ["1.5s-2500ms", "13s-14.1s"]),
+    ("6.1.192-boot.page_owner.txt.xz", ["0-0"]),
+])
+def test_grep_ts_range_keeps_the_records_whose_ts_is_inside(name: str, ranges: list[str]) -> None:
+    # GIVEN the records a regular expression finds within the ranges, in nanoseconds
+    def bounds(text: str) -> tuple[float, float]:
+        units = {"ms": 1e6, "s": 1e9, "m": 60e9}
+        parts = []
+        for side in text.split("-"):
+            match = re.fullmatch(r"([\d.]+)(ms|s|m)?", side)
+            parts.append(float(match[1]) * units[match[2] or "s"] if match else None)
+        return (parts[0] or 0.0, parts[1] if parts[1] is not None else float("inf"))
+
+    windows = [bounds(r) for r in ranges]
+    blocks = [b for b in re.split(r"\n\n+", _text(REAL / name)) if b.startswith("Page allocated")]
+    wanted = [b for b in blocks
+              if any(lo <= int(re.search(r", ts (\d+) ns", b)[1]) <= hi for lo, hi in windows)]
+    # WHEN grep selects by --ts-range
+    args = [arg for r in ranges for arg in ("--ts-range", r)]
+    result = run_cli(["grep", *args, fixture(name)])
+    # THEN it prints exactly those records, in file order
+    assert result.exit_code == 0, result.stderr
+    kept = [b for b in re.split(r"\n\n+", result.stdout) if b.startswith("Page allocated")]
+    assert kept == wanted
+    assert 0 < len(wanted) < len(blocks) or ranges == ["0-0"]
+
+
+def test_grep_ts_range_refuses_a_dump_without_ts() -> None:
+    # GIVEN a 5.10 dump, whose records print no ts WHEN grep selects by time
+    result = run_cli(["grep", "--ts-range", "1m-2m", fixture("5.10.223-work.page_owner.txt.xz")])
+    # THEN it says so, naming the first record, instead of printing nothing
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "pageowner: fixtures/real/5.10.223-work.page_owner.txt.xz:1: this dump's records "
+        "carry no ts (kernels before 5.11 print none), so --ts-range selects nothing\n")

@@ -55,8 +55,9 @@ def test_capture_copies_page_owner_byte_for_byte(machine: FakeMachine, tmp_path:
 
 
 def test_capture_sidecar_records_machine_and_files(machine: FakeMachine, tmp_path: Path) -> None:
-    # GIVEN a machine with a known release, command line and clock
+    # GIVEN a machine with a known release, command line, uptime and clock
     out = tmp_path / "d.txt"
+    (machine.root / "proc/uptime").write_text("86400.25 170000.50\n")
     # WHEN it is captured with its stacks files
     capture(str(out), host=machine.host, stacks=True, clock=ManualClock(1_800_000_000.0))
     # THEN the sidecar says exactly what was taken, from where, when
@@ -73,6 +74,7 @@ def test_capture_sidecar_records_machine_and_files(machine: FakeMachine, tmp_pat
         "hostname": "testbox",
         "captured_at": "2027-01-15T08:00:00Z",
         "captured_at_unix": 1800000000.0,
+        "uptime": 86400.25,
         "seconds": 0.0,
         "page_size": 4096,
         "debugfs": str(machine.debugfs),

@@ -263,6 +263,9 @@ def _sidecar(
         "hostname": host.hostname(),
         "captured_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "captured_at_unix": round(started, 3),
+        # Seconds since boot, the clock of every ts/free_ts in the dump (local_clock): with
+        # it a reader can tell how long ago each page was allocated.
+        "uptime": host.uptime(),
         "seconds": round(seconds, 6),
         "page_size": host.page_size(),
         "debugfs": host.paths.debugfs,

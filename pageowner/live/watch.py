@@ -21,6 +21,7 @@ from pageowner.live.host import Host
 from pageowner.live.store import StackSample, Store
 from pageowner.model import Frame
 from pageowner.stacksfile import parse_stack_block
+from pageowner.units import parse_duration
 
 __all__ = [
     "Reading",
@@ -84,29 +85,6 @@ class WatchResult:
     def mean_seconds(self) -> float:
         """Return the mean time a snapshot took to read and store."""
         return sum(s.seconds for s in self.snapshots) / max(1, len(self.snapshots))
-
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Read an interval such as 10s, 500ms, 2m, 1h or a plain number of seconds.
-
-    >>> parse_duration("2m")
-    120.0
-    """
-    stripped = text.strip().lower()
-    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = stripped[len(number):] or "s"
-    try:
-        value = float(number)
-    except ValueError:
-        raise SpecError(f"not a duration: {text!r} (use e.g. 10s, 500ms, 2m, 1h)") from None
-    if unit not in _DURATION_UNITS:
-        raise SpecError(f"unknown unit {unit!r} in {text!r}; use ms, s, m or h")
-    if value < 0:
-        raise SpecError(f"a duration cannot be negative: {text!r}")
-    return value * _DURATION_UNITS[unit]
 
 
 def choose_source(host: Host) -> SnapshotKind:
