@@ -449,6 +449,10 @@ def aggregate_file(
         try:
             partial.feed(stream.samples)
             payload = json.loads(child.result())
+        except parallel.WorkerError as exc:
+            if exc.died:
+                raise parallel.WorkerError(f"{source.name}: {exc}", died=True) from None
+            raise
         except BaseException:
             child.cancel()
             raise

@@ -8,6 +8,7 @@ format its caller defines (no pickle: nothing a file holds is ever turned into c
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 from collections.abc import Callable
@@ -30,7 +31,25 @@ _WINDOW = 1 << 20
 
 
 class WorkerError(PageOwnerError):
-    """A forked worker failed without a structured error of its own."""
+    """A forked worker failed: its own error's message, or how it died (`died`)."""
+
+    def __init__(self, message: str, *, died: bool = False) -> None:
+        super().__init__(message)
+        self.died = died
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this child when its parent dies (Linux; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 
 
 def parallel_available() -> bool:
@@ -91,18 +110,26 @@ class ForkedCall:
 
     pid: int
     read_fd: int
+    done: bool = False  # reaped: cancel() must not touch a pid or fd that is no longer ours
 
     @classmethod
     def start(cls, work: Callable[[], bytes]) -> ForkedCall:
         """Fork and run `work` in the child; its return value travels back as bytes."""
         read_fd, write_fd = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never return into the caller's stack
             status = 0
             try:
                 os.close(read_fd)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                _die_with_parent(parent)
+                # Ctrl-C stops the child with its group, unless the user made us ignore it.
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
                 payload = b"ok\n" + work()
+            except PageOwnerError as exc:  # the user sees it as one process would say it
+                payload = b"error\n" + str(exc).encode("utf-8", "replace")
+                status = 1
             except BaseException as exc:  # noqa: BLE001 - reported to the parent
                 payload = b"fail\n" + f"{type(exc).__name__}: {exc}".encode(
                     "utf-8", "replace"
@@ -121,6 +148,7 @@ class ForkedCall:
     def result(self) -> bytes:
         """Wait for the child and return what `work` returned, or raise WorkerError."""
         chunks = []
+        wait_status = 0
         try:
             while True:
                 chunk = os.read(self.read_fd, 1 << 20)
@@ -129,19 +157,45 @@ class ForkedCall:
                 chunks.append(chunk)
         finally:
             os.close(self.read_fd)
-            os.waitpid(self.pid, 0)
+            wait_status = os.waitpid(self.pid, 0)[1]
+            self.done = True
         payload = b"".join(chunks)
         status, _, body = payload.partition(b"\n")
-        if status != b"ok":
-            message = body.decode("utf-8", "replace") or "the worker process died"
-            raise WorkerError(f"parallel worker failed: {message}")
-        return body
+        if status == b"ok":
+            return body
+        if status == b"error":
+            raise WorkerError(body.decode("utf-8", "replace"))
+        if status == b"fail":
+            raise WorkerError(f"parallel worker failed: {body.decode('utf-8', 'replace')}")
+        raise WorkerError(_death(wait_status), died=True)
 
     def cancel(self) -> None:
-        """Stop the child and reap it."""
+        """Stop the child and reap it (nothing to do once `result` has)."""
+        if self.done:
+            return
+        self.done = True
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.close(self.read_fd)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+
+
+def _death(wait_status: int) -> str:
+    """Say how a worker that sent no result ended, and what the user can do.
+
+    >>> _death(9)
+    'the second process died (killed by SIGKILL: out of memory?); run again with -j 1'
+    """
+    if os.WIFSIGNALED(wait_status):
+        number = os.WTERMSIG(wait_status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        hint = ": out of memory?" if number == signal.SIGKILL else ""
+        how = f"killed by {name}{hint}"
+    else:
+        how = f"exit status {os.waitstatus_to_exitcode(wait_status)}"
+    return f"the second process died ({how}); run again with -j 1"

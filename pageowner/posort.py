@@ -30,6 +30,7 @@ from pageowner.fileio import (
 from pageowner.parallel import (
     MIN_PARALLEL_BYTES,
     ForkedCall,
+    WorkerError,
     find_block_boundary,
     last_line_starting_with,
     parallel_available,
@@ -1061,6 +1062,10 @@ def count_dump_file(
         )
         engine.feed_stream(lambda n: os.read(fd, n), limit=split, on_progress=progress)
         payload = child.result()
+    except WorkerError as exc:
+        if exc.died:
+            raise WorkerError(f"{path}: {exc}", died=True) from None
+        raise
     except BaseException:
         child.cancel()
         raise

@@ -154,8 +154,14 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_snapshots(tmp_path: Path) -
     # GIVEN a store written before snapshots carried the machine's uptime
     path = tmp_path / "s.db"
     _version_1_store(path)
-    # WHEN it is opened and a snapshot with an uptime is added
+    # WHEN a reader (trend) opens it
+    before = path.read_bytes()
     with Store.open(str(path)) as store:
+        assert [(s.taken_at, s.uptime) for s in store.snapshots()] == [(60.0, None)]
+    # THEN the file is left as it is (an older pageowner may still be adding to it)
+    assert path.read_bytes() == before
+    # WHEN a writer (watch) opens it and adds a snapshot with an uptime
+    with Store.open(str(path), create=True) as store:
         assert store.schema_version == SCHEMA_VERSION
         store.add_snapshot(120.0, "show_stacks", _samples([1]), bytes_read=10,
                            read_seconds=0.5, uptime=3600.5)
@@ -177,8 +183,8 @@ def test_a_read_only_version_1_store_is_still_read(tmp_path: Path,
         return original(f"file:{database}?mode=ro", uri=True, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sqlite3, "connect", read_only)
-    # WHEN it is opened
-    with Store.open(str(path)) as store:
+    # WHEN it is opened by a writer
+    with Store.open(str(path), create=True) as store:
         snapshots = store.snapshots()
     # THEN its snapshots read, without uptimes, and the file is as it was
     assert [(s.taken_at, s.uptime) for s in snapshots] == [(60.0, None)]

@@ -118,7 +118,10 @@ class Store:
 
     @classmethod
     def open(cls, path: str, *, create: bool = False) -> Store:
-        """Open a store, creating it when `create` is set and the file does not exist."""
+        """Open a store, creating it when `create` is set and the file does not exist.
+
+        `create` also says the store will be written (watch); without it, it is only read.
+        """
         exists = os.path.exists(path)
         fresh = not exists or (os.path.isfile(path) and os.path.getsize(path) == 0)
         if not exists and not create:
@@ -136,7 +139,7 @@ class Store:
             raise StateError(f"{path}: cannot open the store: {exc}") from None
         store = cls(path, connection)
         try:
-            store._prepare(create=fresh)
+            store._prepare(create=fresh, writing=create)
         except (sqlite3.DatabaseError, StateError) as exc:
             connection.close()
             if fresh:
@@ -146,8 +149,12 @@ class Store:
             raise StateError(f"{path}: not a pageowner store ({exc})") from None
         return store
 
-    def _prepare(self, *, create: bool) -> None:
-        """Set durability pragmas; create the schema in a new file, else check its version."""
+    def _prepare(self, *, create: bool, writing: bool) -> None:
+        """Set durability pragmas; create the schema in a new file, else check its version.
+
+        A version 1 store is upgraded only by a writer (watch): a reader (trend) leaves
+        the file as it is, so an older pageowner can go on adding to it.
+        """
         db = self._db
         db.execute("PRAGMA foreign_keys = ON")
         if create:
@@ -168,7 +175,10 @@ class Store:
         if application != _APPLICATION or not set(_TABLES) <= tables:
             raise StateError(f"{self.path}: an SQLite database, but not a pageowner watch store")
         if version == 1:
-            self._upgrade_from_1()
+            if writing:
+                self._upgrade_from_1()
+            else:
+                self._uptime_column = "NULL"
         elif version != SCHEMA_VERSION:
             newer = "a newer" if version > SCHEMA_VERSION else "an older"
             raise StateError(
