@@ -192,12 +192,17 @@ class ScriptedSeries:
     handles: dict[Stack, int] = dataclasses.field(default_factory=dict)
     step: int = 0
     uptimes: Sequence[str] | None = None  # /proc/uptime's text at each snapshot, if any
+    boot_ids: Sequence[str] | None = None  # /proc/sys/kernel/random/boot_id's, if any
 
     def write(self, index: int) -> None:
         """Lay out snapshot `index` under debugfs (and its /proc/uptime when scripted)."""
         counts = self.counts[index]
         if self.uptimes is not None:
             (self.machine.root / "proc/uptime").write_text(self.uptimes[index])
+        if self.boot_ids is not None:
+            path = self.machine.root / "proc/sys/kernel/random/boot_id"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.boot_ids[index] + "\n")
         self.machine.write("page_owner", dump_text(counts) if self.mode == "page_owner" else b"")
         if self.mode == "show_stacks":
             self.machine.write("page_owner_stacks/show_stacks", show_stacks_text(counts))

@@ -82,7 +82,7 @@ def test_a_kill_mid_transaction_is_rolled_back(tmp_path: Path) -> None:
         "import os, sqlite3\n"
         f"db = sqlite3.connect({path!r}, isolation_level=None)\n"
         "db.execute('BEGIN')\n"
-        "db.execute(\"INSERT INTO snapshots VALUES (1, 0, 'show_stacks', 0, 0, 0, 0, NULL)\")\n"
+        "db.execute(\"INSERT INTO snapshots VALUES (1, 0, 'show_stacks', 0, 0, 0, 0, NULL, NULL)\")\n"
         "os._exit(9)\n"
     )], check=False)  # fmt: skip
     assert killed.returncode == 9
@@ -143,6 +143,7 @@ def _version_1_store(path: Path) -> None:
     Store.open(str(path), create=True).close()
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE snapshots DROP COLUMN uptime")
+    db.execute("ALTER TABLE snapshots DROP COLUMN boot_id")
     db.execute("INSERT INTO snapshots (taken_at, source, bytes_read, read_seconds, nr_stacks,"
                " nr_base_pages) VALUES (60, 'show_stacks', 10, 0.5, 0, 0)")
     db.execute("PRAGMA user_version = 1")
@@ -164,10 +165,11 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_snapshots(tmp_path: Path) -
     with Store.open(str(path), create=True) as store:
         assert store.schema_version == SCHEMA_VERSION
         store.add_snapshot(120.0, "show_stacks", _samples([1]), bytes_read=10,
-                           read_seconds=0.5, uptime=3600.5)
+                           read_seconds=0.5, uptime=3600.5, boot_id="b00t")
         snapshots = store.snapshots()
-    # THEN the old snapshot has no uptime, the new one has its own
-    assert [(s.taken_at, s.uptime) for s in snapshots] == [(60.0, None), (120.0, 3600.5)]
+    # THEN the old snapshot has no uptime, the new one has its own, and its boot's id
+    assert [(s.taken_at, s.uptime, s.boot_id) for s in snapshots] == [
+        (60.0, None, None), (120.0, 3600.5, "b00t")]
 
 
 def test_a_read_only_version_1_store_is_still_read(tmp_path: Path,

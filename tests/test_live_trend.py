@@ -181,11 +181,16 @@ def test_check_raises_threshold_exceeded(tmp_path: Path) -> None:
     assert caught.value.exit_code == 3
 
 
-def _watched_with_uptimes(tmp_path: Path, uptimes: list[str]) -> tuple[str, int]:
+BOOT_A = "9f922574-b216-49cd-b418-2835c4c8c71e"
+BOOT_B = "0b1d2c3e-4f50-4617-8829-3a4b5c6d7e8f"
+
+
+def _watched_with_uptimes(tmp_path: Path, uptimes: list[str],
+                          boot_ids: list[str] | None = None) -> tuple[str, int]:
     """Watch a 40 pages/step leak a minute apart, /proc/uptime scripted; return the store."""
     series, _ = leak_and_noise(len(uptimes))
     machine = FakeMachine(tmp_path / "host")
-    script = ScriptedSeries(machine, series, uptimes=uptimes)
+    script = ScriptedSeries(machine, series, uptimes=uptimes, boot_ids=boot_ids)
     store = str(tmp_path / "s.db")
     watch(store, host=machine.host, interval=60, count=len(series), clock=script.clock())
     return store, 40
@@ -195,7 +200,7 @@ def test_growth_is_measured_on_the_machines_uptime(tmp_path: Path) -> None:
     # GIVEN snapshots a minute apart on the watch's clock, while the machine's uptime moves
     # two minutes between them (a simulated machine, or a watch clock stepped by NTP)
     uptimes = [f"{5000 + 120 * i}.25 {900 + i}.00\n" for i in range(8)]
-    store, per_step = _watched_with_uptimes(tmp_path, uptimes)
+    store, per_step = _watched_with_uptimes(tmp_path, uptimes, [BOOT_A] * 8)
     # WHEN ranked
     report = analyze_store(store)
     # THEN each snapshot kept the machine's uptime, and the slope is per minute of it
@@ -215,11 +220,17 @@ def test_growth_is_measured_on_the_machines_uptime(tmp_path: Path) -> None:
     ("a reboot halfway", [f"{5000 + 120 * i}.00 0.00\n" for i in range(4)]
      + [f"{30 + 120 * i}.00 0.00\n" for i in range(4)]),
     ("an unreadable uptime", [f"{5000 + 120 * i}.00 0.00\n" for i in range(7)] + ["soon\n"]),
+    # Watched soon after boot, then rebooted and up longer than that when watched again:
+    # uptime still rises, only the boot_id tells.
+    ("a reboot uptime hides", [f"{60 + 60 * i}.00 0.00\n" for i in range(4)]
+     + [f"{900 + 60 * i}.00 0.00\n" for i in range(4)]),
 ])
 def test_without_a_steady_uptime_the_watch_clock_is_used(tmp_path: Path, case: str,
                                                          uptimes: list[str]) -> None:
-    # GIVEN snapshots whose uptimes go back (a reboot) or are missing at one snapshot
-    store, per_step = _watched_with_uptimes(tmp_path, uptimes)
+    # GIVEN snapshots whose uptimes go back (a reboot) or are missing at one snapshot, or
+    # whose boot_id changes halfway
+    boot_ids = [BOOT_A] * 4 + [BOOT_B if case == "a reboot uptime hides" else BOOT_A] * 4
+    store, per_step = _watched_with_uptimes(tmp_path, uptimes, boot_ids)
     # WHEN ranked
     report = analyze_store(store)
     # THEN the watch's own clock measures the growth: a minute a snapshot
@@ -227,6 +238,7 @@ def test_without_a_steady_uptime_the_watch_clock_is_used(tmp_path: Path, case: s
     assert report.minutes == tuple(float(i) for i in range(8))
     assert report.stacks[0].slope == pytest.approx(per_step)
     assert (report.uptimes[-1] is None) == (case == "an unreadable uptime")
+    assert report.boot_ids == tuple(boot_ids)
 
 
 def test_json_report_golden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,13 @@ def test_proc_tree_describes_the_simulated_kernel(machine: Path, tmp_path: Path)
     seconds, centis = divmod(clock_ns // 10**7, 100)
     assert (proc / "uptime").read_text() == f"{seconds}.{centis:02d} 0.00\n"
     assert clock_ns > 10**9
+    # AND boot_id is a version 4 UUID, the same each time the trees are laid out (one boot)
+    boot_id = (proc / "sys" / "kernel" / "random" / "boot_id").read_text()
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n",
+                        boot_id)
+    again = tmp_path / "again"
+    assert invoke("dump", "--proc-tree", str(again), state=machine).exit_code == 0
+    assert (again / "sys" / "kernel" / "random" / "boot_id").read_text() == boot_id
 
 
 def test_trees_exclude_output_options(machine: Path, tmp_path: Path) -> None:

@@ -67,6 +67,11 @@ class HostPaths:
         return os.path.join(self.proc, "uptime")
 
     @property
+    def boot_id(self) -> str:
+        """Return the path of /proc/sys/kernel/random/boot_id."""
+        return os.path.join(self.proc, "sys", "kernel", "random", "boot_id")
+
+    @property
     def hostname(self) -> str:
         """Return the path of /proc/sys/kernel/hostname."""
         return os.path.join(self.proc, "sys", "kernel", "hostname")
@@ -127,6 +132,13 @@ class Host:
     def uptime(self) -> float | None:
         """Return seconds since boot from /proc/uptime, or None when it cannot be read."""
         return parse_uptime(_read_text(self.paths.uptime) or "")
+
+    def boot_id(self) -> str | None:
+        """Return the random id the kernel draws at each boot, or None when unreadable."""
+        text = _read_text(self.paths.boot_id)
+        if text is None or not text.strip():
+            return None
+        return text.strip()
 
     def kernel_config(self) -> tuple[str, str] | None:
         """Return (path, text) of the first readable kernel config, or None."""

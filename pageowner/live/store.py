@@ -25,7 +25,7 @@ __all__ = [
     "stack_digest",
 ]
 
-# Version 2 added snapshots.uptime; a version 1 store is upgraded in place when opened.
+# Version 2 added snapshots.uptime and boot_id; watch upgrades a version 1 store in place.
 SCHEMA_VERSION = 2
 _APPLICATION = "pageowner-watch"
 
@@ -48,7 +48,8 @@ CREATE TABLE snapshots (
     read_seconds REAL NOT NULL,
     nr_stacks INTEGER NOT NULL,
     nr_base_pages INTEGER NOT NULL,
-    uptime REAL                   -- the watched machine's /proc/uptime (NULL: unreadable)
+    uptime REAL,                  -- the watched machine's /proc/uptime (NULL: unreadable)
+    boot_id TEXT                  -- its /proc/sys/kernel/random/boot_id (NULL: unreadable)
 );
 CREATE TABLE samples (
     snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
@@ -94,6 +95,7 @@ class SnapshotRow:
     nr_stacks: int
     nr_base_pages: int
     uptime: float | None = None
+    boot_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ class Store:
         self._stack_ids: dict[str, int] = {}
         # Frames -> id, so a stack seen in earlier snapshots costs one dict lookup.
         self._ids_by_frames: dict[tuple[str, ...], int] = {}
-        self._uptime_column = "uptime"  # "NULL" in a version 1 store that cannot be upgraded
+        # "NULL, NULL" in a version 1 store that is only read (or cannot be upgraded).
+        self._clock_columns = "uptime, boot_id"
 
     @classmethod
     def open(cls, path: str, *, create: bool = False) -> Store:
@@ -178,7 +181,7 @@ class Store:
             if writing:
                 self._upgrade_from_1()
             else:
-                self._uptime_column = "NULL"
+                self._clock_columns = "NULL, NULL"
         elif version != SCHEMA_VERSION:
             newer = "a newer" if version > SCHEMA_VERSION else "an older"
             raise StateError(
@@ -195,9 +198,10 @@ class Store:
         try:
             with self._transaction():
                 self._db.execute("ALTER TABLE snapshots ADD COLUMN uptime REAL")
+                self._db.execute("ALTER TABLE snapshots ADD COLUMN boot_id TEXT")
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.OperationalError:
-            self._uptime_column = "NULL"
+            self._clock_columns = "NULL, NULL"
 
     def _transaction(self) -> _Transaction:
         """Return a context manager running its body as one transaction."""
@@ -254,6 +258,7 @@ class Store:
         bytes_read: int,
         read_seconds: float,
         uptime: float | None = None,
+        boot_id: str | None = None,
     ) -> int:
         """Store one snapshot and the stacks it introduces, atomically; return its id."""
         samples = list(samples)
@@ -264,9 +269,9 @@ class Store:
                 pages_by_stack[stack_id] = pages_by_stack.get(stack_id, 0) + sample.nr_base_pages
             cursor = self._db.execute(
                 "INSERT INTO snapshots (taken_at, source, bytes_read, read_seconds, nr_stacks,"
-                " nr_base_pages, uptime) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " nr_base_pages, uptime, boot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (taken_at, source, bytes_read, read_seconds, len(pages_by_stack),
-                 sum(pages_by_stack.values()), uptime),
+                 sum(pages_by_stack.values()), uptime, boot_id),
             )  # fmt: skip
             snapshot_id = int(cursor.lastrowid or 0)
             self._db.executemany(
@@ -309,7 +314,7 @@ class Store:
         with self._guard():
             rows = self._db.execute(
                 "SELECT id, taken_at, source, bytes_read, read_seconds, nr_stacks,"
-                f" nr_base_pages, {self._uptime_column} FROM snapshots ORDER BY taken_at, id"
+                f" nr_base_pages, {self._clock_columns} FROM snapshots ORDER BY taken_at, id"
             )
             return [SnapshotRow(*row) for row in rows]
 

@@ -140,16 +140,17 @@ class TrendReport:
     stacks: tuple[StackTrend, ...]  # ranked: steady growth first, then by slope * R^2
     options: TrendOptions = field(default_factory=TrendOptions)
     uptimes: tuple[float | None, ...] = ()  # the machine's /proc/uptime at each snapshot
+    boot_ids: tuple[str | None, ...] = ()  # and its boot_id
 
     @property
     def clock(self) -> str:
         """Name the clock the slopes are measured on: "uptime" or "watch" (see choose_axis)."""
-        return choose_axis(self.times, self.uptimes)[0]
+        return choose_axis(self.times, self.uptimes, self.boot_ids)[0]
 
     @property
     def minutes(self) -> tuple[float, ...]:
         """Return each snapshot's time in minutes since the first, on the report's clock."""
-        axis = choose_axis(self.times, self.uptimes)[1]
+        axis = choose_axis(self.times, self.uptimes, self.boot_ids)[1]
         start = axis[0] if axis else 0.0
         return tuple((t - start) / 60.0 for t in axis)
 
@@ -189,10 +190,12 @@ class TrendReport:
 
 
 def choose_axis(
-    times: Sequence[float], uptimes: Sequence[float | None]
-) -> tuple[str, tuple[float, ...]]:
-    """Pick the clock to measure growth on: the machine's uptime when every snapshot has it
-    and it only moves forward (no reboot within the series), else the watch's own clock.
+    times: Sequence[float], uptimes: Sequence[float | None],
+    boot_ids: Sequence[str | None] = (),
+) -> tuple[str, tuple[float, ...]]:  # fmt: skip
+    """Pick the clock to measure growth on: the machine's uptime when every snapshot has it,
+    all within one boot (the same boot_id where known) and only moving forward; else the
+    watch's own clock.
 
     Uptime (CLOCK_BOOTTIME) is not stepped by NTP, and a simulated machine's uptime is its
     simulated time, so a walk-through gives the same slopes on every run.
@@ -203,6 +206,8 @@ def choose_axis(
     'watch'
     """
     known = [u for u in uptimes if u is not None]
+    if len({boot for boot in boot_ids if boot is not None}) > 1:  # a reboot in the series
+        return "watch", tuple(times)
     if times and len(known) == len(times) and all(
         later >= earlier for earlier, later in itertools.pairwise(known)
     ) and (len(known) == 1 or known[-1] > known[0]):
@@ -253,6 +258,7 @@ def analyze_store(path: str, options: TrendOptions | None = None) -> TrendReport
         meta = store.meta()
     times = tuple(row.taken_at for row in snapshots)
     uptimes = tuple(row.uptime for row in snapshots)
+    boot_ids = tuple(row.boot_id for row in snapshots)
     frames = {stack_id: row.frames for stack_id, row in stacks.items()}
-    ranked = analyze_series(choose_axis(times, uptimes)[1], series, frames, options)
-    return TrendReport(path, meta, times, ranked, options, uptimes)
+    ranked = analyze_series(choose_axis(times, uptimes, boot_ids)[1], series, frames, options)
+    return TrendReport(path, meta, times, ranked, options, uptimes, boot_ids)

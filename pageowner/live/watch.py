@@ -333,13 +333,13 @@ def watch(
             taken_at = clock.time()
             # The machine's own clock too: trend prefers it (NTP steps and a simulated
             # machine's time do not move the watch's clock alike).
-            uptime = host.uptime()
+            uptime, boot_id = host.uptime(), host.boot_id()
             start = clock.monotonic()
             reading = read()
             store.add_snapshot(taken_at, kind.value, reading.samples,
                                bytes_read=reading.bytes_read,
                                read_seconds=clock.monotonic() - start,
-                               uptime=uptime)  # fmt: skip
+                               uptime=uptime, boot_id=boot_id)  # fmt: skip
             cost = SnapshotCost(
                 index=len(costs) + 1,
                 taken_at=taken_at,

@@ -134,6 +134,7 @@ def trend_json(report: TrendReport) -> dict[str, object]:
         "times": list(report.times),
         "clock": report.clock,
         "uptimes": list(report.uptimes),
+        "boot_ids": list(report.boot_ids),
         "criteria": {
             "min_r2": options.min_r2,
             "min_rising_share": options.min_rising,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -31,6 +33,7 @@ from pageowner.tables import LETTER_FLAGS, MIGRATETYPE_NUMBERS_3_19, decode_flag
 __all__ = [
     "DEBUGFS",
     "STACKS_FILES",
+    "boot_id_of",
     "check_file",
     "iter_stack_counts",
     "stacks_file_text",
@@ -329,6 +332,17 @@ def release_of(machine: Machine) -> str:
     return f"{machine.version}.0-pageowner-sim"
 
 
+def boot_id_of(machine: Machine) -> str:
+    """Return the machine's boot_id: a version 4 UUID, drawn from its seed and boot options.
+
+    The kernel draws a random one at each boot; ours is derived so that a machine booted
+    again the same way has the same one (its uptime starting over still shows the reboot).
+    """
+    facts = f"{machine.seed}/{machine.kernel}/{machine.mem_bytes}/{machine.params.cmdline}"
+    digest = hashlib.sha256(facts.encode("utf-8", "surrogateescape")).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
 def uptime_text(machine: Machine) -> str:
     """Return /proc/uptime on the simulated clock ("%lu.%02lu %lu.%02lu"; no idle time kept).
 
@@ -345,7 +359,7 @@ def write_proc_tree(machine: Machine, directory: str) -> list[str]:
     """Lay out the /proc files capture and watch read (cmdline, osrelease, hostname...)."""
     root = Path(directory)
     try:
-        (root / "sys" / "kernel").mkdir(parents=True, exist_ok=True)
+        (root / "sys" / "kernel" / "random").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{directory}: cannot create directory: {exc.strerror}") from None
     files = {
@@ -353,6 +367,7 @@ def write_proc_tree(machine: Machine, directory: str) -> list[str]:
         root / "sys" / "kernel" / "osrelease": encode(release_of(machine) + "\n"),
         # No init ever sets it: the kernel's default node name (UTS_NODENAME).
         root / "sys" / "kernel" / "hostname": b"(none)\n",
+        root / "sys" / "kernel" / "random" / "boot_id": encode(boot_id_of(machine) + "\n"),
         root / "config.gz": gzip.compress(("\n".join(_CONFIG) + "\n").encode(), mtime=0),
         root / "uptime": encode(uptime_text(machine)),
     }
