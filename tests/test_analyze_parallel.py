@@ -77,12 +77,10 @@ def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 Run = Callable[[list[str]], tuple[int, str, str, int]]
 
 
-@pytest.fixture()
-def run(monkeypatch: pytest.MonkeyPatch) -> Run:
-    """Run a command line; return its status, stdout, stderr and the processes it forked."""
-    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+def _count_forks(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[], bytes]]:
+    """Let the commands fork on this machine too; return the list each fork is added to."""
     monkeypatch.setattr(parallel, "parallel_available", lambda: True)
-    forks = []
+    forks: list[Callable[[], bytes]] = []
     start = parallel.ForkedCall.start
 
     def counting_start(work: Callable[[], bytes]) -> parallel.ForkedCall:
@@ -90,6 +88,14 @@ def run(monkeypatch: pytest.MonkeyPatch) -> Run:
         return start(work)
 
     monkeypatch.setattr(parallel.ForkedCall, "start", counting_start)
+    return forks
+
+
+@pytest.fixture()
+def run(monkeypatch: pytest.MonkeyPatch) -> Run:
+    """Run a command line; return its status, stdout, stderr and the processes it forked."""
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+    forks = _count_forks(monkeypatch)
 
     def invoke(args: list[str]) -> tuple[int, str, str, int]:
         forks.clear()
@@ -216,15 +222,7 @@ def test_real_threshold_splits_a_big_file(
     # GIVEN the 18 MB real 6.12 dump, above the threshold users get
     path = plain_fixture("real/6.12.117-work.page_owner.txt.xz")
     assert path.stat().st_size >= parallel.MIN_PARALLEL_BYTES
-    monkeypatch.setattr(parallel, "parallel_available", lambda: True)
-    forks = []
-    start = parallel.ForkedCall.start
-
-    def counting_start(work: Callable[[], bytes]) -> parallel.ForkedCall:
-        forks.append(work)
-        return start(work)
-
-    monkeypatch.setattr(parallel.ForkedCall, "start", counting_start)
+    forks = _count_forks(monkeypatch)
     # WHEN top reads it with the default jobs and with one
     two = CliRunner().invoke(cli, ["top", str(path), "--by", "caller"])
     one = CliRunner().invoke(cli, ["top", str(path), "--by", "caller", "-j", "1"])

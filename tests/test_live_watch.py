@@ -22,10 +22,10 @@ from pageowner.live.watch import (
     choose_source,
     group_dump_by_stack,
     iter_stack_blocks,
-    parse_duration,
     watch,
 )
 from pageowner.stacksfile import iter_stack_counts
+from pageowner.units import parse_duration
 from tests.live_trees import (
     FakeMachine,
     ScriptedSeries,

@@ -15,10 +15,11 @@ from pageowner.fileio import atomic_output
 from pageowner.live.capture import capture
 from pageowner.live.host import DEFAULT_DEBUGFS, Host, HostPaths
 from pageowner.live.trend import TrendOptions, analyze_store
-from pageowner.live.watch import SnapshotKind, parse_duration, watch
+from pageowner.live.watch import SnapshotKind, watch
 from pageowner.report.live import describe_capture, describe_snapshot, describe_watch
 from pageowner.report.progress import Progress
 from pageowner.report.trend import RENDERERS
+from pageowner.units import parse_duration
 
 _DEBUGFS_HELP = "Where debugfs is mounted (or a tree laid out like it)."
 

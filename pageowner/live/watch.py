@@ -21,7 +21,6 @@ from pageowner.live.host import Host
 from pageowner.live.store import StackSample, Store
 from pageowner.model import Frame
 from pageowner.stacksfile import parse_stack_block
-from pageowner.units import parse_duration
 
 __all__ = [
     "Reading",
@@ -33,7 +32,6 @@ __all__ = [
     "group_dump_by_stack",
     "iter_stack_blocks",
     "make_reader",
-    "parse_duration",
     "watch",
 ]
 
