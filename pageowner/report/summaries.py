@@ -91,24 +91,13 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
         Column("%", "percent", show=_pct),
         Column("times" if result.kind is InputKind.DUMP else "stacks", "times"),
     ]
-    main_caller = result.by not in ("stack", "caller")
-    if stack_key:
-        columns.append(Column("stack (first frames outside the allocator)", "caller", "left"))
-    else:
-        columns.insert(1, Column(result.by, result.by, "left"))
-    if main_caller:
-        columns.append(Column("main caller", "caller", "left"))
+    _add_group_columns(columns, result.by, at=1)
     rows = []
     for entry in result.entries:
         row: list[Any] = [entry.rank, entry.pages, entry.pages * page_size, entry.percent,
                           entry.times]  # fmt: skip
-        if stack_key:
-            row.append(_chain(entry.stack, entry.caller, depth))
-        else:
-            row.insert(1, entry.label)
-        if main_caller:
-            row.append(entry.caller)
-        rows.append(tuple(row))
+        rows.append(_with_group_cells(row, result.by, 1, entry.label, entry.stack, entry.caller,
+                                      depth))  # fmt: skip
     details: list[str] = []
     if stacks and stack_key:
         for entry in result.entries:
@@ -143,6 +132,28 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
     return Report(header, (table,), document, details=tuple(details))
 
 
+def _add_group_columns(columns: list[Column], by: str, at: int) -> None:
+    """Add what names a group: its stack, or its key at `at` (then also its main caller)."""
+    if by == "stack":
+        columns.append(Column("stack (first frames outside the allocator)", "caller", "left"))
+    else:
+        columns.insert(at, Column(by, by, "left"))
+    if by not in ("stack", "caller"):
+        columns.append(Column("main caller", "caller", "left"))
+
+
+def _with_group_cells(row: list[Any], by: str, at: int, label: str, stack: tuple[str, ...],
+                      caller: str, depth: int) -> tuple[Any, ...]:  # fmt: skip
+    """Add the cells of `_add_group_columns` to a row."""
+    if by == "stack":
+        row.append(_chain(stack, caller, depth))
+    else:
+        row.insert(at, label)
+    if by not in ("stack", "caller"):
+        row.append(caller)
+    return tuple(row)
+
+
 def _chain(stack: tuple[str, ...], caller: str, depth: int) -> str:
     """Show the caller and the frames above it, `depth` frames (0: all)."""
     if caller not in stack:
@@ -175,24 +186,13 @@ def diff_report(result: DiffResult, page_size: int, depth: int = 3,
         Column("after", "after_pages"),
         Column("growth", "percent", show=_signed_pct),
     ]
-    main_caller = result.by not in ("stack", "caller")
-    if stack_key:
-        columns.append(Column("stack (first frames outside the allocator)", "caller", "left"))
-    else:
-        columns.insert(2, Column(result.by, result.by, "left"))
-    if main_caller:
-        columns.append(Column("main caller", "caller", "left"))
+    _add_group_columns(columns, result.by, at=2)
     rows = []
     for entry in result.entries:
         row: list[Any] = [entry.rank, entry.change.value, entry.delta, entry.delta * page_size,
                           entry.before_pages, entry.after_pages, entry.percent]  # fmt: skip
-        if stack_key:
-            row.append(_chain(entry.stack, entry.caller, depth))
-        else:
-            row.insert(2, entry.label)
-        if main_caller:
-            row.append(entry.caller)
-        rows.append(tuple(row))
+        rows.append(_with_group_cells(row, result.by, 2, entry.label, entry.stack, entry.caller,
+                                      depth))  # fmt: skip
     notes = []
     if result.unchanged or result.hidden:
         notes.append(
