@@ -1,0 +1,1 @@
+"""Aggregation over records, and one module per analysis command."""

@@ -1,0 +1,1 @@
+"""What the kernel prints, as data: versions, flag and name tables, allocator frames."""

@@ -1,0 +1,1 @@
+"""The page_owner_sort engine: options and keys, scanning and grouping, ordering, rendering."""
