@@ -57,8 +57,8 @@ def _child(argv: list[str]) -> None:
     """Run one command in this process; print its wall time and peak RSS as JSON."""
     start = time.perf_counter()
     if argv[0] == "parse":
-        from pageowner.dumpfile import DumpReader
-        from pageowner.fileio import open_input
+        from pageowner.dump.dumpfile import DumpReader
+        from pageowner.dump.fileio import open_input
 
         with open_input(argv[1]) as source:
             for _ in DumpReader(source.lines(), source.name):

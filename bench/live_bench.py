@@ -27,13 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pageowner.dumpfile import format_frame  # noqa: E402
+from pageowner.dump.dumpfile import format_frame  # noqa: E402
+from pageowner.dump.stacksfile import iter_stack_counts  # noqa: E402
 from pageowner.live.capture import capture, copy_records  # noqa: E402
 from pageowner.live.host import Host, HostPaths  # noqa: E402
 from pageowner.live.store import StackSample, Store  # noqa: E402
 from pageowner.live.trend import analyze_store  # noqa: E402
 from pageowner.live.watch import SnapshotKind, make_reader  # noqa: E402
-from pageowner.stacksfile import iter_stack_counts  # noqa: E402
 
 REAL = ROOT / "fixtures" / "real"
 REPEAT = int(os.environ.get("LIVE_BENCH_REPEAT", "8"))

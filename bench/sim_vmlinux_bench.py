@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pageowner.dumpfile import parse_frame  # noqa: E402
+from pageowner.dump.dumpfile import parse_frame  # noqa: E402
 from pageowner.sim.stacks import TOP_CALLEES  # noqa: E402
-from pageowner.symbols import ElfSymbolTable, call_sites, tail_calls  # noqa: E402
+from pageowner.symbols.elf import ElfSymbolTable, call_sites, tail_calls  # noqa: E402
 
 REPEATS = 3
 # Retpoline thunks: with CONFIG_RETPOLINE an indirect call is `call __x86_indirect_thunk_REG`

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pageowner.symbols import ElfSymbolTable  # noqa: E402
+from pageowner.symbols.elf import ElfSymbolTable  # noqa: E402
 
 FIXTURE = ROOT / "fixtures/real/6.1.192-work1g.page_owner.txt.xz"
 REPEATS = 3

@@ -1,8 +1,8 @@
 """What the fuzzers check: one input, every reader, and the promises that must hold for it.
 
-`check_dump(data)` feeds one byte string to the typed reader (`pageowner.dumpfile`:
+`check_dump(data)` feeds one byte string to the typed reader (`pageowner.dump.dumpfile`:
 `iter_blocks`, `iter_blocks_read`, `parse_block` through `DumpReader`, lenient and strict),
-to the sort engine's scanner (`pageowner.posort.SortEngine.feed_stream`, whole and in small
+to the sort engine's scanner (`pageowner.sort.engine.SortEngine.feed_stream`, whole and in small
 reads) and to the show_stacks reader, and raises AssertionError when a promise breaks. Any
 exception other than the library's own `ParseError` where one is allowed is a crash.
 Both drivers in fuzz/run.py (atheris, or our own mutator) call it.
@@ -13,20 +13,20 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
-from pageowner.analysis import GROUP_KEYS, Sample, allocator_bits, node_of, zone_of
-from pageowner.dumpfile import (
+from pageowner.analyze.analysis import GROUP_KEYS, Sample, allocator_bits, node_of, zone_of
+from pageowner.dump.dumpfile import (
     DumpReader,
     format_record,
     iter_blocks,
     iter_blocks_read,
     parse_block,
 )
+from pageowner.dump.fileio import iter_lines
+from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.errors import ParseError
-from pageowner.fileio import iter_lines
-from pageowner.frames import StackInterner
+from pageowner.kernel.frames import StackInterner
 from pageowner.model import PageRecord
-from pageowner.posort import SortEngine, SortOptions, build_options, render_groups
-from pageowner.stacksfile import iter_stack_counts
+from pageowner.sort.engine import SortEngine, SortOptions, build_options, render_groups
 
 __all__ = ["SORT_MODES", "check_dump"]
 

@@ -1,7 +1,7 @@
 """The end-to-end demo: boot a simulated machine, run a workload mix, dump it, sort it.
 
 It sits above both the simulator (pageowner.sim) and the page_owner_sort engine
-(pageowner.posort), which do not know about each other; `pageowner demo` calls `demo`.
+(pageowner.sort.engine), which do not know about each other; `pageowner demo` calls `demo`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pageowner.kernels import DEFAULT_VERSION
-from pageowner.posort import build_options, parse_cull_spec, sort_dump
+from pageowner.kernel.kernels import DEFAULT_VERSION
 from pageowner.sim.api import DEFAULT_MEM, DEFAULT_SEED, boot, dump, run
+from pageowner.sort.engine import build_options, parse_cull_spec, sort_dump
 
 __all__ = ["DEMO_WORKLOADS", "DemoResult", "demo"]
 

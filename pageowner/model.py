@@ -1,7 +1,7 @@
 """Typed records of page_owner data: frames, page flags, allocation records and stack counts.
 
 Everything here is a frozen, slotted dataclass or an enum, with no I/O. The reader in
-`pageowner.dumpfile` builds these from text and the writer prints them back in any era.
+`pageowner.dump.dumpfile` builds these from text and the writer prints them back in any era.
 """
 
 from __future__ import annotations

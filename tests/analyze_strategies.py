@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from pageowner.dumpfile import format_record
+from pageowner.dump.dumpfile import format_record
+from pageowner.kernel.tables import GFP_TABLES, decode_flags, gfp_migratetype
 from pageowner.model import (
     DumpFormat,
     Frame,
@@ -16,7 +17,6 @@ from pageowner.model import (
     PageRecord,
     PfnStyle,
 )
-from pageowner.tables import GFP_TABLES, decode_flags, gfp_migratetype
 
 # Real shapes of three eras: 6.7+ (hex PFN), 5.18-6.6 (tgid, free_ts) and 5.14 (no tgid).
 FORMATS = (

@@ -16,11 +16,11 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from pageowner.dumpfile import format_frame, format_record, iter_records
+from pageowner.dump.dumpfile import format_frame, format_record, iter_records
+from pageowner.dump.stacksfile import format_stack_count, iter_stack_counts
 from pageowner.live.clock import ManualClock
 from pageowner.live.host import Host, HostPaths
 from pageowner.model import PageRecord, StackCount
-from pageowner.stacksfile import format_stack_count, iter_stack_counts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REAL = FIXTURES / "real"
@@ -84,7 +84,7 @@ def show_stacks_handles_text(stacks: Mapping[int, Stack]) -> bytes:
 
 def _frames(stack: Stack) -> tuple:  # type: ignore[type-arg]
     """Parse frame lines back into frames for the writer."""
-    from pageowner.dumpfile import parse_frame
+    from pageowner.dump.dumpfile import parse_frame
 
     return tuple(parse_frame(line) for line in stack)
 

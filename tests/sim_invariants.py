@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 
-from pageowner.dumpfile import DumpReader
-from pageowner.fileio import iter_lines
+from pageowner.dump.dumpfile import DumpReader
+from pageowner.dump.fileio import iter_lines
 from pageowner.sim.buddy import MAX_ORDER, NO_ORDER, BuddyAllocator
 from pageowner.sim.dump import write_page_owner
 from pageowner.sim.machine import Machine

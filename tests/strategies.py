@@ -96,6 +96,7 @@ def sort_args(draw: st.DrawFn) -> list[str]:
 
 # --- typed records -------------------------------------------------------------------------
 
+from pageowner.kernel.tables import LETTER_FLAGS, MIGRATETYPE_NUMBERS_3_19  # noqa: E402
 from pageowner.model import (  # noqa: E402
     DumpFormat,
     Frame,
@@ -107,7 +108,6 @@ from pageowner.model import (  # noqa: E402
     PageRecord,
     PfnStyle,
 )
-from pageowner.tables import LETTER_FLAGS, MIGRATETYPE_NUMBERS_3_19  # noqa: E402
 
 SYMBOL = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,30}", fullmatch=True)
 LINE_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)

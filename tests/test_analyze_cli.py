@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pageowner.analyze.top import TopOptions, top_file
 from pageowner.report.summaries import render_report, top_report
-from pageowner.top import TopOptions, top_file
 from tests.analyze_support import CASES, REAL, REAL_DUMPS, SHOW_STACKS, fixture
 from tests.analyze_support import run as run_cli
 

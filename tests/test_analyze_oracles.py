@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from pageowner.diff import Change, DiffOptions, diff_files
-from pageowner.flame import FlameOptions, read_flame_data, speedscope_document
-from pageowner.frames import allocator_layer
+from pageowner.analyze.diff import Change, DiffOptions, diff_files
+from pageowner.analyze.flame import FlameOptions, read_flame_data, speedscope_document
+from pageowner.analyze.stats import stats_file
+from pageowner.analyze.top import TopOptions, top_file
+from pageowner.kernel.frames import allocator_layer
 from pageowner.model import Frame
-from pageowner.stats import stats_file
-from pageowner.top import TopOptions, top_file
 from tests.analyze_support import CASES, REAL, REAL_DUMPS, SHOW_STACKS, fixture
 from tests.analyze_support import run as run_cli
 
@@ -256,8 +256,8 @@ def test_shmem_pages_match_the_kernels_meminfo() -> None:
 @pytest.mark.parametrize("name", [REAL_DUMPS[2], REAL_DUMPS[3]])
 def test_x86_64_flags_layout_agrees_with_printed_node_and_zone(name: str) -> None:
     # GIVEN dumps whose %pGp prints node= and zone= (5.14+), from the fixtures' x86_64 config
-    from pageowner.analysis import FLAGS_LAYOUT_X86_64 as layout
-    from pageowner.analysis import open_samples
+    from pageowner.analyze.analysis import FLAGS_LAYOUT_X86_64 as layout
+    from pageowner.analyze.analysis import open_samples
 
     checked = 0
     with open_samples(str(REAL / name)) as stream:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pageowner import parallel
 from pageowner.cli import cli
+from pageowner.dump import parallel
 from tests.conftest import FIXTURES
 
 WORK = FIXTURES / "real/6.12.117-work.page_owner.txt.xz"

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pageowner.analysis import GROUP_KEYS
-from pageowner.diff import DiffOptions, diff_files
+from pageowner.analyze.analysis import GROUP_KEYS
+from pageowner.analyze.diff import DiffOptions, diff_files
 from tests.analyze_strategies import COMMS, dumps
 from tests.analyze_support import REAL, REAL_DUMPS, SHOW_STACKS, fixture
 from tests.analyze_support import run as run_cli

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pageowner.analysis import parse_page_size, zone_of
-from pageowner.dumpfile import format_record
+from pageowner.analyze.analysis import parse_page_size, zone_of
+from pageowner.analyze.frag import frag_file
+from pageowner.dump.dumpfile import format_record
 from pageowner.errors import SpecError
-from pageowner.frag import frag_file
-from pageowner.frames import StackInterner, allocator_layer, first_caller, normalize_function
+from pageowner.kernel.frames import StackInterner, allocator_layer, first_caller, normalize_function
 from pageowner.model import DumpFormat, Frame, MigrateType, PageFlags, PageRecord
 
 _M, _U, _R, _C = (MigrateType.MOVABLE, MigrateType.UNMOVABLE, MigrateType.RECLAIMABLE,
@@ -145,7 +145,7 @@ def test_bad_page_size(text: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["pageowner.frames", "pageowner.analysis", "pageowner.grep", "pageowner.posort",
+    ["pageowner.kernel.frames", "pageowner.analyze.analysis", "pageowner.analyze.grep", "pageowner.sort.engine",
      "pageowner.report.units"],
 )  # fmt: skip
 def test_doctests(module: str) -> None:

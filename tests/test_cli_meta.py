@@ -55,7 +55,7 @@ def test_sort_loads_no_heavy_module() -> None:
         "import sys; from pageowner.cli import main; "
         "main(['sort', '--help']); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('elftools', 'sqlite3', 'rich') or m in ('pageowner.analysis', 'pageowner.symbols')))"
+        "('elftools', 'sqlite3', 'rich') or m in ('pageowner.analyze.analysis', 'pageowner.symbols.elf')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from pageowner.dumpfile import (
+from pageowner.dump.dumpfile import (
     DumpReader,
     convert_record,
     encode,
@@ -18,7 +18,7 @@ from pageowner.dumpfile import (
     parse_block,
 )
 from pageowner.errors import ParseError
-from pageowner.kernels import KERNEL_VERSIONS, get_kernel
+from pageowner.kernel.kernels import KERNEL_VERSIONS, get_kernel
 from pageowner.model import Frame, FrameStyle, HeaderStyle, MemcgCharge, MigrateType, PfnStyle
 from tests.conftest import FIXTURES
 from tests.strategies import page_records

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import pageowner.fileio as fileio
+import pageowner.dump.fileio as fileio
 from pageowner.cli import cli
 from pageowner.errors import OutputError
 from pageowner.live.store import StackSample, Store

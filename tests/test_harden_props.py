@@ -19,9 +19,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from fuzz.targets import check_dump
-from pageowner.dumpfile import DumpReader, iter_blocks
-from pageowner.fileio import CrLfReader, iter_lines
-from pageowner.posort import SortEngine, SortOptions, build_options, render_groups
+from pageowner.dump.dumpfile import DumpReader, iter_blocks
+from pageowner.dump.fileio import CrLfReader, iter_lines
+from pageowner.sort.engine import SortEngine, SortOptions, build_options, render_groups
 from tests.strategies import dumps, sort_args
 from tests.test_sort_properties import REFERENCE, count_both_ways, options_of, report
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pageowner.cli import cli
-from pageowner.dumpfile import iter_records
+from pageowner.dump.dumpfile import iter_records
 from pageowner.errors import SpecError
 from pageowner.live.capture import capture, copy_records, stacks_output_path
 from pageowner.live.clock import ManualClock

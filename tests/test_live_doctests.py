@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
-    "pageowner.era",
+    "pageowner.dump.era",
     "pageowner.live.capture",
     "pageowner.live.clock",
     "pageowner.live.host",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pageowner.era import Era, detect_kernel, sniff_dump_format, version_from_release
+from pageowner.dump.era import Era, detect_kernel, sniff_dump_format, version_from_release
 from pageowner.errors import InputError
-from pageowner.kernels import dump_format_for
+from pageowner.kernel.kernels import dump_format_for
 from pageowner.live.capture import capture
 from pageowner.model import StacksFileKind
 from tests.live_trees import REAL, FakeMachine, real_bytes

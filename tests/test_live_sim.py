@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner
 
 from pageowner.cli import cli
-from pageowner.dumpfile import decode
-from pageowner.era import detect_kernel, sniff_dump_format
+from pageowner.dump.dumpfile import decode
+from pageowner.dump.era import detect_kernel, sniff_dump_format
 from pageowner.errors import ThresholdExceeded
-from pageowner.kernels import dump_format_for
+from pageowner.kernel.kernels import dump_format_for
 from pageowner.live.host import parse_uptime
 from pageowner.live.store import Store
 from pageowner.live.trend import TrendOptions, analyze_store

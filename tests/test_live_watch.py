@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from pageowner.cli import cli
-from pageowner.dumpfile import format_frame, iter_records
+from pageowner.dump.dumpfile import format_frame, iter_records
+from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.errors import ParseError, SpecError, StateError
 from pageowner.live.capture import RawFile, open_raw
 from pageowner.live.clock import ManualClock
@@ -24,7 +25,6 @@ from pageowner.live.watch import (
     iter_stack_blocks,
     watch,
 )
-from pageowner.stacksfile import iter_stack_counts
 from pageowner.units import parse_duration
 from tests.live_trees import (
     FakeMachine,

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from pageowner.dump.parallel import ForkedCall, WorkerError
 from pageowner.errors import InputError
-from pageowner.parallel import ForkedCall, WorkerError
 
 
 def test_a_result_travels_back() -> None:
@@ -71,7 +71,7 @@ def _alive(pid: int) -> bool:
 
 _SLOW_WORKER = (
     "import signal, sys, time\n"
-    "from pageowner.parallel import ForkedCall\n"
+    "from pageowner.dump.parallel import ForkedCall\n"
     "{setup}"
     "call = ForkedCall.start(lambda: (time.sleep(30), b'late')[1])\n"
     "print('started', flush=True)\n"

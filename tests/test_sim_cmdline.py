@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pageowner.errors import SpecError
-from pageowner.kernels import get_kernel
+from pageowner.kernel.kernels import get_kernel
 from pageowner.sim.cmdline import kstrtobool, memparse, next_arg, parse_cmdline, split_args
 
 # (command line, expected (param, value) pairs, expected text after "--")

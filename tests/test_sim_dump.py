@@ -8,13 +8,13 @@ import re
 
 import pytest
 
-from pageowner.dumpfile import format_record, iter_records
-from pageowner.kernels import KERNEL_VERSIONS, version_key
+from pageowner.dump.dumpfile import format_record, iter_records
+from pageowner.dump.stacksfile import iter_stack_counts as read_stack_counts
+from pageowner.kernel.kernels import KERNEL_VERSIONS, version_key
 from pageowner.model import PageRecord
 from pageowner.sim.dump import iter_stack_counts, stacks_file_text, write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
-from pageowner.stacksfile import iter_stack_counts as read_stack_counts
 
 # Workloads that reach every kind of line: migration (compaction, CMA), memcg and slab
 # lines, modules, THP, page cache, the leaking driver.

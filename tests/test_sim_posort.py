@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pageowner.posort import (
+from pageowner.sim.dump import write_page_owner
+from pageowner.sim.machine import Machine
+from pageowner.sim.workloads import run_workload
+from pageowner.sort.engine import (
     SHORT_SORT_FLAGS,
     build_options,
     parse_cull_spec,
@@ -23,9 +26,6 @@ from pageowner.posort import (
     parse_sort_spec,
     sort_dump,
 )
-from pageowner.sim.dump import write_page_owner
-from pageowner.sim.machine import Machine
-from pageowner.sim.workloads import run_workload
 
 POS612 = Path("/opt/posort/pos612")
 POS61 = Path("/opt/posort/pos61")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pageowner.posort import build_options, parse_cull_spec, sort_dump
+from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.sim.dump import stacks_file_text, write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import end_reader, run_workload
-from pageowner.stacksfile import iter_stack_counts
+from pageowner.sort.engine import build_options, parse_cull_spec, sort_dump
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 Group = tuple[int, tuple[str, ...]]

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import pageowner.posort as posort
-from pageowner.posort import (
+import pageowner.sort.engine as posort
+from pageowner.sort.engine import (
     SortEngine,
     SortOptions,
     build_options,

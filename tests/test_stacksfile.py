@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pageowner.errors import ParseError
-from pageowner.model import StackCount, StacksFileKind
-from pageowner.stacksfile import (
+from pageowner.dump.stacksfile import (
     format_stack_count,
     iter_stack_counts,
     sniff_kind,
     write_stack_counts,
 )
+from pageowner.errors import ParseError
+from pageowner.model import StackCount, StacksFileKind
 
 
 @pytest.mark.parametrize("name", ["6.12.117-boot.show_stacks.txt.xz", "6.12.117-work.show_stacks.txt.xz"])

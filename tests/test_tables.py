@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pageowner.kernels import dump_format_for, get_kernel
-from pageowner.model import HeaderStyle, PfnStyle
-from pageowner.tables import (
+from pageowner.kernel.kernels import dump_format_for, get_kernel
+from pageowner.kernel.tables import (
     GFP_TABLES,
     decode_flags,
     encode_flags,
     gfp_table_for,
     pageflag_table_for,
 )
+from pageowner.model import HeaderStyle, PfnStyle
 
 MASK = re.compile(rb"mask (0x[0-9a-f]+)\(([^)]*)\)")
 FLAGS = re.compile(rb"Flags (0x[0-9a-f]+)\(([^)]*)\)")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pageowner.dumpfile import iter_records
+from pageowner.dump.dumpfile import iter_records
 from pageowner.model import PageRecord
 
 ROOT = Path(__file__).resolve().parents[1]

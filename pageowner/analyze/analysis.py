@@ -2,7 +2,7 @@
 
 Every analysis command (top, diff, stats, frag, flame) reads its input here: a
 /sys/kernel/debug/page_owner dump through `DumpReader` (lenient: non-record blocks are
-skipped with a warning) or a `show_stacks` file through `pageowner.stacksfile`, sniffed from
+skipped with a warning) or a `show_stacks` file through `pageowner.dump.stacksfile`, sniffed from
 the first block. Each record or stack block becomes a `Sample`; `GROUP_KEYS` is the registry
 of `--by` keys, each a pair of functions (key and label) read by `group_samples`.
 """
@@ -19,8 +19,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from pageowner import parallel
-from pageowner.dumpfile import (
+from pageowner.dump import parallel
+from pageowner.dump.dumpfile import (
     HEADER_PREFIX,
     DumpReader,
     decode,
@@ -28,13 +28,13 @@ from pageowner.dumpfile import (
     format_record,
     iter_blocks,
 )
+from pageowner.dump.fileio import InputSource, line_body, open_input
+from pageowner.dump.stacksfile import parse_stack_block, sniff_kind
 from pageowner.errors import InputError, ParseError, SpecError
-from pageowner.fileio import InputSource, line_body, open_input
-from pageowner.frames import StackInfo, StackInterner
+from pageowner.kernel.frames import StackInfo, StackInterner
+from pageowner.kernel.tables import ZONE_NAMES
 from pageowner.model import Frame, PageRecord, StackCount, StacksFileKind
-from pageowner.posort import ALLOCATOR_LABELS, classify_block
-from pageowner.stacksfile import parse_stack_block, sniff_kind
-from pageowner.tables import ZONE_NAMES
+from pageowner.sort.engine import ALLOCATOR_LABELS, classify_block
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",

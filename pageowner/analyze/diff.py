@@ -12,7 +12,7 @@ import enum
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from pageowner.analysis import (
+from pageowner.analyze.analysis import (
     Group,
     GroupTable,
     InputKind,
@@ -23,7 +23,7 @@ from pageowner.analysis import (
     get_group_key,
 )
 from pageowner.errors import SpecError, ThresholdExceeded
-from pageowner.frames import StackInterner
+from pageowner.kernel.frames import StackInterner
 
 __all__ = [
     "Change",

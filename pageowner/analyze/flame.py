@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pageowner import __version__
-from pageowner.analysis import (
+from pageowner.analyze.analysis import (
     DEFAULT_PAGE_SIZE,
     InputKind,
     ProgressHandler,
@@ -24,7 +24,7 @@ from pageowner.analysis import (
     aggregate_file,
 )
 from pageowner.errors import SpecError
-from pageowner.frames import StackInfo, StackInterner, frame_label
+from pageowner.kernel.frames import StackInfo, StackInterner, frame_label
 
 __all__ = [
     "SPEEDSCOPE_SCHEMA",

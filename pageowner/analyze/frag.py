@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pageowner.analysis import (
+from pageowner.analyze.analysis import (
     ProgressHandler,
     Sample,
     SampleStream,
@@ -26,9 +26,9 @@ from pageowner.analysis import (
     zone_label,
     zone_of,
 )
-from pageowner.frames import StackInfo, StackInterner
+from pageowner.kernel.frames import StackInfo, StackInterner
+from pageowner.kernel.tables import MIGRATETYPE_NUMBERS
 from pageowner.model import MigrateType
-from pageowner.tables import MIGRATETYPE_NUMBERS
 
 __all__ = ["Culprit", "FragOptions", "FragResult", "ZoneFrag", "frag_file"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pageowner.analysis import (
+from pageowner.analyze.analysis import (
     InputKind,
     ProgressHandler,
     Sample,
@@ -23,14 +23,14 @@ from pageowner.analysis import (
     open_samples,
     zone_of,
 )
-from pageowner.dumpfile import encode, format_record
+from pageowner.dump.dumpfile import encode, format_record
+from pageowner.dump.fileio import atomic_output, check_output_path
+from pageowner.dump.stacksfile import format_stack_count
 from pageowner.errors import InputError, SpecError
-from pageowner.fileio import atomic_output, check_output_path
-from pageowner.frames import StackInfo
+from pageowner.kernel.frames import StackInfo
+from pageowner.kernel.tables import GFP_TABLES, ZONE_NAMES, FlagTable, decode_flags, encode_flags
 from pageowner.model import MigrateType, PageRecord
-from pageowner.posort import ALLOCATOR_LABELS, parse_int_list
-from pageowner.stacksfile import format_stack_count
-from pageowner.tables import GFP_TABLES, ZONE_NAMES, FlagTable, decode_flags, encode_flags
+from pageowner.sort.engine import ALLOCATOR_LABELS, parse_int_list
 from pageowner.units import parse_duration_range
 
 __all__ = [

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pageowner.analysis import (
+from pageowner.analyze.analysis import (
     InputKind,
     ProgressHandler,
     Sample,
@@ -25,7 +25,7 @@ from pageowner.analysis import (
     zone_label,
     zone_of,
 )
-from pageowner.frames import StackInterner
+from pageowner.kernel.frames import StackInterner
 from pageowner.model import HeaderStyle, PageRecord
 
 __all__ = ["BREAKDOWNS", "Breakdown", "StatsResult", "StatsRow", "StatsSection", "stats_file"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pageowner.analysis import (
+from pageowner.analyze.analysis import (
     GroupKey,
     GroupTable,
     InputKind,

@@ -12,14 +12,16 @@ from typing import Any
 
 import click
 
-from pageowner.analysis import DEFAULT_PAGE_SIZE, GROUP_KEYS, parse_page_size
+from pageowner.analyze.analysis import DEFAULT_PAGE_SIZE, GROUP_KEYS, parse_page_size
+from pageowner.analyze.diff import DiffOptions, check_growth, diff_files
+from pageowner.analyze.flame import FlameOptions, Weight, read_flame_data
+from pageowner.analyze.frag import FragOptions, frag_file
+from pageowner.analyze.grep import FILTERS, Selection, grep_file
+from pageowner.analyze.stats import stats_file
+from pageowner.analyze.top import TopOptions, top_file
 from pageowner.cli.base import SpecParam, cli
 from pageowner.cli.sort import WarningPrinter
-from pageowner.diff import DiffOptions, check_growth, diff_files
-from pageowner.fileio import check_output_path
-from pageowner.flame import FlameOptions, Weight, read_flame_data
-from pageowner.frag import FragOptions, frag_file
-from pageowner.grep import FILTERS, Selection, grep_file
+from pageowner.dump.fileio import check_output_path
 from pageowner.report.flamegraph import FLAME_FORMATS, render_flame
 from pageowner.report.output import is_terminal, text_output
 from pageowner.report.progress import Progress
@@ -32,8 +34,6 @@ from pageowner.report.summaries import (
     stats_report,
     top_report,
 )
-from pageowner.stats import stats_file
-from pageowner.top import TopOptions, top_file
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import click
 
 from pageowner.cli.base import SpecParam, cli, warn
-from pageowner.fileio import atomic_output
+from pageowner.dump.fileio import atomic_output
 from pageowner.live.capture import capture
 from pageowner.live.host import DEFAULT_DEBUGFS, Host, HostPaths
 from pageowner.live.trend import TrendOptions, analyze_store

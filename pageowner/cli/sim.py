@@ -11,7 +11,7 @@ import click
 from pageowner.cli.base import SpecParam, cli, warn
 from pageowner.demo import demo
 from pageowner.errors import SpecError
-from pageowner.kernels import DEFAULT_VERSION, KERNEL_VERSIONS
+from pageowner.kernel.kernels import DEFAULT_VERSION, KERNEL_VERSIONS
 from pageowner.report.progress import Progress
 from pageowner.sim import api, state
 from pageowner.sim.machine import SYMBOL_SOURCES

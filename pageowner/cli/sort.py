@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from pageowner.cli.base import SpecParam, cli, warn
-from pageowner.posort import (
+from pageowner.report.progress import Progress
+from pageowner.sort.engine import (
     SHORT_SORT_FLAGS,
     SortOptions,
     build_options,
@@ -18,7 +19,6 @@ from pageowner.posort import (
     parse_sort_spec,
     sort_dump,
 )
-from pageowner.report.progress import Progress
 
 _SHORT_HELP = {
     "a": "Sort by memory allocation time.",

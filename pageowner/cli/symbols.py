@@ -6,7 +6,7 @@ import click
 
 from pageowner.cli.base import cli, warn
 from pageowner.report.progress import Progress
-from pageowner.symbolize import FORMATS, SymbolizeOptions, symbolize_file
+from pageowner.symbols.symbolize import FORMATS, SymbolizeOptions, symbolize_file
 
 
 @cli.command("symbolize")

@@ -16,9 +16,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Protocol
 
+from pageowner.dump.fileio import CrLfReader, line_body
 from pageowner.errors import ParseError
-from pageowner.fileio import CrLfReader, line_body
-from pageowner.kernels import KernelVersion
+from pageowner.kernel.kernels import KernelVersion
+from pageowner.kernel.tables import (
+    LETTER_FLAGS,
+    MIGRATETYPE_NUMBERS_3_19,
+    decode_flags,
+    gfp_migratetype,
+)
 from pageowner.model import (
     DumpFormat,
     Frame,
@@ -29,12 +35,6 @@ from pageowner.model import (
     PageFlags,
     PageRecord,
     PfnStyle,
-)
-from pageowner.tables import (
-    LETTER_FLAGS,
-    MIGRATETYPE_NUMBERS_3_19,
-    decode_flags,
-    gfp_migratetype,
 )
 
 __all__ = [

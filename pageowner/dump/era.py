@@ -12,12 +12,12 @@ import os
 import re
 from dataclasses import dataclass
 
-from pageowner.dumpfile import iter_blocks, parse_block
+from pageowner.dump.dumpfile import iter_blocks, parse_block
+from pageowner.dump.fileio import iter_lines, open_input
+from pageowner.dump.stacksfile import sniff_kind
 from pageowner.errors import InputError, ParseError
-from pageowner.fileio import iter_lines, open_input
-from pageowner.kernels import KERNEL_VERSIONS, KernelVersion, dump_format_for, version_key
+from pageowner.kernel.kernels import KERNEL_VERSIONS, KernelVersion, dump_format_for, version_key
 from pageowner.model import DumpFormat, StacksFileKind
-from pageowner.stacksfile import sniff_kind
 
 __all__ = [
     "SIDECAR_SUFFIX",

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from pageowner.dumpfile import decode, encode, format_frame, iter_blocks, parse_frame
+from pageowner.dump.dumpfile import decode, encode, format_frame, iter_blocks, parse_frame
 from pageowner.errors import ParseError
 from pageowner.model import StackCount, StacksFileKind
 

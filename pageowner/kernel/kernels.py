@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pageowner.errors import SpecError
+from pageowner.kernel.tables import FlagTable, gfp_table_for, pageflag_table_for
 from pageowner.model import DumpFormat, FrameStyle, HeaderStyle, PfnStyle
-from pageowner.tables import FlagTable, gfp_table_for, pageflag_table_for
 
 __all__ = [
     "DEFAULT_VERSION",

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pageowner.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_release
+from pageowner.dump.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_release
+from pageowner.dump.fileio import atomic_output
 from pageowner.errors import SpecError
-from pageowner.fileio import atomic_output
 from pageowner.live.clock import Clock, SystemClock
 from pageowner.live.diagnose import PartialReadError, diagnose_open_error
 from pageowner.live.host import STACKS_FILES, Host

@@ -13,9 +13,9 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pageowner.dumpfile import parse_frame
+from pageowner.dump.dumpfile import parse_frame
 from pageowner.errors import ThresholdExceeded
-from pageowner.frames import first_caller
+from pageowner.kernel.frames import first_caller
 from pageowner.live.store import Store
 
 __all__ = [
@@ -83,7 +83,7 @@ def label_stack(frames: Sequence[str]) -> str:
     ...              " my_leaky_probe+0x10/0x40 [leaky]"])
     'my_leaky_probe+0x10/0x40 [leaky]'
     """
-    # The same allocator table as `top` and `flame` use (pageowner.frames).
+    # The same allocator table as `top` and `flame` use (pageowner.kernel.frames).
     index = first_caller([parse_frame(frame) for frame in frames])
     if index is not None:
         return frames[index].strip()

@@ -12,7 +12,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from pageowner.dumpfile import decode, format_frame
+from pageowner.dump.dumpfile import decode, format_frame
+from pageowner.dump.stacksfile import parse_stack_block
 from pageowner.errors import CaptureError, SpecError, StateError
 from pageowner.live.capture import READ_SIZE, RawFile, copy_records, open_raw
 from pageowner.live.clock import Clock, SystemClock
@@ -20,7 +21,6 @@ from pageowner.live.diagnose import diagnose_missing, diagnose_open_error
 from pageowner.live.host import Host
 from pageowner.live.store import StackSample, Store
 from pageowner.model import Frame
-from pageowner.stacksfile import parse_stack_block
 
 __all__ = [
     "Reading",

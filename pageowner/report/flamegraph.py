@@ -15,8 +15,8 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any, TextIO
 
-from pageowner.flame import FlameData, FlameNode, Weight, build_tree, fold_lines
-from pageowner.flame import speedscope_document as _speedscope_document
+from pageowner.analyze.flame import FlameData, FlameNode, Weight, build_tree, fold_lines
+from pageowner.analyze.flame import speedscope_document as _speedscope_document
 
 __all__ = ["FLAME_FORMATS", "html_document", "render_flame"]
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from pageowner.fileio import atomic_output
+from pageowner.dump.fileio import atomic_output
 
 __all__ = ["is_terminal", "text_output"]
 

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from pageowner.analysis import InputKind
-from pageowner.diff import DiffResult
-from pageowner.frag import FragResult
+from pageowner.analyze.analysis import InputKind
+from pageowner.analyze.diff import DiffResult
+from pageowner.analyze.frag import FragResult
+from pageowner.analyze.stats import StatsResult
+from pageowner.analyze.top import TopResult
 from pageowner.report.tables import Column, Table, render_csv, render_rich, render_text
 from pageowner.report.units import format_percent, format_signed, human_size
-from pageowner.stats import StatsResult
-from pageowner.top import TopResult
 
 __all__ = [
     "FORMATS",

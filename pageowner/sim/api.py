@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pageowner.dump.fileio import atomic_output
 from pageowner.errors import SpecError, StateError
-from pageowner.fileio import atomic_output
-from pageowner.kernels import DEFAULT_VERSION, get_kernel
+from pageowner.kernel.kernels import DEFAULT_VERSION, get_kernel
 from pageowner.sim import state
 from pageowner.sim.cmdline import memparse
 from pageowner.sim.dump import (

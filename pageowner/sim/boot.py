@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from pageowner.kernels import version_key
+from pageowner.kernel.kernels import version_key
 from pageowner.sim.buddy import MT_CMA, MT_UNMOVABLE, PAGEBLOCK_ORDER
 from pageowner.sim.gfp import ZONE_NORMAL
 from pageowner.sim.machine import SECTION_PAGES, AllocClass, Machine

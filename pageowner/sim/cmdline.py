@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pageowner.errors import SpecError
-from pageowner.kernels import KernelVersion, version_key
+from pageowner.kernel.kernels import KernelVersion, version_key
 
 __all__ = [
     "BootParams",
@@ -401,7 +401,7 @@ def _unknown_bootoption(parsed: _Parsed, param: str, value: str | None) -> None:
 def parse_cmdline(cmdline: str, kernel: KernelVersion) -> BootParams:
     """Parse a kernel command line for one kernel version, or raise SpecError.
 
-    >>> from pageowner.kernels import get_kernel
+    >>> from pageowner.kernel.kernels import get_kernel
     >>> parse_cmdline("page_owner=on wl=work", get_kernel("6.12")).unknown
     ('wl=work',)
     """

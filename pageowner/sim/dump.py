@@ -2,8 +2,8 @@
 
 `write_page_owner` streams the records in pfn order with text cached per allocation class
 (a 16 GiB machine has millions of records but a few thousand classes); a test proves it
-prints exactly what `pageowner.dumpfile.format_record(machine.record_at(pfn))` prints.
-The page_owner_stacks files are printed with `pageowner.stacksfile.format_stack_count`.
+prints exactly what `pageowner.dump.dumpfile.format_record(machine.record_at(pfn))` prints.
+The page_owner_stacks files are printed with `pageowner.dump.stacksfile.format_stack_count`.
 Reading a file the simulated kernel does not have fails like the real read:
 "No such file or directory".
 """
@@ -20,15 +20,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pageowner.dumpfile import HEADER_PREFIX, encode
+from pageowner.dump.dumpfile import HEADER_PREFIX, encode
+from pageowner.dump.fileio import atomic_output
+from pageowner.dump.stacksfile import format_stack_count
 from pageowner.errors import InputError, OutputError
-from pageowner.fileio import atomic_output
+from pageowner.kernel.tables import LETTER_FLAGS, MIGRATETYPE_NUMBERS_3_19, decode_flags
 from pageowner.model import HeaderStyle, MigrateType, PfnStyle, StackCount
 from pageowner.sim.buddy import MIGRATETYPE_NAMES, NO_ORDER, PAGEBLOCK_ORDER
 from pageowner.sim.gfp import gfp_migratetype, to_version
 from pageowner.sim.machine import Machine
-from pageowner.stacksfile import format_stack_count
-from pageowner.tables import LETTER_FLAGS, MIGRATETYPE_NUMBERS_3_19, decode_flags
 
 __all__ = [
     "DEBUGFS",

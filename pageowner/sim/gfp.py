@@ -9,9 +9,9 @@ migratetype come from the canonical mask (gfp_zone(), gfp_migratetype()).
 
 from __future__ import annotations
 
-from pageowner.kernels import version_key
+from pageowner.kernel.kernels import version_key
+from pageowner.kernel.tables import GFP_TABLES
 from pageowner.sim.buddy import MT_MOVABLE, MT_RECLAIMABLE, MT_UNMOVABLE
-from pageowner.tables import GFP_TABLES
 
 __all__ = [
     "GFP",

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pageowner.errors import PageOwnerError
-from pageowner.kernels import KernelVersion, get_kernel, version_key
+from pageowner.kernel.kernels import KernelVersion, get_kernel, version_key
+from pageowner.kernel.tables import LETTER_FLAGS, FlagTable, decode_flags
 from pageowner.model import (
     DumpFormat,
     MemcgCharge,
@@ -44,8 +45,7 @@ from pageowner.sim.gfp import gfp_migratetype, gfp_zone, to_version
 from pageowner.sim.stackdepot import StackDepot
 from pageowner.sim.stacks import FamilyProfile, StackBuilder, family_of, load_profile
 from pageowner.sim.tasks import Task, TaskTable
-from pageowner.symtab import SymbolTable, TextSymbolTable
-from pageowner.tables import LETTER_FLAGS, FlagTable, decode_flags
+from pageowner.symbols.symtab import SymbolTable, TextSymbolTable
 
 __all__ = [
     "AllocClass",
@@ -79,8 +79,8 @@ class SymbolSource:
 
 
 def _load_elf(path: str) -> SymbolTable:
-    """Read an ELF vmlinux's .symtab (pageowner.symbols, imported only when asked for)."""
-    from pageowner.symbols import ElfSymbolTable
+    """Read an ELF vmlinux's .symtab (pageowner.symbols.elf, imported only when asked for)."""
+    from pageowner.symbols.elf import ElfSymbolTable
 
     return ElfSymbolTable.from_path(path)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator
 
-from pageowner.dumpfile import parse_frame
-from pageowner.kernels import version_key
+from pageowner.dump.dumpfile import parse_frame
+from pageowner.kernel.kernels import version_key
 from pageowner.model import Frame
 
 __all__ = ["DUMMY", "EARLY", "FAILURE", "StackDepot", "depot_handles"]

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pageowner.dumpfile import format_frame
-from pageowner.kernels import KernelVersion, version_key
+from pageowner.dump.dumpfile import format_frame
+from pageowner.kernel.kernels import KernelVersion, version_key
 from pageowner.model import Frame, FrameStyle
-from pageowner.symtab import CallSite, Symbol, SymbolTable
+from pageowner.symbols.symtab import CallSite, Symbol, SymbolTable
 
 __all__ = [
     "CALL_PATHS",

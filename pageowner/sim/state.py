@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from pageowner import __version__
+from pageowner.dump.fileio import atomic_output
 from pageowner.errors import OutputError, PageOwnerError, StateError
-from pageowner.fileio import atomic_output
 from pageowner.sim.buddy import NR_MIGRATETYPES, NR_ORDERS, ZoneSpec
 from pageowner.sim.machine import (
     AllocClass,

@@ -19,15 +19,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pageowner.errors import ParseError, SpecError
-from pageowner.fileio import (
+from pageowner.dump.fileio import (
     CrLfReader,
     atomic_output,
     check_output_path,
     iter_lines,
     open_input,
 )
-from pageowner.parallel import (
+from pageowner.dump.parallel import (
     MIN_PARALLEL_BYTES,
     ForkedCall,
     WorkerError,
@@ -35,6 +34,7 @@ from pageowner.parallel import (
     last_line_starting_with,
     parallel_available,
 )
+from pageowner.errors import ParseError, SpecError
 
 __all__ = [
     "ALLOCATOR_LABELS",

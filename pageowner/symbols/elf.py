@@ -2,7 +2,7 @@
 
 The only module that imports elftools (lazily). pyelftools reads the ELF container: header,
 section table, notes, compressed sections. The hot paths are ours: `.symtab` is unpacked
-with `struct`, and DWARF goes through `pageowner.dwarf`, which decodes only the units and
+with `struct`, and DWARF goes through `pageowner.symbols.dwarf`, which decodes only the units and
 the part of their line programs that the asked addresses need. The index (sorted symbols
 and address ranges to units) is cached on disk keyed by the ELF's build-id.
 """
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
-from pageowner.dwarf import (
+from pageowner.errors import SymbolError
+from pageowner.symbols.dwarf import (
     AddressRanges,
     DwarfError,
     DwarfReader,
@@ -35,8 +36,7 @@ from pageowner.dwarf import (
     LineRow,
     parse_aranges,
 )
-from pageowner.errors import SymbolError
-from pageowner.symtab import CallSite, Symbol
+from pageowner.symbols.symtab import CallSite, Symbol
 
 __all__ = [
     "CACHE_VERSION",

@@ -4,7 +4,7 @@ Each unique frame line is resolved once against vmlinux or its module's `.ko` (f
 modules directory): `func+off/size` by name (the size picks among static functions sharing
 a name), raw addresses directly. The text output is the input with each resolved frame line
 extended by ` (file:line file:line ...)`, the inline chain as scripts/decode_stacktrace.sh
-prints it, so it is still a dump that `pageowner.dumpfile` reads and `pageowner sort`
+prints it, so it is still a dump that `pageowner.dump.dumpfile` reads and `pageowner sort`
 groups. The JSON output lists the unique frames with their structured inline chains.
 """
 
@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
-from pageowner.dumpfile import decode, encode, format_frame, parse_frame
+from pageowner.dump.dumpfile import decode, encode, format_frame, parse_frame
+from pageowner.dump.fileio import atomic_output, check_output_path, line_body, open_input
 from pageowner.errors import SymbolError
-from pageowner.fileio import atomic_output, check_output_path, line_body, open_input
 from pageowner.model import Frame
-from pageowner.symbols import ElfSymbolTable, Resolution, SourceLine
-from pageowner.symtab import Symbol
+from pageowner.symbols.elf import ElfSymbolTable, Resolution, SourceLine
+from pageowner.symbols.symtab import Symbol
 
 __all__ = [
     "FORMATS",

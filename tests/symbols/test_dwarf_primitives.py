@@ -1,4 +1,4 @@
-"""LEB128, .debug_aranges and address ranges: the byte-level pieces of pageowner.dwarf."""
+"""LEB128, .debug_aranges and address ranges: the byte-level pieces of pageowner.symbols.dwarf."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from elfwriter import aranges_set, encode_sleb, encode_uleb
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pageowner.dwarf import AddressRanges, DwarfError, parse_aranges, read_sleb, read_uleb
+from pageowner.symbols.dwarf import AddressRanges, DwarfError, parse_aranges, read_sleb, read_uleb
 
 
 @given(st.integers(0, 1 << 70), st.binary(max_size=4))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pageowner.dumpfile import format_frame, parse_frame
+from pageowner.dump.dumpfile import format_frame, parse_frame
 from pageowner.model import Frame
 
 names = st.from_regex(r"[a-z_][a-z0-9_.]{0,30}", fullmatch=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pageowner.dumpfile import parse_frame
-from pageowner.kernels import get_kernel
+from pageowner.dump.dumpfile import parse_frame
+from pageowner.kernel.kernels import get_kernel
 from pageowner.sim.stacks import StackBuilder, load_profile
-from pageowner.symtab import CallSite, Symbol
+from pageowner.symbols.symtab import CallSite, Symbol
 
 
 class HandMadeTable:

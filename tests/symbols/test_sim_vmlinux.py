@@ -20,11 +20,11 @@ from click.testing import CliRunner, Result
 from conftest import ALLOC_C, Program
 
 from pageowner.cli import cli
-from pageowner.dumpfile import parse_frame
-from pageowner.kernels import get_kernel
+from pageowner.dump.dumpfile import parse_frame
+from pageowner.kernel.kernels import get_kernel
 from pageowner.model import Frame
 from pageowner.sim.stacks import TOP_CALLEES, StackBuilder
-from pageowner.symbols import ElfSymbolTable, call_return_offsets, call_sites, tail_calls
+from pageowner.symbols.elf import ElfSymbolTable, call_return_offsets, call_sites, tail_calls
 
 FUNCTION_RE = re.compile(r"^NOIPA int (\w+)\(", re.MULTILINE)
 CALL_RE = re.compile(r"sink = (\w+)\(")

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import Program
 
-from pageowner.dumpfile import DumpReader, parse_frame
+from pageowner.dump.dumpfile import DumpReader, parse_frame
+from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.errors import SymbolError
-from pageowner.posort import build_options, parse_cull_spec, sort_dump
-from pageowner.stacksfile import iter_stack_counts
-from pageowner.symbolize import SymbolizeOptions, symbolize_file
-from pageowner.symbols import ElfSymbolTable, call_return_offsets
+from pageowner.sort.engine import build_options, parse_cull_spec, sort_dump
+from pageowner.symbols.elf import ElfSymbolTable, call_return_offsets
+from pageowner.symbols.symbolize import SymbolizeOptions, symbolize_file
 
 HEADER = ("Page allocated via order {order}, mask 0xcc0(GFP_KERNEL), pid {pid}, tgid {pid} "
           "(prog), ts {ts} ns, free_ts 0 ns")  # fmt: skip

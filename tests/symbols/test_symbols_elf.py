@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import Program
 
-from pageowner.symbols import ElfSymbolTable, Resolution, call_return_offsets
-from pageowner.symtab import Symbol, SymbolTable
+from pageowner.symbols.elf import ElfSymbolTable, Resolution, call_return_offsets
+from pageowner.symbols.symtab import Symbol, SymbolTable
 
 OUR_FUNCTIONS = ("outer", "via_pointer", "work", "b_entry", "main", "dup_static")
 

@@ -23,9 +23,9 @@ from elfwriter import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pageowner.dwarf import DwarfError
 from pageowner.errors import PageOwnerError, SymbolError
-from pageowner.symbols import ElfSymbolTable
+from pageowner.symbols.dwarf import DwarfError
+from pageowner.symbols.elf import ElfSymbolTable
 
 FUNCTIONS = [("alloc_pages", 0x401000, 0x40), ("kmalloc", 0x401040, 0x30)]
 
