@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import lzma
 from pathlib import Path
 
@@ -79,11 +80,16 @@ def test_garbage_input_names_file_and_line(tmp_path: Path) -> None:
     )
 
 
-def test_page_owner_sort_report_is_not_a_dump(tmp_path: Path) -> None:
+def test_page_owner_sort_report_is_read_with_its_counts(tmp_path: Path) -> None:
+    # docs/reader.md d: a report's group counts as its times (formerly refused).
     path = _write(tmp_path, "sorted.txt", "3 times, 3 pages, allocated by OTHERS :\n x+0x1/0x2\n\n")
-    result = run_cli(["stats", path])
-    assert result.exit_code == 1
-    assert f"{path}:1:" in _one_line_error(result.stderr)
+    result = run_cli(["stats", path, "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["records"] == 3
+    assert f"{path}:1: page_owner_sort report read" in result.stderr
+    strict = run_cli(["stats", path, "--strict"])
+    assert strict.exit_code == 1
+    assert f"{path}:1:" in _one_line_error(strict.stderr)
 
 
 def test_malformed_stacks_block_fails_with_its_line_when_strict(tmp_path: Path) -> None:
@@ -126,14 +132,19 @@ def test_show_stacks_refuses_what_only_a_dump_has(args: list[str], message: str)
     assert _one_line_error(result.stderr).endswith(message)
 
 
-@pytest.mark.parametrize("kind", ["show_handles", "show_stacks_handles"])
-def test_handle_files_are_refused(tmp_path: Path, kind: str) -> None:
-    text = {"show_handles": "handle: 42\nnr_base_pages: 7\n\n",
-            "show_stacks_handles": " a+0x1/0x2\nhandle: 42\n\n"}[kind]  # fmt: skip
-    path = _write(tmp_path, kind, text)
+def test_show_stacks_handles_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "show_stacks_handles", " a+0x1/0x2\nhandle: 42\n\n")
     result = run_cli(["top", path])
     assert result.exit_code == 1
-    assert f"a {kind} file has no" in _one_line_error(result.stderr)
+    assert "a show_stacks_handles file has no" in _one_line_error(result.stderr)
+
+
+def test_show_handles_is_read_with_its_handles_as_stacks(tmp_path: Path) -> None:
+    # docs/reader.md d: each handle's pages are counted (formerly refused).
+    path = _write(tmp_path, "show_handles", "handle: 42\nnr_base_pages: 7\n\n")
+    result = run_cli(["top", path, "--format", "csv"])
+    assert result.exit_code == 0, result.stderr
+    assert "handle:42" in result.stdout and ",7," in result.stdout
 
 
 def test_missing_input_is_a_runtime_error() -> None:

@@ -29,6 +29,7 @@ from pageowner.dump.dumpfile import (
     iter_blocks,
 )
 from pageowner.dump.fileio import InputSource, line_body, open_input
+from pageowner.dump.repair import Tolerance, tolerate
 from pageowner.dump.stacksfile import parse_stack_block, sniff_kind
 from pageowner.errors import InputError, ParseError, SpecError
 from pageowner.kernel.frames import StackInfo, StackInterner
@@ -248,7 +249,8 @@ def open_samples(
     """
     interner = interner if interner is not None else StackInterner()
     watch = _SkipWatch(on_warning)
-    with open_input(path) as source:
+    with open_input(path) as opened:
+        source = tolerate(opened, Tolerance(strict, watch))
         read = source.read if on_progress is None else _counting(
             source.read, on_progress, source.size)
         yield _sample_stream(source, read, strict, watch, interner)
@@ -415,7 +417,8 @@ def aggregate_file(
     interner = interner if interner is not None else StackInterner()
     watch = _SkipWatch(on_warning)
     partial = make()
-    with open_input(path) as source:
+    with open_input(path) as opened:
+        source = tolerate(opened, Tolerance(strict, watch))
         split = _split_point(source, jobs)
         if split is None:
             read = source.read if on_progress is None else _counting(

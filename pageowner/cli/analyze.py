@@ -22,6 +22,7 @@ from pageowner.analyze.top import TopOptions, top_file
 from pageowner.cli.base import SpecParam, cli
 from pageowner.cli.sort import WarningPrinter
 from pageowner.dump.fileio import check_output_path
+from pageowner.dump.repair import set_free_stacks
 from pageowner.report.flamegraph import FLAME_FORMATS, render_flame
 from pageowner.report.output import is_terminal, text_output
 from pageowner.report.progress import Progress
@@ -61,6 +62,10 @@ _page_size = click.option("--page-size", type=SpecParam("SIZE", parse_page_size)
                           help="Bytes per page for human sizes (4096, 4K, 64K...).")
 _strict = click.option("--strict", is_flag=True,
                        help="Fail on a block that is not a record instead of skipping it.")
+_free = click.option("--free", is_flag=True, expose_value=False,
+                     callback=lambda _ctx, _param, value: set_free_stacks(value),
+                     help="From a kernel log's __dump_page_owner() output, read each page's "
+                          "last free stack instead of its allocation stack.")
 _exact = click.option("--exact", is_flag=True,
                       help="Compare stacks with offsets, exactly as printed (default: by "
                            "function names and modules).")
@@ -98,7 +103,7 @@ def _write(report: Report, output: str, fmt: str, inputs: tuple[str, ...]) -> No
 @click.option("--threshold", type=click.IntRange(min=0), default=0, metavar="PAGES",
               help="Leave out groups with fewer pages.")
 @click.option("--times", "by_times", is_flag=True, help="Rank by times seen instead of pages.")
-@_options(_exact, _format, _page_size, _depth, _stacks, _strict, _jobs)
+@_options(_exact, _format, _page_size, _depth, _stacks, _strict, _free, _jobs)
 def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
                 by_times: bool, exact: bool, fmt: str, page_size: int, depth: int,
                 show_stacks: bool, strict: bool, jobs: int) -> None:  # fmt: skip
@@ -124,7 +129,7 @@ def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
               help="Show this many groups (default: all that changed).")
 @click.option("--fail-on-growth", type=click.IntRange(min=0), default=None, metavar="PAGES",
               help="Exit with status 3 when any group grew by more than PAGES.")
-@_options(_format, _page_size, _depth, _stacks, _strict, _jobs)
+@_options(_format, _page_size, _depth, _stacks, _strict, _free, _jobs)
 def diff_command(before_path: str, after_path: str, output: str, by: str, exact: bool,
                  min_delta: int, top: int, fail_on_growth: int | None, fmt: str,
                  page_size: int, depth: int, show_stacks: bool, strict: bool,
@@ -147,7 +152,7 @@ def diff_command(before_path: str, after_path: str, output: str, by: str, exact:
 
 @cli.command("stats")
 @_input
-@_options(_output, _format, _page_size, _strict, _jobs)
+@_options(_output, _format, _page_size, _strict, _free, _jobs)
 def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict: bool,
                   jobs: int) -> None:  # fmt: skip
     """Total a dump by order, GFP flag, zone, node, migratetype, allocator and module.
@@ -167,7 +172,7 @@ def stats_command(input_path: str, output: str, fmt: str, page_size: int, strict
 @_options(_output)
 @click.option("--top", "top", type=click.IntRange(min=0), default=10, show_default=True,
               help="List this many culprit stacks (0: all).")
-@_options(_exact, _format, _page_size, _depth, _strict, _jobs)
+@_options(_exact, _format, _page_size, _depth, _strict, _free, _jobs)
 def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
                  page_size: int, depth: int, strict: bool, jobs: int) -> None:  # fmt: skip
     """Count mixed pageblocks per zone and list the stacks that mixed them.
@@ -194,7 +199,7 @@ def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
 @click.option("--diff", "before_path", metavar="BEFORE",
               help="A differential graph: widths from INPUT, colours from the change since "
                    "BEFORE.")
-@_options(_page_size, _strict, _jobs)
+@_options(_page_size, _strict, _free, _jobs)
 def flame_command(input_path: str, output: str, fmt: str, weight: str, before_path: str | None,
                   page_size: int, strict: bool, jobs: int) -> None:  # fmt: skip
     """Draw the memory of a dump or show_stacks file as a flame graph.
@@ -235,6 +240,7 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("-c", "--count", "count_only", is_flag=True,
               help="Print only the number of matching records.")
 @_strict
+@_free
 def grep_command(input_path: str, output: str, invert: bool, count_only: bool, strict: bool,
                  **filters: Any) -> None:  # fmt: skip
     """Print the records that pass every filter, as a dump that `sort` reads.

@@ -34,7 +34,8 @@ from pageowner.dump.parallel import (
     last_line_starting_with,
     parallel_available,
 )
-from pageowner.errors import ParseError, SpecError
+from pageowner.dump.repair import Tolerance, tolerate
+from pageowner.errors import InputError, ParseError, SpecError
 
 __all__ = [
     "ALLOCATOR_LABELS",
@@ -1105,7 +1106,9 @@ def sort_dump(
     counters say how many records were read, selected and skipped.
     """
     check_output_path(output_path, (input_path,))
-    with open_input(input_path) as source:
+    with open_input(input_path) as opened:
+        # Damaged or non-dump text is rewritten into a dump first (docs/compat.md 13-14).
+        source = tolerate(opened, Tolerance(strict, on_warning))
         size = source.size
 
         def progress(done: int) -> None:
@@ -1120,6 +1123,11 @@ def sort_dump(
         else:
             engine = SortEngine(options, path=source.name, strict=strict, on_warning=on_warning)
             engine.feed_stream(source.read, on_progress=progress)
+    if engine.records == 0:
+        # page_owner_sort writes an empty report here (exit 0): docs/compat.md 14.
+        first = (f"{source.name}:{engine.warnings[0][0]}: {engine.warnings[0][1]}"
+                 if engine.warnings else f"{source.name}: no page_owner record in it")  # fmt: skip
+        raise InputError(f"{first} (and no other block could be read)")
     groups = engine.sorted_groups()
     with atomic_output(output_path, inputs=(input_path,)) as out:
         for chunk in render_groups(groups, options):
