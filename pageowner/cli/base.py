@@ -133,6 +133,10 @@ def cli() -> None:
     Exit codes: 0 done, 1 runtime error (file, parse, state), 2 usage error,
     3 a --fail-on-... threshold tripped.
     """
+    # Each command starts from the default; the analysis commands' --free sets it.
+    from pageowner.dump.repair import set_free_stacks  # noqa: PLC0415 - commands load lazily
+
+    set_free_stacks(False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -397,6 +397,12 @@ class Normaliser:
         base = target[:-1].rstrip() if backslash else target
         spaced = base.endswith(",") or backslash or content.startswith(_FIELD_WORDS[:-1])
         joined = base + (" " if spaced else "") + content
+        # A wrap may have eaten a space or cut a word: take whichever join reads.
+        for candidate in (base + content, base + " " + content):
+            if (_HEADER_RE.fullmatch(candidate) if record.pfn is None
+                    else _pfn_parses(candidate)):  # fmt: skip
+                joined = candidate
+                break
         if record.pfn is not None:
             record.pfn = joined
             record.joinable = joined.count("(") > joined.count(")") or joined.endswith("\\")
@@ -598,6 +604,15 @@ class Normaliser:
             self._note("outside", record.header or "", record.lineno)
             return False
         return True
+
+
+def _pfn_parses(line: str) -> bool:
+    """Tell whether a PFN line is of a shape the typed reader knows."""
+    try:
+        _parse_pfn_line(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _hex(number: str) -> str:
