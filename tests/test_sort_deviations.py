@@ -299,3 +299,40 @@ def test_12_f_alone_sorts_by_times(plain_fixture: Callable[[str], Path], tmp_pat
     times = [int(m) for m in re.findall(rb"^(\d+) times", report, re.M)]
     assert times == sorted(times, reverse=True) and len(set(times)) > 3
     assert report == run_sort(runner, ["-f", "-t"], source, tmp_path)
+
+
+def test_13_damaged_text_is_sorted_as_the_dump_it_came_from(
+    plain_fixture: Callable[[str], Path], tmp_path: Path, runner: CliRunner
+) -> None:
+    # GIVEN a real dump, and the same dump mail-quoted with its frames indented by a tab
+    clean = plain_fixture("real/6.12.117-work.page_owner.txt.xz").read_bytes()[:200_000]
+    clean = clean[: clean.rindex(b"\n\n") + 2]
+    damaged = tmp_path / "quoted.txt"
+    damaged.write_bytes(b"".join(b"> " + (b"\t" + line[1:] if line.startswith(b" ") else line)
+                                 for line in clean.splitlines(keepends=True)))  # fmt: skip
+    (tmp_path / "clean.txt").write_bytes(clean)
+    # WHEN both are sorted
+    want = runner.invoke(cli, ["sort", str(tmp_path / "clean.txt"), "-"])
+    got = runner.invoke(cli, ["sort", str(damaged), "-"])
+    # THEN the reports are the same bytes, and the repairs are named once each
+    assert want.exit_code == got.exit_code == 0
+    assert got.stdout_bytes == want.stdout_bytes
+    assert re.search(r"quoted.txt:1: mail quoting \('> '\) removed \(\d+ times", got.stderr)
+    assert "quoted.txt:3: stack frames re-indented" in got.stderr
+    # AND --strict refuses the first repair
+    strict = runner.invoke(cli, ["sort", "--strict", str(damaged), "-"])
+    assert strict.exit_code == 1
+    assert "quoted.txt:1: mail quoting ('> ') removed (refused by --strict)" in strict.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\x7fELF\x02\x01\x01\x00\x00\x00", b"not a dump\n"])
+def test_14_nothing_to_read_is_an_error(content: bytes, tmp_path: Path,
+                                        runner: CliRunner) -> None:  # fmt: skip
+    # GIVEN an input without a single record (the C tool writes an empty report, exit 0)
+    source = tmp_path / "nothing.txt"
+    source.write_bytes(content)
+    # WHEN sorted THEN exit 1, one line naming the file, and no output file
+    result = runner.invoke(cli, ["sort", str(source), str(tmp_path / "out.txt")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"pageowner: {source}")
+    assert not (tmp_path / "out.txt").exists()
