@@ -90,6 +90,7 @@ _REPORT_PID_RE = re.compile(r", PID (-?\d+)")
 _REPORT_TGID_RE = re.compile(r", TGID (-?\d+)")
 _REPORT_COMM_RE = re.compile(r", task_comm_name: (.*?)(?=, allocated by | \((?:UN)?RELEASED\)|$)")
 _HEADER_START = "Page allocated via order "
+_ORDER_RE = re.compile(r"Page allocated via order \d+\b")
 _LOG_ALLOC_RE = re.compile(
     r"page (?:last )?allocated via order (?P<order>\d+), migratetype (?P<mt>\w+), "
     r"gfp_mask (?P<rest>0x[0-9a-f]+.*)"
@@ -440,6 +441,10 @@ class Normaliser:
 
     def _start_header(self, content: str, indented: bool, original: str) -> None:
         """Begin a record at a page_owner header line."""
+        if not _ORDER_RE.match(content):
+            # No order, no record: left to the readers, which name the line.
+            self._note("outside", original)
+            return
         if indented:
             self._note("indent", original)
         weight = None
@@ -663,22 +668,19 @@ def normalise_text(data: bytes, path: str = "<text>", *, strict: bool = False,
 # -- the hook ------------------------------------------------------------------------------
 
 
-def _sniff_clean(head: bytes, name: str, *, whole: bool = False) -> bool:
-    """Tell whether a piece of text reads as it is (nothing to repair, some data found).
+def _sniff_clean(head: bytes, name: str) -> bool:
+    """Tell whether a piece of text reads as it is: nothing in it needs a repair.
 
-    With `whole` (the piece is all of the input) text in which nothing at all was found is
-    left as it is too, so that the readers name its first bad line.
+    Text with no page_owner data at all is left as it is too, so that the readers name
+    its first bad line (and, for a big file, keep reading it on two cores).
     """
-    if not whole:
-        cut = head.rfind(b"\n")
-        head = head[: cut + 1] if cut >= 0 else head
+    cut = head.rfind(b"\n")
+    head = head[: cut + 1] if cut >= 0 else head
     normaliser = Normaliser(name, qp=bool(_QP_HINT_RE.search(head)))
     for line in iter_lines(head):
         normaliser.feed(line)
     normaliser.finish()
-    if normaliser.repaired() or normaliser.qp:
-        return False
-    return normaliser.records > 0 or whole or "cr" in normaliser.seen
+    return not normaliser.repaired() and not normaliser.qp
 
 
 def tolerate(source: InputSource, tolerance: Tolerance) -> InputSource:
@@ -695,7 +697,7 @@ def tolerate(source: InputSource, tolerance: Tolerance) -> InputSource:
     head = b"".join(pieces)
     if not head:
         raise InputError(f"{source.name}: empty input: no page_owner data")
-    clean = _sniff_clean(head, source.name, whole=len(head) < SNIFF_BYTES)
+    clean = _sniff_clean(head, source.name)
     if clean and source.fd is not None and source.size is not None and (
             source.size > 2 * SNIFF_BYTES):  # fmt: skip
         tail = os.pread(source.fd, SNIFF_BYTES, source.size - SNIFF_BYTES)
