@@ -19,7 +19,14 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pageowner.dump.dumpfile import _HEADER_RE, _parse_pfn_line, decode, encode
+from pageowner.dump.dumpfile import (
+    _HEADER_RE,
+    _PFN_LETTERS_RE,
+    _PFN_RE,
+    _parse_pfn_line,
+    decode,
+    encode,
+)
 from pageowner.dump.fileio import InputSource, iter_lines, line_body
 from pageowner.errors import InputError, ParseError
 
@@ -39,6 +46,7 @@ SNIFF_BYTES = 64 << 10
 # The largest number of records one report line may expand into; a count beyond it is
 # corrupt (a real group of 10**8 records is a 100 GB dump).
 MAX_EXPANSION = 10**8
+_FRAME_CACHE = 100_000
 
 _FREE_STACKS: contextvars.ContextVar[bool] = contextvars.ContextVar("free_stacks", default=False)
 
@@ -195,6 +203,9 @@ class Normaliser:
         self._qp_pending = ""
         self._qp_lineno = 0
         self._lineno = 0
+        # Frame lines repeat: their output and the repairs they needed, by input text.
+        self._frames: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._line_kinds: list[str] = []
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -207,6 +218,7 @@ class Normaliser:
                 raise ParseError(self.path, at, line, f"{_KINDS[key].text} (refused by --strict)")
             seen = self.seen[key] = _Seen(at, line)
         seen.count += 1
+        self._line_kinds.append(key)
 
     def repaired(self) -> bool:
         """Tell whether anything other than stray lines had to be repaired."""
@@ -280,6 +292,18 @@ class Normaliser:
     def _line(self, text: str, out: list[str]) -> None:
         """Classify one line and act on it."""
         original = text
+        record = self._record
+        if record is not None and (record.frames or record.free_frames):
+            hit = self._frames.get(text)
+            if hit is not None:
+                line, kinds = hit
+                for key in kinds:
+                    self.seen[key].count += 1
+                frames = record.free_frames if record.in_free else record.frames
+                assert frames is not None
+                frames.append(line)
+                return
+        self._line_kinds = []
         if "\r" in text:
             # A lone CR is data (README "Robustness"); such a line is left to the readers.
             self._note("cr", original)
@@ -359,6 +383,9 @@ class Normaliser:
             else:
                 record.frames.append(line)
             record.joinable = False
+            if len(self._frames) >= _FRAME_CACHE:
+                self._frames.clear()
+            self._frames[original] = (line, tuple(self._line_kinds))
             return
         count = _STACK_COUNT_RE.fullmatch(content)
         if count and record.header is None:
@@ -668,6 +695,32 @@ def normalise_text(data: bytes, path: str = "<text>", *, strict: bool = False,
 # -- the hook ------------------------------------------------------------------------------
 
 
+# A line a kernel may print (kernel.md A.2-A.5, D): anything else sends the sniff down
+# the slow path, which runs the normaliser itself.
+_USUAL_LINE = (
+    rb"(?:|Page allocated via order \d.*|PFN .*|Page has been migrated, .*|Slab cache page"
+    rb"|Charged .*|(?:handle|nr_base_pages|stack_count): -?\d+"
+    rb"| (?:\[<[0-9a-f]+>\] )?[A-Za-z_$][\w.$]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[^\[\]\s]+\])?"
+    rb"(?: \([^()\n]*\))?)\r?$"
+)
+_UNUSUAL_RE = re.compile(rb"^(?!" + _USUAL_LINE + rb")", re.MULTILINE)
+_HEADER_LINE_RE = re.compile(rb"^Page allocated via order .*?(?=\r?$)", re.MULTILINE)
+_PFN_LINE_RE = re.compile(rb"^PFN .*?(?=\r?$)", re.MULTILINE)
+
+
+def _looks_canonical(head: bytes) -> bool:
+    """Tell quickly whether every line is one a kernel prints (no repair can apply)."""
+    if _UNUSUAL_RE.search(head) or _QP_HINT_RE.search(head):
+        return False
+    for match in _HEADER_LINE_RE.finditer(head):
+        header = _HEADER_RE.fullmatch(decode(match[0]))
+        if header is None or (header["names"] and _POINTER_RE.fullmatch(header["names"])):
+            return False
+    # The shape only: the typed reader's own checks (migratetype names) are not repairs.
+    return all(_PFN_RE.fullmatch(line) or _PFN_LETTERS_RE.fullmatch(line)
+               for line in map(decode, _PFN_LINE_RE.findall(head)))  # fmt: skip
+
+
 def _sniff_clean(head: bytes, name: str) -> bool:
     """Tell whether a piece of text reads as it is: nothing in it needs a repair.
 
@@ -676,6 +729,8 @@ def _sniff_clean(head: bytes, name: str) -> bool:
     """
     cut = head.rfind(b"\n")
     head = head[: cut + 1] if cut >= 0 else head
+    if _looks_canonical(head):
+        return True
     normaliser = Normaliser(name, qp=bool(_QP_HINT_RE.search(head)))
     for line in iter_lines(head):
         normaliser.feed(line)
