@@ -162,12 +162,23 @@ def test_c_mail_quoting_is_removed(quote: str) -> None:
 
 @pytest.mark.parametrize("prefix", ["[  174.390000] ", "[  174.390000][ T9821] ", "<4>",
                                     "<4>[  174.390000] ", "(1)[123:kworker/1:2]",
-                                    "Dec  6 00:00:01 host kernel: "])  # fmt: skip
+                                    "Dec  6 00:00:01 host kernel: ",
+                                    "[Sun Dec  6 00:00:01 2026] ",
+                                    "kern  :warn  : [  174.390000] ",
+                                    "2026-12-06T00:00:01.123456+00:00 host kernel: "])  # fmt: skip
 def test_c_kernel_log_prefixes_are_removed(prefix: str) -> None:
     text = "".join(f"{prefix}{line}\n" for line in CLEAN.split("\n")[:-1])
     out, warnings = fix(text)
     assert out == CLEAN
     assert one(warnings, "kernel log prefixes").startswith("t.txt:1: ")
+
+
+def test_c_html_entities_are_decoded() -> None:
+    # a dump copied from a web page's source
+    text = f"{H612}\n [&lt;ffffffff811682c4&gt;] x+0x1/0x2\n\n"
+    out, warnings = fix(text)
+    assert out == f"{H612}\n [<ffffffff811682c4>] x+0x1/0x2\n\n"
+    assert one(warnings, "HTML entities")
 
 
 def test_c_quoted_printable_is_decoded() -> None:
@@ -222,6 +233,28 @@ def test_d_dump_page_owner_in_a_kernel_log_gives_one_record(free: bool) -> None:
                    f"ts 100 ns, free_ts 0 ns\n{frames}\n\n")  # fmt: skip
     assert one(warnings, "__dump_page_owner()").startswith("t.txt:3: ")
     assert "(4 times;" in one(warnings, "not page_owner data ignored")
+
+
+SYZBOT = """\
+page last allocated via order 0, migratetype Unmovable, gfp_mask 0x140dc0(GFP_USER|__GFP_COMP|__GFP_ZERO), pid 5109, tgid 5109 (syz-executor), ts 62766455400, free_ts 0
+ set_page_owner include/linux/page_owner.h:32 [inline]
+ post_alloc_hook+0x1f3/0x230 mm/page_alloc.c:1537
+page last free pid 5108 tgid 5108 stack trace:
+ free_unref_page+0x10/0x20 mm/page_alloc.c:2638
+
+Memory state around the buggy address:
+"""  # noqa: E501
+
+
+def test_d_syzbot_symbolized_frames_keep_their_source_lines() -> None:
+    out, _ = fix(SYZBOT)
+    assert out == ("Page allocated via order 0, mask 0x140dc0(GFP_USER|__GFP_COMP|__GFP_ZERO), "
+                   "pid 5109, tgid 5109 (syz-executor), ts 62766455400 ns, free_ts 0 ns\n"
+                   " set_page_owner include/linux/page_owner.h:32 [inline]\n"
+                   " post_alloc_hook+0x1f3/0x230 (mm/page_alloc.c:1537)\n\n")  # fmt: skip
+    record = next(iter(DumpReader(io.BytesIO(out.encode()), "t.txt", strict=True)))
+    assert record.stack[1].symbol == "post_alloc_hook"
+    assert record.stack[1].source == "mm/page_alloc.c:1537"
 
 
 def test_d_show_stacks_with_elisions_and_the_old_trailer() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import html
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -79,20 +80,29 @@ class Tolerance:
 # Quoted-printable soft line breaks and escapes (RFC 2045), seen in mail saved raw.
 _QP_HINT_RE = re.compile(rb"=\r?\n|=3D|=20\r?$", re.MULTILINE)
 _QP_ESCAPE_RE = re.compile(rb"=([0-9A-F]{2})")
+_ENTITY_RE = re.compile(r"&(?:lt|gt|amp|quot|#\d+);")
 _MAIL_QUOTE_RE = re.compile(r"(?:> ?)+")
 # Kernel log prefixes: <4> levels, [  174.390000] times, [ T9821]/[ C1] callers,
 # (1)[123:comm] of some vendor kernels, and syslog's "Mon DD HH:MM:SS host kernel: ".
+# `dmesg -T` dates, `dmesg -x` facility:level columns, and ISO-dated journal lines too.
 _LOG_PREFIX_RE = re.compile(
     r"(?:<\d{1,2}>|\[ *\d+\.\d+\]|\[ *[TC]\d+\]|\(\d+\)\[\d+:[^\]]*\]"
-    r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ?)"
+    r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\]"
+    r"|(?:kern|user|daemon) *:(?:emerg|alert|crit|err|warn|notice|info|debug) *: "
+    r"|(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[\d:.]+(?:[+-][\d:]+|Z)?)"
+    r" \S+ kernel: ?)"
 )
 _ELISION_RE = re.compile(r"(?:\.{2,}|\u2026|\(\.{2,}\)|\[ ?\.{2,} ?\]|<\.{2,}>|\[snip\]|<snip>)")
 _FRAME_RE = re.compile(
     r"(?:\[<(?P<addr>[0-9a-fA-F]+)>\] ?|\[0x(?P<addr2>[0-9a-fA-F]+)\] ?)?"
     r"(?P<body>(?P<dot>\.)?(?P<sym>[A-Za-z_$][\w.$]*)\+(?P<off>0x[0-9a-fA-F]+|[0-9]+)"
-    r"(?:/(?P<size>0x[0-9a-fA-F]+|[0-9]+))?(?P<rest>(?: \[[^\[\]]+\])?(?: \([^()]*\))?)"
-    r"|0x[0-9a-fA-F]+|\(null\))"
+    r"(?:/(?P<size>0x[0-9a-fA-F]+|[0-9]+))?(?P<rest>(?: \[[^\[\]]+\])?(?: \([^()]*\))?"
+    # syzbot's symbolized frames: `sym+0x1f3/0x230 mm/page_alloc.c:1537`, and the inlined
+    # callers it lists as `prep_new_page mm/page_alloc.c:1544 [inline]`.
+    r"(?: [\w./-]+:\d+(?: \[inline\])?)?)"
+    r"|[A-Za-z_][\w.]* [\w./-]+:\d+ \[inline\]|0x[0-9a-fA-F]+|\(null\))"
 )
+_SYZBOT_SOURCE_RE = re.compile(r" ([\w./-]+:\d+)$")
 _REPORT_RE = re.compile(r"(?P<times>\d+) times(?:, (?P<pages>\d+) pages)?(?P<rest>.*)")
 _REPORT_PID_RE = re.compile(r", PID (-?\d+)")
 _REPORT_TGID_RE = re.compile(r", TGID (-?\d+)")
@@ -132,6 +142,7 @@ class _Kind:
 
 _KINDS = {k.key: k for k in (
     _Kind("qp", "quoted-printable soft breaks and escapes decoded"),
+    _Kind("html", "HTML entities (&lt; &gt; &amp;) decoded"),
     _Kind("quote", "mail quoting ('> ') removed"),
     _Kind("logprefix", "kernel log prefixes removed"),
     _Kind("indent", "stack frames re-indented to one space"),
@@ -308,6 +319,9 @@ class Normaliser:
             # A lone CR is data (README "Robustness"); such a line is left to the readers.
             self._note("cr", original)
             return
+        if "&" in text and _ENTITY_RE.search(text):
+            self._note("html", original)
+            text = html.unescape(text)
         text = self._strip_prefixes(text)
         content = text.strip()
         record = self._record
@@ -456,6 +470,11 @@ class Normaliser:
         if frame["sym"] is None:
             return " " + content
         body = frame["body"]
+        source = _SYZBOT_SOURCE_RE.search(body)
+        if source is not None and "(" not in body:
+            # syzbot's ` file:line` is symbolize's ` (file:line)`, which the readers parse.
+            self._note("frame", original)
+            body = body[: source.start()] + f" ({source[1]})"
         if frame["dot"] or frame["addr2"] or not frame["off"].startswith("0x") or (
                 frame["size"] is not None and not frame["size"].startswith("0x")):  # fmt: skip
             self._note("frame", original)
