@@ -173,6 +173,20 @@ def test_c_kernel_log_prefixes_are_removed(prefix: str) -> None:
     assert one(warnings, "kernel log prefixes").startswith("t.txt:1: ")
 
 
+def test_c_records_without_blank_lines_between_them_are_split() -> None:
+    out, warnings = fix(f"{H612}\n{F1}\n{H612}\n{F2}\n")
+    assert out == f"{H612}\n{F1}\n\n{H612}\n{F2}\n\n"
+    assert one(warnings, "without a blank line").startswith("t.txt:3: ")
+    stacks, _ = fix(f"{F1}\nnr_base_pages: 4\n{F2}\nnr_base_pages: 5\n")
+    assert stacks == f"{F1}\nnr_base_pages: 4\n\n{F2}\nnr_base_pages: 5\n\n"
+
+
+def test_c_markup_fences_are_dropped() -> None:
+    out, warnings = fix(f"```\n{H612}\n{F1}\n```\n<pre>\n{H612}\n{F2}\n</pre>\n")
+    assert out == f"{H612}\n{F1}\n\n{H612}\n{F2}\n\n"
+    assert "(4 times;" in one(warnings, "markup")
+
+
 def test_c_html_entities_are_decoded() -> None:
     # a dump copied from a web page's source
     text = f"{H612}\n [&lt;ffffffff811682c4&gt;] x+0x1/0x2\n\n"

@@ -18,7 +18,7 @@ import html
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pageowner.dump.dumpfile import (
     _HEADER_RE,
@@ -80,6 +80,7 @@ class Tolerance:
 # Quoted-printable soft line breaks and escapes (RFC 2045), seen in mail saved raw.
 _QP_HINT_RE = re.compile(rb"=\r?\n|=3D|=20\r?$", re.MULTILINE)
 _QP_ESCAPE_RE = re.compile(rb"=([0-9A-F]{2})")
+_MARKUP_RE = re.compile(r"(?:`{3,}.*|~{3,}.*|</?(?:pre|code)>)")
 _ENTITY_RE = re.compile(r"&(?:lt|gt|amp|quot|#\d+);")
 _MAIL_QUOTE_RE = re.compile(r"(?:> ?)+")
 # Kernel log prefixes: <4> levels, [  174.390000] times, [ T9821]/[ C1] callers,
@@ -148,6 +149,8 @@ _KINDS = {k.key: k for k in (
     _Kind("indent", "stack frames re-indented to one space"),
     _Kind("blank", "whitespace-only lines read as record separators"),
     _Kind("elision", "elision lines ('...') dropped"),
+    _Kind("markup", "markup lines (``` fences, <pre>) dropped"),
+    _Kind("separator", "records without a blank line between them split"),
     _Kind("wrap", "wrapped header or PFN line joined"),
     _Kind("header", "header of no kernel's shape rebuilt (unknown fields left out, "
                     "-1/0 for missing ones)"),
@@ -182,19 +185,14 @@ class _Record:
     header: str | None
     weight: tuple[int, int | None] | None = None  # times, pages (from a report)
     pfn: str | None = None
-    frames: list[str] | None = None
-    free_frames: list[str] | None = None
-    trailers: list[str] | None = None
+    frames: list[str] = field(default_factory=list)
+    free_frames: list[str] = field(default_factory=list)
+    trailers: list[str] = field(default_factory=list)
     stack_count: str | None = None  # show_stacks: its count line
     handle: str | None = None
     log: bool = False
     in_free: bool = False
     joinable: bool = True  # the header or PFN line may still be continued
-
-    def __post_init__(self) -> None:
-        self.frames = []
-        self.free_frames = []
-        self.trailers = []
 
 
 class Normaliser:
@@ -310,9 +308,7 @@ class Normaliser:
                 line, kinds = hit
                 for key in kinds:
                     self.seen[key].count += 1
-                frames = record.free_frames if record.in_free else record.frames
-                assert frames is not None
-                frames.append(line)
+                (record.free_frames if record.in_free else record.frames).append(line)
                 return
         self._line_kinds = []
         if "\r" in text:
@@ -337,7 +333,13 @@ class Normaliser:
         if _ELISION_RE.fullmatch(content):
             self._note("elision", original)
             return
+        if _MARKUP_RE.fullmatch(content):
+            self._note("markup", original)
+            self._flush(out)
+            return
         if content.startswith(_HEADER_START):
+            if record is not None:
+                self._note("separator", original)
             self._flush(out)
             self._start_header(content, text != content, original)
             return
@@ -366,8 +368,6 @@ class Normaliser:
     def _in_record(self, record: _Record, text: str, content: str,
                    frame: re.Match[str] | None, original: str, out: list[str]) -> None:  # fmt: skip
         """Place a line inside the record being built."""
-        assert record.frames is not None and record.free_frames is not None
-        assert record.trailers is not None
         if record.log:
             if _LOG_FREE_RE.fullmatch(content):
                 record.in_free = True
@@ -390,6 +390,13 @@ class Normaliser:
             record.frames.append(text)  # any one-space line is a frame to the readers
             record.joinable = False
             return
+        if record.header is None and (record.stack_count is not None or
+                                      record.handle is not None) and (
+                frame is not None or _HANDLE_RE.fullmatch(content)):  # fmt: skip
+            # A show_* block ended without its blank line: this line starts the next.
+            self._note("separator", original)
+            self._flush(out)
+            self._record = record = _Record(self._lineno, None)
         if frame is not None:
             line = self._frame(text, content, frame, original)
             if record.in_free:
@@ -573,8 +580,6 @@ class Normaliser:
             if self._report is not None and record is None:
                 return
             return
-        assert record.frames is not None and record.free_frames is not None
-        assert record.trailers is not None
         if record.header is None and self._report is None:
             self._flush_stacks(record, out)
             return
@@ -624,7 +629,6 @@ class Normaliser:
 
     def _flush_stacks(self, record: _Record, out: list[str]) -> None:
         """Write a show_stacks block (a show_handles block gets its handle as its stack)."""
-        assert record.frames is not None
         if record.stack_count is None:
             if record.handle is not None and record.frames and self._set_mode("stacks", record):
                 # show_stacks_handles: no page counts, passed on for the reader to name.
@@ -723,13 +727,18 @@ _USUAL_LINE = (
     rb"(?: \([^()\n]*\))?)\r?$"
 )
 _UNUSUAL_RE = re.compile(rb"^(?!" + _USUAL_LINE + rb")", re.MULTILINE)
+# A header right below a non-empty line, or a line right below a show_* count: records
+# that lost the blank line between them.
+_RUN_ON_RE = re.compile(
+    rb"[^\r\n]\r?\nPage allocated via order |(?:nr_base_pages|stack_count): -?\d+\r?\n[^\r\n]"
+)
 _HEADER_LINE_RE = re.compile(rb"^Page allocated via order .*?(?=\r?$)", re.MULTILINE)
 _PFN_LINE_RE = re.compile(rb"^PFN .*?(?=\r?$)", re.MULTILINE)
 
 
 def _looks_canonical(head: bytes) -> bool:
     """Tell quickly whether every line is one a kernel prints (no repair can apply)."""
-    if _UNUSUAL_RE.search(head) or _QP_HINT_RE.search(head):
+    if _UNUSUAL_RE.search(head) or _QP_HINT_RE.search(head) or _RUN_ON_RE.search(head):
         return False
     for match in _HEADER_LINE_RE.finditer(head):
         header = _HEADER_RE.fullmatch(decode(match[0]))
