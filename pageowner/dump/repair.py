@@ -727,10 +727,12 @@ _USUAL_LINE = (
     rb"(?: \([^()\n]*\))?)\r?$"
 )
 _UNUSUAL_RE = re.compile(rb"^(?!" + _USUAL_LINE + rb")", re.MULTILINE)
-# A header right below a non-empty line, or a line right below a show_* count: records
-# that lost the blank line between them.
+# A header right below a non-empty line, or a line right below a show_* count (records
+# that lost the blank line between them), or a show_handles block.
 _RUN_ON_RE = re.compile(
     rb"[^\r\n]\r?\nPage allocated via order |(?:nr_base_pages|stack_count): -?\d+\r?\n[^\r\n]"
+    # and show_handles, whose blocks are read with their handle as their stack
+    rb"|(?:^|\n)handle: -?\d+\r?\nnr_base_pages: "
 )
 _HEADER_LINE_RE = re.compile(rb"^Page allocated via order .*?(?=\r?$)", re.MULTILINE)
 _PFN_LINE_RE = re.compile(rb"^PFN .*?(?=\r?$)", re.MULTILINE)
