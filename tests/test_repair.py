@@ -338,7 +338,7 @@ def test_a_clean_dump_keeps_its_source_and_descriptor(tmp_path: Path) -> None:
 
 
 def test_damage_past_the_sniffed_ends_is_left_to_the_readers(tmp_path: Path) -> None:
-    # documented limit: only the first and last 64 KiB are sniffed
+    # documented limit: only the first and last 32 KiB are sniffed
     path = tmp_path / "dump.txt"
     middle = "".join(f"> {line}\n" for line in CLEAN.split("\n")[:-1])
     path.write_bytes((CLEAN * 1000 + middle + "\n" + CLEAN * 1000).encode())
@@ -346,3 +346,13 @@ def test_damage_past_the_sniffed_ends_is_left_to_the_readers(tmp_path: Path) -> 
     assert result.exit_code == 0
     assert int(result.stdout) == 2000
     assert "not a page_owner record" in result.stderr
+
+
+def test_a_long_log_with_page_owner_data_only_in_its_middle(tmp_path: Path) -> None:
+    # a `dmesg -t` of 200 KB (no prefixes to give it away) with one dumped page inside
+    noise = "".join(f"usb 1-1: new device number {n} using xhci_hcd\n" for n in range(2500))
+    path = tmp_path / "dmesg.txt"
+    path.write_text(noise + SYZBOT + noise)
+    result = run_cli(["grep", "-c", str(path)])
+    assert result.exit_code == 0, result.stderr
+    assert int(result.stdout) == 1

@@ -1,6 +1,6 @@
 """Tolerance: rewrite page_owner text a person pasted, logged or sorted into a canonical dump.
 
-`tolerate` sniffs an opened input (its first and, for a regular file, its last 64 KiB). A
+`tolerate` sniffs an opened input (its first and, for a regular file, its last 32 KiB). A
 clean dump or show_stacks file is handed back untouched, so both readers keep their full
 speed and their byte-exact behaviour. Anything else (damage from pasting, mail or a log,
 headers of odd shapes, page_owner_sort reports, `__dump_page_owner()` output in a kernel
@@ -42,8 +42,9 @@ __all__ = [
 
 WarningHandler = Callable[[str], None]
 
-# How much of an input's start (and a regular file's end) the sniff reads.
-SNIFF_BYTES = 64 << 10
+# How much of an input's start (and a regular file's end) the sniff reads: pasting damage
+# is the same all through a text, and a clean dump must not pay for more.
+SNIFF_BYTES = 32 << 10
 # The largest number of records one report line may expand into; a count beyond it is
 # corrupt (a real group of 10**8 records is a 100 GB dump).
 MAX_EXPANSION = 10**8
@@ -751,8 +752,8 @@ def _looks_canonical(head: bytes) -> bool:
                for line in map(decode, _PFN_LINE_RE.findall(head)))  # fmt: skip
 
 
-def _sniff_clean(head: bytes, name: str) -> bool:
-    """Tell whether a piece of text reads as it is: nothing in it needs a repair.
+def _sniff(head: bytes, name: str) -> tuple[bool, bool]:
+    """Tell whether a piece of text reads as it is, and whether any page_owner data is in it.
 
     Text with no page_owner data at all is left as it is too, so that the readers name
     its first bad line (and, for a big file, keep reading it on two cores).
@@ -760,12 +761,32 @@ def _sniff_clean(head: bytes, name: str) -> bool:
     cut = head.rfind(b"\n")
     head = head[: cut + 1] if cut >= 0 else head
     if _looks_canonical(head):
-        return True
+        return True, bool(_DATA_RE.search(head))
     normaliser = Normaliser(name, qp=bool(_QP_HINT_RE.search(head)))
     for line in iter_lines(head):
         normaliser.feed(line)
     normaliser.finish()
-    return not normaliser.repaired() and not normaliser.qp
+    return not normaliser.repaired() and not normaliser.qp, normaliser.records > 0
+
+
+_DATA_RE = re.compile(rb"^(?:Page allocated via order \d|nr_base_pages: |stack_count: )", re.M)
+# What marks page_owner data in a text that does not start with it (a long kernel log, a
+# mail): __dump_page_owner() output, a report group, a header anywhere in a line.
+_MARKER_RE = re.compile(rb"page (?:last )?allocated via order \d|(?:^|\n)\d+ times[,:]"
+                        rb"|.Page allocated via order \d")  # fmt: skip
+
+
+def _has_marker(fd: int, start: int, end: int) -> bool:
+    """Tell whether page_owner data starts anywhere in a file's bytes from start to end."""
+    overlap = 64
+    while start < end:
+        chunk = os.pread(fd, min(1 << 20, end - start) + overlap, start)
+        if _MARKER_RE.search(chunk):
+            return True
+        if len(chunk) <= overlap:
+            return False
+        start += len(chunk) - overlap
+    return False
 
 
 def tolerate(source: InputSource, tolerance: Tolerance) -> InputSource:
@@ -782,12 +803,18 @@ def tolerate(source: InputSource, tolerance: Tolerance) -> InputSource:
     head = b"".join(pieces)
     if not head:
         raise InputError(f"{source.name}: empty input: no page_owner data")
-    clean = _sniff_clean(head, source.name)
-    if clean and source.fd is not None and source.size is not None and (
-            source.size > 2 * SNIFF_BYTES):  # fmt: skip
+    clean, found = _sniff(head, source.name)
+    regular = source.fd is not None and source.size is not None
+    if clean and regular and source.size is not None and source.size > 2 * SNIFF_BYTES:
+        assert source.fd is not None
         tail = os.pread(source.fd, SNIFF_BYTES, source.size - SNIFF_BYTES)
         start = tail.find(b"\n\n")
-        clean = start < 0 or _sniff_clean(tail[start + 2 :], source.name)
+        if start >= 0:
+            clean, found_late = _sniff(tail[start + 2 :], source.name)
+            found = found or found_late
+    if clean and not found and regular and source.fd is not None and source.size is not None:
+        # Nothing at either end: a long log or mail may still hold page_owner data inside.
+        clean = not _has_marker(source.fd, len(head), source.size)
     if clean:
         if source.fd is not None:
             os.lseek(source.fd, 0, os.SEEK_SET)
