@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +57,20 @@ def _no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
 
 
+def test_the_corpus_is_what_the_script_makes(tmp_path: Path) -> None:
+    # GIVEN tools/make_damaged.py WHEN run into an empty folder THEN it makes the same bytes
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_damaged.py"),
+                             str(tmp_path)], check=False, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    made = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert made == {name: (DAMAGED / name).read_bytes() for name in made}
+    assert set(made) == {e.name for e in ENTRIES} | {"MANIFEST.tsv"}
+
+
 def test_manifest_lists_every_file() -> None:
     # GIVEN the corpus WHEN listed THEN each file has its row (and nothing else is there)
-    names = {p.name for p in DAMAGED.iterdir() if p.is_file() and p.name != "MANIFEST.tsv"}
+    names = {p.name for p in DAMAGED.iterdir()
+             if p.is_file() and p.name not in ("MANIFEST.tsv", "README.md")}  # fmt: skip
     assert names == {e.name for e in ENTRIES}
     assert len(ENTRIES) >= 30
 

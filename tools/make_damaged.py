@@ -7,7 +7,8 @@ counts in each: records (a dump's records, a report's times, a log's dumped page
 show_* file's blocks), pages (where the text says), and the exit code every command must
 give. The counts come from the clean cut, never from pageowner's readers.
 
-Run from the repository root: `python3 tools/make_damaged.py` (deterministic output).
+Run `python3 tools/make_damaged.py [OUT]` (default fixtures/damaged; deterministic output:
+tests/test_damaged_corpus.py checks that the committed files are what it makes).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from __future__ import annotations
 import lzma
 import quopri
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "fixtures" / "damaged"
+SOURCE = ROOT / "fixtures" / "damaged"
 HEADER = "Page allocated via order "
 
 
@@ -96,9 +98,9 @@ def log_record(record: list[str], free_stack: list[str], stamp: float) -> list[s
     return [prefix + line for line in lines]
 
 
-def main() -> None:
-    """Write every damaged file and the manifest."""
-    OUT.mkdir(parents=True, exist_ok=True)
+def main(out: Path = SOURCE) -> None:
+    """Write every damaged file and the manifest into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
     base = cut("fixtures/real/6.12.117-work.page_owner.txt.xz", 300)
     old = cut("fixtures/real/5.10.223-work.page_owner.txt.xz", 200)
     era319 = [b for b in blocks((ROOT / "fixtures/cases/era-3.19.txt").read_text())
@@ -167,7 +169,7 @@ def main() -> None:
         join(map_frames(era319, lambda f: "\t" + f[1:])), len(era319),
         sum(map(pages_of, era319)))  # fmt: skip
     add("blog-6.19-continuation.txt", "real post: header split with ' \\' continuations",
-        (ROOT / "fixtures/damaged/src/23-blog-mfo-6.19-page_owner-linecontinuation-x86_64.txt")
+        (SOURCE / "src/23-blog-mfo-6.19-page_owner-linecontinuation-x86_64.txt")
         .read_text(), 1, 1)  # fmt: skip
 
     # page_owner_sort reports (the real 6.12 tool's output, cut to its last groups).
@@ -218,12 +220,12 @@ def main() -> None:
         "Hi all,\n\nthe machine ran out of memory again.\n\nThanks\n", 0, "-", 1)
 
     for name, text in files.items():
-        (OUT / name).write_bytes(text.encode("utf-8", "surrogateescape"))
-    with (OUT / "MANIFEST.tsv").open("w") as manifest:
+        (out / name).write_bytes(text.encode("utf-8", "surrogateescape"))
+    with (out / "MANIFEST.tsv").open("w") as manifest:
         manifest.write("file\trecords\tpages\texit\tdamage\n")
         for name, damage, records, npages, rc in rows:
             manifest.write(f"{name}\t{records}\t{npages}\t{rc}\t{damage}\n")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else SOURCE)
