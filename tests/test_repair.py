@@ -115,6 +115,17 @@ def test_c_frames_of_any_indent_get_one_space(indent: str) -> None:
     assert "(2 times;" in one(warnings, "re-indented")
 
 
+def test_c_trailing_whitespace_is_removed(tmp_path: Path) -> None:
+    text = f"{H612}  \n{PFN}\t\n{F1} \n{F2}\n\n"
+    out, warnings = fix(text)
+    assert out == CLEAN
+    assert "(3 times;" in one(warnings, "trailing whitespace")
+    # AND the sniff sends such a file to the normaliser (the typed reader would skip it)
+    path = tmp_path / "dump.txt"
+    path.write_text(text * 3)
+    assert run_cli(["grep", "-c", str(path)]).stdout.strip() == "3"
+
+
 def test_c_a_whitespace_only_line_separates_records() -> None:
     out, warnings = fix(f"{H612}\n{F1}\n  \t\n{H612}\n{F2}\n")
     assert out == f"{H612}\n{F1}\n\n{H612}\n{F2}\n\n"

@@ -109,6 +109,7 @@ _KINDS = {k.key: k for k in (
     _Kind("logprefix", "kernel log prefixes removed"),
     _Kind("indent", "stack frames re-indented to one space"),
     _Kind("blank", "whitespace-only lines read as record separators"),
+    _Kind("trailing", "trailing whitespace removed"),
     _Kind("elision", "elision lines ('...') dropped"),
     _Kind("markup", "markup lines (``` fences, <pre>) dropped"),
     _Kind("separator", "records without a blank line between them split"),
@@ -286,6 +287,9 @@ class Normaliser(_Repairs):
             text = html.unescape(text)
         text = self._strip_prefixes(text)
         content = text.strip()
+        if content and text[-1:].isspace():
+            self._note("trailing", original)
+            text = text.rstrip()
         record = self._record
         if not content:
             if text and original.strip():
