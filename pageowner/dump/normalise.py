@@ -433,10 +433,7 @@ class Normaliser(_Repairs):
 
     def _check_pfn(self, record: _Record, original: str) -> None:
         """Drop a PFN line no reader could parse."""
-        assert record.pfn is not None
-        try:
-            _parse_pfn_line(record.pfn)
-        except ValueError:
+        if record.pfn is not None and not _pfn_parses(record.pfn):
             self._note("pfn", original)
             record.pfn = None
 
