@@ -367,3 +367,12 @@ def test_a_long_log_with_page_owner_data_only_in_its_middle(tmp_path: Path) -> N
     result = run_cli(["grep", "-c", str(path)])
     assert result.exit_code == 0, result.stderr
     assert int(result.stdout) == 1
+
+
+def test_d_a_big_report_group_is_expanded_as_it_is_read(tmp_path: Path) -> None:
+    # a group stands for its records however many: written block by block, not held
+    path = tmp_path / "report.txt"
+    path.write_text(f"50000 times, 100000 pages:\n{H612.replace('order 0', 'order 1')}\n{F1}\n\n")
+    result = run_cli(["sort", str(path), "-"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("50000 times, 100000 pages, allocated by OTHERS :\n")

@@ -25,6 +25,7 @@ __all__ = [
     "POINTER_RE",
     "Normaliser",
     "QP_HINT_RE",
+    "Repeat",
     "frame_line",
     "header_from_fields",
     "normalise_text",
@@ -130,6 +131,17 @@ _KINDS = {k.key: k for k in (
 )}  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """Output bytes to be written `count` times over (the records of a report group)."""
+
+    block: bytes
+    count: int
+
+
+_Out = list["str | Repeat"]
+
+
 @dataclass
 class _Seen:
     """The first occurrence of a repair kind, and how often it happened."""
@@ -212,7 +224,7 @@ class Normaliser(_Repairs):
 
     # -- input -----------------------------------------------------------------------------
 
-    def feed(self, raw: bytes) -> list[bytes]:
+    def feed(self, raw: bytes) -> list[bytes | Repeat]:
         """Take one input line (with or without its line end); return output lines."""
         self._lineno += 1
         body = line_body(raw)
@@ -230,19 +242,19 @@ class Normaliser(_Repairs):
             text = decode(_QP_ESCAPE_RE.sub(lambda m: bytes([int(m[1], 16)]), encode(text)))
         else:
             text = decode(body)
-        out: list[str] = []
+        out: _Out = []
         self._line(text, out)
-        return [encode(line) + b"\n" for line in out]
+        return [line if isinstance(line, Repeat) else encode(line) + b"\n" for line in out]
 
-    def finish(self) -> list[bytes]:
+    def finish(self) -> list[bytes | Repeat]:
         """End the input; return the last output lines."""
-        out: list[str] = []
+        out: _Out = []
         if self._qp_pending:
             text, self._qp_pending = self._qp_pending, ""
             self._line(text, out)
         self._flush(out)
         self._report = None
-        return [encode(line) + b"\n" for line in out]
+        return [line if isinstance(line, Repeat) else encode(line) + b"\n" for line in out]
 
     def _strip_prefixes(self, text: str) -> str:
         """Remove mail quoting and kernel log prefixes from the start of a line."""
@@ -265,7 +277,7 @@ class Normaliser(_Repairs):
             self._note("logprefix", original)
         return text
 
-    def _line(self, text: str, out: list[str]) -> None:
+    def _line(self, text: str, out: _Out) -> None:
         """Classify one line and act on it."""
         original = text
         record = self._record
@@ -336,7 +348,7 @@ class Normaliser(_Repairs):
         self._in_record(record, text, content, frame, original, out)
 
     def _in_record(self, record: _Record, text: str, content: str,
-                   frame: re.Match[str] | None, original: str, out: list[str]) -> None:  # fmt: skip
+                   frame: re.Match[str] | None, original: str, out: _Out) -> None:  # fmt: skip
         """Place a line inside the record being built."""
         if record.log:
             if _LOG_FREE_RE.fullmatch(content):
@@ -483,7 +495,7 @@ class Normaliser(_Repairs):
             self._note("pointer", original)
         return header
 
-    def _start_report(self, report: re.Match[str], out: list[str], original: str) -> None:
+    def _start_report(self, report: re.Match[str], out: _Out, original: str) -> None:
         """Begin a page_owner_sort report group: `N times[, M pages][...]:`."""
         self._flush(out)
         self._note("report", original)
@@ -503,7 +515,7 @@ class Normaliser(_Repairs):
             self._record = _Record(self._lineno, None)
             self._flush(out)
 
-    def _flush(self, out: list[str]) -> None:
+    def _flush(self, out: _Out) -> None:
         """Write the record being built, if any."""
         record, self._record = self._record, None
         if record is None:
@@ -554,10 +566,11 @@ class Normaliser(_Repairs):
         for each_order, count in _split_pages(times, pages, order):
             line = re.sub(r"^Page allocated via order \d+", f"{_HEADER_START}{each_order}",
                           header)  # fmt: skip
-            out.extend(([line, *tail, ""]) * count)
+            # Kept as one block and a count: a group may stand for millions of records.
+            out.append(Repeat(encode("\n".join([line, *tail, ""]) + "\n"), count))
             self.records += count
 
-    def _flush_stacks(self, record: _Record, out: list[str]) -> None:
+    def _flush_stacks(self, record: _Record, out: _Out) -> None:
         """Write a show_stacks block (a show_handles block gets its handle as its stack)."""
         if record.stack_count is None:
             if record.handle is not None and record.frames and self._set_mode("stacks", record):
@@ -693,8 +706,8 @@ def normalise_text(data: bytes, path: str = "<text>", *, strict: bool = False,
                    free: bool = False) -> tuple[bytes, Normaliser]:  # fmt: skip
     """Normalise a whole text at once; return the canonical bytes and the normaliser."""
     normaliser = Normaliser(path, strict=strict, free=free, qp=bool(QP_HINT_RE.search(data)))
-    out: list[bytes] = []
+    out: list[bytes | Repeat] = []
     for line in iter_lines(data):
         out.extend(normaliser.feed(line))
     out.extend(normaliser.finish())
-    return b"".join(out), normaliser
+    return b"".join(p.block * p.count if isinstance(p, Repeat) else p for p in out), normaliser

@@ -12,6 +12,7 @@ count; with `strict` the first repair is refused instead. The rules are in docs/
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import os
@@ -26,7 +27,7 @@ from pageowner.dump.dumpfile import (
     decode,
 )
 from pageowner.dump.fileio import InputSource, iter_lines
-from pageowner.dump.normalise import POINTER_RE, QP_HINT_RE, Normaliser, normalise_text
+from pageowner.dump.normalise import POINTER_RE, QP_HINT_RE, Normaliser, Repeat, normalise_text
 from pageowner.errors import InputError
 
 __all__ = [
@@ -205,28 +206,49 @@ class _RepairedReader:
         self._tolerance = tolerance
         self._carry = b""
         self._out = bytearray()
+        self._pending: collections.deque[bytes | Repeat] = collections.deque()
         self._done = False
 
     def read(self, size: int) -> bytes:
         """Return up to `size` bytes of repaired text; b"" at the end only."""
-        while len(self._out) < size and not self._done:
-            chunk = self._read(1 << 20)
-            feed = self._normaliser.feed
-            if not chunk:
-                self._done = True
-                if self._carry:
-                    self._out += b"".join(feed(self._carry))
-                self._out += b"".join(self._normaliser.finish())
-                self._end()
+        out, pending = self._out, self._pending
+        while len(out) < size:
+            if pending:
+                piece = pending[0]
+                if isinstance(piece, Repeat):
+                    # Only as many copies as this read needs: memory stays one read's worth.
+                    copies = min(piece.count, (size - len(out)) // len(piece.block) + 1)
+                    out += piece.block * copies
+                    if copies == piece.count:
+                        pending.popleft()
+                    else:
+                        pending[0] = Repeat(piece.block, piece.count - copies)
+                else:
+                    out += piece
+                    pending.popleft()
+                continue
+            if self._done:
                 break
-            lines = (self._carry + chunk).split(b"\n")
-            self._carry = lines.pop()
-            for line in lines:
-                for piece in feed(line + b"\n"):
-                    self._out += piece
-        data = bytes(self._out[:size])
-        del self._out[:size]
+            self._fill()
+        data = bytes(out[:size])
+        del out[:size]
         return data
+
+    def _fill(self) -> None:
+        """Read and normalise the next chunk of input."""
+        chunk = self._read(1 << 20)
+        feed = self._normaliser.feed
+        if not chunk:
+            self._done = True
+            if self._carry:
+                self._pending.extend(feed(self._carry))
+            self._pending.extend(self._normaliser.finish())
+            self._end()
+            return
+        lines = (self._carry + chunk).split(b"\n")
+        self._carry = lines.pop()
+        for line in lines:
+            self._pending.extend(feed(line + b"\n"))
 
     def _end(self) -> None:
         """Report the repairs; fail when nothing at all could be read."""
