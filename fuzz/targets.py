@@ -26,7 +26,9 @@ from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.errors import ParseError
 from pageowner.kernel.frames import StackInterner
 from pageowner.model import PageRecord
-from pageowner.sort.engine import SortEngine, SortOptions, build_options, render_groups
+from pageowner.sort.options import SortOptions, build_options
+from pageowner.sort.render import render_groups
+from pageowner.sort.scan import SortEngine
 
 __all__ = ["SORT_MODES", "check_dump"]
 

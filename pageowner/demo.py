@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pageowner.kernel.kernels import DEFAULT_VERSION
 from pageowner.sim.api import DEFAULT_MEM, DEFAULT_SEED, boot, dump, run
-from pageowner.sort.engine import build_options, parse_cull_spec, sort_dump
+from pageowner.sort.engine import sort_dump
+from pageowner.sort.options import build_options, parse_cull_spec
 
 __all__ = ["DEMO_WORKLOADS", "DemoResult", "demo"]
 

@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from pageowner.sort.engine import SHORT_SORT_FLAGS
+from pageowner.sort.options import SHORT_SORT_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEXES = sorted((ROOT / "fixtures").glob("*/expected/index.tsv"))

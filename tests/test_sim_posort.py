@@ -17,15 +17,15 @@ import pytest
 from pageowner.sim.dump import write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
-from pageowner.sort.engine import (
+from pageowner.sort.engine import sort_dump
+from pageowner.sort.options import (
     SHORT_SORT_FLAGS,
     build_options,
     parse_cull_spec,
-    parse_int_list,
     parse_name_list,
     parse_sort_spec,
-    sort_dump,
 )
+from pageowner.units import parse_int_list
 
 POS612 = Path("/opt/posort/pos612")
 POS61 = Path("/opt/posort/pos61")

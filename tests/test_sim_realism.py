@@ -19,7 +19,8 @@ from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.sim.dump import stacks_file_text, write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import end_reader, run_workload
-from pageowner.sort.engine import build_options, parse_cull_spec, sort_dump
+from pageowner.sort.engine import sort_dump
+from pageowner.sort.options import build_options, parse_cull_spec
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 Group = tuple[int, tuple[str, ...]]

@@ -70,7 +70,7 @@ def visible_key(chunk: bytes, name: str) -> object | None:
 
 def parse_sort_arg(case: Case) -> list[tuple[str, bool]]:
     """Return the (key, descending) terms of a case's --sort value."""
-    from pageowner.sort.engine import parse_sort_spec
+    from pageowner.sort.options import parse_sort_spec
 
     arg = next(a for a in case.args if a.startswith("--sort"))
     value = arg.split("=", 1)[1] if "=" in arg else case.args[case.args.index(arg) + 1]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from pageowner.dump import parallel
+from pageowner.dump.classify import ALLOCATOR_LABELS, classify_block
 from pageowner.dump.dumpfile import (
     HEADER_PREFIX,
     DumpReader,
@@ -34,7 +35,6 @@ from pageowner.errors import InputError, ParseError, SpecError
 from pageowner.kernel.frames import StackInfo, StackInterner
 from pageowner.kernel.tables import ZONE_NAMES
 from pageowner.model import Frame, PageRecord, StackCount, StacksFileKind
-from pageowner.sort.engine import ALLOCATOR_LABELS, classify_block
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",

@@ -23,6 +23,7 @@ from pageowner.analyze.analysis import (
     open_samples,
     zone_of,
 )
+from pageowner.dump.classify import ALLOCATOR_LABELS
 from pageowner.dump.dumpfile import encode, format_record
 from pageowner.dump.fileio import atomic_output, check_output_path
 from pageowner.dump.stacksfile import format_stack_count
@@ -30,8 +31,7 @@ from pageowner.errors import InputError, SpecError
 from pageowner.kernel.frames import StackInfo
 from pageowner.kernel.tables import GFP_TABLES, ZONE_NAMES, FlagTable, decode_flags, encode_flags
 from pageowner.model import MigrateType, PageRecord
-from pageowner.sort.engine import ALLOCATOR_LABELS, parse_int_list
-from pageowner.units import parse_duration_range
+from pageowner.units import parse_duration_range, parse_int_list
 
 __all__ = [
     "FILTERS",

@@ -9,16 +9,16 @@ import click
 
 from pageowner.cli.base import SpecParam, cli, warn
 from pageowner.report.progress import Progress
-from pageowner.sort.engine import (
+from pageowner.sort.engine import sort_dump
+from pageowner.sort.options import (
     SHORT_SORT_FLAGS,
     SortOptions,
     build_options,
     parse_cull_spec,
-    parse_int_list,
     parse_name_list,
     parse_sort_spec,
-    sort_dump,
 )
+from pageowner.units import parse_int_list
 
 _SHORT_HELP = {
     "a": "Sort by memory allocation time.",

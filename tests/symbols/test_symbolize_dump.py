@@ -14,7 +14,8 @@ from conftest import Program
 from pageowner.dump.dumpfile import DumpReader, parse_frame
 from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.errors import SymbolError
-from pageowner.sort.engine import build_options, parse_cull_spec, sort_dump
+from pageowner.sort.engine import sort_dump
+from pageowner.sort.options import build_options, parse_cull_spec
 from pageowner.symbols.elf import ElfSymbolTable, call_return_offsets
 from pageowner.symbols.symbolize import SymbolizeOptions, symbolize_file
 
