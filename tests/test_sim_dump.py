@@ -12,6 +12,7 @@ from pageowner.dump.dumpfile import format_record, iter_records
 from pageowner.dump.stacksfile import iter_stack_counts as read_stack_counts
 from pageowner.kernel.kernels import KERNEL_VERSIONS, version_key
 from pageowner.model import PageRecord
+from pageowner.sim.boot import run_boot
 from pageowner.sim.dump import iter_stack_counts, stacks_file_text, write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
@@ -35,7 +36,7 @@ MIX = [
 def machine_for(version: str) -> Machine:
     """Boot a small machine of a version and run the mix."""
     machine = Machine.create(version, 192 << 20, "page_owner=on cma=16M", 7)
-    machine.boot()
+    run_boot(machine)
     for name, args in MIX:
         run_workload(machine, name, args)
     return machine
@@ -223,7 +224,7 @@ def test_two_dumps_are_byte_identical() -> None:
 def test_the_same_seed_gives_the_same_dump_and_another_seed_another() -> None:
     def dump(seed: int) -> bytes:
         machine = Machine.create("4.19", 128 << 20, "page_owner=on", seed)
-        machine.boot()
+        run_boot(machine)
         run_workload(machine, "anon", ["--mb", "2"])
         out = io.BytesIO()
         write_page_owner(machine, out)

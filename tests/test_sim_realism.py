@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pageowner.dump.stacksfile import iter_stack_counts
+from pageowner.sim.boot import run_boot
 from pageowner.sim.dump import stacks_file_text, write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import end_reader, run_workload
@@ -51,7 +52,7 @@ def sorted_top(dump: Path, out: Path) -> tuple[int, list[Group]]:
 def simulate(tmp_path: Path, version: str, mem_mb: int, capture_mb: int | None) -> Path:
     """Boot, optionally run capture, and dump to a file."""
     machine = Machine.create(version, mem_mb << 20, "page_owner=on", 1)
-    machine.boot()
+    run_boot(machine)
     if capture_mb is not None:
         run_workload(machine, "capture", ["--mb", str(capture_mb)])
     path = tmp_path / f"sim-{version}.txt"
@@ -99,7 +100,7 @@ def stacks_top(text: bytes, count: int = 5) -> tuple[int, list[tuple[str, ...]]]
 ])
 def test_show_stacks_resembles_the_real_one(real: str, capture_mb: int | None) -> None:
     machine = Machine.create("6.12", 256 << 20, "page_owner=on", 1)
-    machine.boot()
+    run_boot(machine)
     if capture_mb is not None:
         run_workload(machine, "capture", ["--mb", str(capture_mb)])
     # the real show_stacks were read after the dd that copied page_owner had exited

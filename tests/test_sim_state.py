@@ -17,6 +17,7 @@ import pytest
 
 from pageowner.errors import StateError
 from pageowner.sim import api, state
+from pageowner.sim.boot import run_boot
 from pageowner.sim.dump import write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
@@ -51,7 +52,7 @@ def test_a_saved_machine_loads_back_exactly(booted: Path) -> None:
 def test_a_reload_between_workloads_changes_nothing(tmp_path: Path) -> None:
     # GIVEN the same workloads run in one process and through save/load in between
     machine = Machine.create("6.12", 128 << 20, "page_owner=on", 9)
-    machine.boot()
+    run_boot(machine)
     state.save(machine, tmp_path)
     for name, args in (("anon", ["--mb", "4", "--exit"]), ("leak", ["--pages", "100"])):
         run_workload(machine, name, args)

@@ -18,6 +18,7 @@ from pageowner.dump.fileio import atomic_output
 from pageowner.errors import SpecError, StateError
 from pageowner.kernel.kernels import DEFAULT_VERSION, get_kernel
 from pageowner.sim import state
+from pageowner.sim.boot import run_boot
 from pageowner.sim.cmdline import memparse
 from pageowner.sim.dump import (
     check_file,
@@ -88,7 +89,7 @@ def boot(directory: Path, version: str = DEFAULT_VERSION, mem_bytes: int = DEFAU
                              "to replace it (its state is lost)")
         table = load_symbols(*symbols) if symbols else None
         machine = Machine.create(version, mem_bytes, cmdline, seed, table, symbols)
-        machine.boot()
+        run_boot(machine)
         state.save(machine, directory)
     managed = machine.buddy.managed_pages
     summary = (f"booted {version} with {mem_bytes >> 20} MiB ({managed * 4 // 1024} MiB "

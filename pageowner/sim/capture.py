@@ -19,6 +19,7 @@ from typing import Any
 from pageowner.sim.boot import spawn_reader
 from pageowner.sim.machine import Machine
 from pageowner.sim.replay import Entry, decode_entries, parse_lines, replay
+from pageowner.sim.sites import compact_memory, site_class
 
 __all__ = ["run_capture"]
 
@@ -42,8 +43,6 @@ def _role_start(info: dict[str, Any]) -> int:
 
 def run_capture(machine: Machine, mb: int) -> str:
     """Run the fixtures' init-script workload with a big file of `mb` MiB."""
-    from pageowner.sim.workloads import compact_memory, site_class
-
     profile = machine.family
     data = profile.data
     roles: dict[str, dict[str, Any]] = data["capture"]

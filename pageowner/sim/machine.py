@@ -5,7 +5,9 @@ page, the page_owner data the kernel keeps in page_ext: order, allocation class 
 gfp mask, task, page flags, memcg), ts, free_ts and last migrate reason. Workloads call
 `alloc`/`alloc_bulk`/`free_object`/`migrate`; `pageowner.sim.dump` prints the result.
 
-Boot follows the kernel's order: memblock reservations, memblock_free_all() into the
+Booting is `pageowner.sim.boot.run_boot(machine)` (the machine does not import it: boot
+builds on the machine and on replay, which build on the machine). It follows the
+kernel's order: memblock reservations, memblock_free_all() into the
 buddy, the allocations made before page_owner starts (page_ext itself among them), the
 "page owner found early allocated" walk, then the kernel's initcalls and PID 1 as learned
 from a real boot of the same family (pageowner/data/sim-<family>.json).
@@ -686,12 +688,4 @@ class Machine:
     def records(self) -> list[PageRecord]:
         """Return every record in pfn order (small machines; the writer streams)."""
         return [self.record_at(pfn) for pfn in self.iter_heads()]
-
-    # -- boot ----------------------------------------------------------------------------
-
-    def boot(self) -> None:
-        """Boot: memblock, buddy, early allocations, page_owner init, initcalls, PID 1."""
-        from pageowner.sim.boot import run_boot
-
-        run_boot(self)
 
