@@ -28,14 +28,9 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from pageowner.errors import SymbolError
-from pageowner.symbols.dwarf import (
-    AddressRanges,
-    DwarfError,
-    DwarfReader,
-    LineProgram,
-    LineRow,
-    parse_aranges,
-)
+from pageowner.symbols.aranges import AddressRanges, parse_aranges
+from pageowner.symbols.dwarf import DwarfReader
+from pageowner.symbols.dwarf_format import DwarfError, LineProgram, LineRow
 from pageowner.symbols.symtab import CallSite, Symbol
 
 __all__ = [
