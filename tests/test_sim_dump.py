@@ -15,6 +15,7 @@ from pageowner.model import PageRecord
 from pageowner.sim.boot import run_boot
 from pageowner.sim.dump import iter_stack_counts, stacks_file_text, write_page_owner
 from pageowner.sim.machine import Machine
+from pageowner.sim.records import iter_heads, records
 from pageowner.sim.workloads import run_workload
 
 # Workloads that reach every kind of line: migration (compaction, CMA), memcg and slab
@@ -53,7 +54,7 @@ def dump_text(version: str) -> bytes:
 @functools.cache
 def records_for(version: str) -> list[PageRecord]:
     """Return the machine's records (cached: they are compared several times)."""
-    return machine_for(version).records()
+    return records(machine_for(version))
 
 
 @functools.cache
@@ -239,7 +240,7 @@ def test_page_owner_data_matches_the_allocator(version: str) -> None:
     # GIVEN a machine after the whole mix (migrations, CMA, frees, splits)
     machine = machine_for(version)
     buddy = machine.buddy
-    owned = {pfn: machine.page.order[pfn] for pfn in machine.iter_heads()}
+    owned = {pfn: machine.page.order[pfn] for pfn in iter_heads(machine)}
     allocated = dict(buddy.iter_allocated())
     # THEN every allocated block has exactly its page_owner record, and nothing else does
     assert owned == allocated

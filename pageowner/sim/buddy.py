@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ALLOC_CMA",
     "BuddyAllocator",
+    "FreeAreas",
     "FreeList",
     "MAX_ORDER",
     "MIGRATETYPE_NAMES",
@@ -181,7 +182,7 @@ class Zone:
         return sum(len(free_list) for free_list in self.lists[order])
 
 
-class BuddyAllocator:
+class FreeAreas:
     """Free and allocated blocks of one node, with per-page state in flat arrays.
 
     `free_order[pfn]` is the order of the free block starting at pfn (NO_ORDER elsewhere),
@@ -336,6 +337,113 @@ class BuddyAllocator:
                 above += higher.managed
                 reserve[higher.index] = above // LOWMEM_RESERVE_RATIO[zone.index]
             zone.lowmem_reserve = reserve
+
+    # -- free ----------------------------------------------------------------------------
+
+    def free(self, pfn: int, order: int) -> None:
+        """Free an allocated block and merge it with its free buddies (__free_one_page)."""
+        if self.alloc_order[pfn] != order:
+            raise ValueError(f"pfn {pfn:#x} is not an allocated block of order {order}")
+        pages = 1 << order
+        self.alloc_order[pfn] = NO_ORDER
+        self.allocated_pages -= pages
+        self._free_block(pfn, order)
+
+    def split(self, pfn: int) -> None:
+        """Turn an allocated block into order-0 allocations (split_page())."""
+        order = self.alloc_order[pfn]
+        pages = 1 << order
+        self.alloc_order[pfn:pfn + pages] = bytes(pages)
+
+    def _free_block(self, pfn: int, order: int, tail: bool = False) -> None:
+        """Merge a block with free buddies and put it on its pageblock's list."""
+        zone = self.zone_of(pfn)
+        mt = self.get_pageblock_mt(pfn)
+        start = zone.spec.start_pfn
+        end = zone.spec.end_pfn
+        free_order = self.free_order
+        while order < MAX_ORDER:
+            buddy = pfn ^ (1 << order)
+            if buddy < start or buddy + (1 << order) > end or free_order[buddy] != order:
+                break
+            if order >= PAGEBLOCK_ORDER:
+                buddy_mt = self.get_pageblock_mt(buddy)
+                if buddy_mt != mt and (mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES):
+                    break
+            self._del_free(zone, buddy)
+            if order >= PAGEBLOCK_ORDER and self.get_pageblock_mt(buddy) != mt:
+                # v6.9: the merged buddy's pageblock takes the type of the freed block
+                self.set_pageblock_range(buddy, order, mt)
+            pfn &= buddy
+            order += 1
+        self._add_free(zone, pfn, order, mt, tail)
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def iter_free_blocks(self) -> Iterator[tuple[int, int, int]]:
+        """Yield (pfn, order, list migratetype) of every free block, by zone and list."""
+        for zone in self.zones:
+            for order in range(NR_ORDERS):
+                for mt in range(NR_MIGRATETYPES):
+                    for pfn in zone.lists[order][mt].seq:
+                        yield pfn, order, mt
+
+    def iter_allocated(self) -> Iterator[tuple[int, int]]:
+        """Yield (pfn, order) of every allocated block in pfn order."""
+        alloc_order = self.alloc_order
+        pfn = 0
+        nr = self.nr_pages
+        while pfn < nr:
+            order = alloc_order[pfn]
+            if order != NO_ORDER:
+                yield pfn, order
+                pfn += 1 << order
+            else:
+                pfn += 1
+
+    def rebuild_free_blocks(self) -> set[tuple[int, int, int]]:
+        """Derive the free blocks from the allocated and reserved pages alone.
+
+        With no two free buddies left unmerged, free memory has exactly one decomposition
+        into maximal aligned blocks (capped at MAX_ORDER, within a zone), each on the list
+        of its pageblock's type; the live lists must equal this set.
+        """
+        used = bytearray(self.reserved)
+        for pfn, order in self.iter_allocated():
+            used[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
+        blocks: set[tuple[int, int, int]] = set()
+        for zone in self.zones:
+            pfn = zone.spec.start_pfn
+            end = zone.spec.end_pfn
+            while pfn < end:
+                if used[pfn]:
+                    pfn += 1
+                    continue
+                order = 0
+                while (order < MAX_ORDER and not pfn & ((2 << order) - 1)
+                       and pfn + (2 << order) <= end
+                       and not any(used[pfn:pfn + (2 << order)])
+                       and self._mergeable(pfn, order + 1)):
+                    order += 1
+                blocks.add((pfn, order, self.get_pageblock_mt(pfn)))
+                pfn += 1 << order
+        return blocks
+
+    def _mergeable(self, pfn: int, order: int) -> bool:
+        """Tell whether a free block of this order may span its pageblocks' types."""
+        if order <= PAGEBLOCK_ORDER:
+            return True
+        types = {self.get_pageblock_mt(p) for p in range(pfn, pfn + (1 << order), PAGEBLOCK_PAGES)}
+        return len(types) == 1 or all(t < MIGRATE_PCPTYPES for t in types)
+
+
+class BuddyAllocator(FreeAreas):
+    """The buddy allocator of one node: allocation with fallback and stealing, on `FreeAreas`.
+
+    `FreeAreas` holds the free lists, the per-page state and freeing with merging; this
+    adds taking blocks: the smallest fit, the migratetype fallbacks and pageblock stealing
+    of mm/page_alloc.c, the zone watermarks and the zonelist walk.
+    """
 
     # -- allocation ----------------------------------------------------------------------
 
@@ -606,101 +714,3 @@ class BuddyAllocator:
             if block_order != NO_ORDER and head + (1 << block_order) > pfn:
                 return head
         return None
-
-    # -- free ----------------------------------------------------------------------------
-
-    def free(self, pfn: int, order: int) -> None:
-        """Free an allocated block and merge it with its free buddies (__free_one_page)."""
-        if self.alloc_order[pfn] != order:
-            raise ValueError(f"pfn {pfn:#x} is not an allocated block of order {order}")
-        pages = 1 << order
-        self.alloc_order[pfn] = NO_ORDER
-        self.allocated_pages -= pages
-        self._free_block(pfn, order)
-
-    def split(self, pfn: int) -> None:
-        """Turn an allocated block into order-0 allocations (split_page())."""
-        order = self.alloc_order[pfn]
-        pages = 1 << order
-        self.alloc_order[pfn:pfn + pages] = bytes(pages)
-
-    def _free_block(self, pfn: int, order: int, tail: bool = False) -> None:
-        """Merge a block with free buddies and put it on its pageblock's list."""
-        zone = self.zone_of(pfn)
-        mt = self.get_pageblock_mt(pfn)
-        start = zone.spec.start_pfn
-        end = zone.spec.end_pfn
-        free_order = self.free_order
-        while order < MAX_ORDER:
-            buddy = pfn ^ (1 << order)
-            if buddy < start or buddy + (1 << order) > end or free_order[buddy] != order:
-                break
-            if order >= PAGEBLOCK_ORDER:
-                buddy_mt = self.get_pageblock_mt(buddy)
-                if buddy_mt != mt and (mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES):
-                    break
-            self._del_free(zone, buddy)
-            if order >= PAGEBLOCK_ORDER and self.get_pageblock_mt(buddy) != mt:
-                # v6.9: the merged buddy's pageblock takes the type of the freed block
-                self.set_pageblock_range(buddy, order, mt)
-            pfn &= buddy
-            order += 1
-        self._add_free(zone, pfn, order, mt, tail)
-
-    # -- inspection ----------------------------------------------------------------------
-
-    def iter_free_blocks(self) -> Iterator[tuple[int, int, int]]:
-        """Yield (pfn, order, list migratetype) of every free block, by zone and list."""
-        for zone in self.zones:
-            for order in range(NR_ORDERS):
-                for mt in range(NR_MIGRATETYPES):
-                    for pfn in zone.lists[order][mt].seq:
-                        yield pfn, order, mt
-
-    def iter_allocated(self) -> Iterator[tuple[int, int]]:
-        """Yield (pfn, order) of every allocated block in pfn order."""
-        alloc_order = self.alloc_order
-        pfn = 0
-        nr = self.nr_pages
-        while pfn < nr:
-            order = alloc_order[pfn]
-            if order != NO_ORDER:
-                yield pfn, order
-                pfn += 1 << order
-            else:
-                pfn += 1
-
-    def rebuild_free_blocks(self) -> set[tuple[int, int, int]]:
-        """Derive the free blocks from the allocated and reserved pages alone.
-
-        With no two free buddies left unmerged, free memory has exactly one decomposition
-        into maximal aligned blocks (capped at MAX_ORDER, within a zone), each on the list
-        of its pageblock's type; the live lists must equal this set.
-        """
-        used = bytearray(self.reserved)
-        for pfn, order in self.iter_allocated():
-            used[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
-        blocks: set[tuple[int, int, int]] = set()
-        for zone in self.zones:
-            pfn = zone.spec.start_pfn
-            end = zone.spec.end_pfn
-            while pfn < end:
-                if used[pfn]:
-                    pfn += 1
-                    continue
-                order = 0
-                while (order < MAX_ORDER and not pfn & ((2 << order) - 1)
-                       and pfn + (2 << order) <= end
-                       and not any(used[pfn:pfn + (2 << order)])
-                       and self._mergeable(pfn, order + 1)):
-                    order += 1
-                blocks.add((pfn, order, self.get_pageblock_mt(pfn)))
-                pfn += 1 << order
-        return blocks
-
-    def _mergeable(self, pfn: int, order: int) -> bool:
-        """Tell whether a free block of this order may span its pageblocks' types."""
-        if order <= PAGEBLOCK_ORDER:
-            return True
-        types = {self.get_pageblock_mt(p) for p in range(pfn, pfn + (1 << order), PAGEBLOCK_PAGES)}
-        return len(types) == 1 or all(t < MIGRATE_PCPTYPES for t in types)

@@ -2,7 +2,7 @@
 
 `write_page_owner` streams the records in pfn order with text cached per allocation class
 (a 16 GiB machine has millions of records but a few thousand classes); a test proves it
-prints exactly what `pageowner.dump.dumpfile.format_record(machine.record_at(pfn))` prints.
+prints exactly what `pageowner.dump.dumpfile.format_record(record_at(machine, pfn))` prints.
 The page_owner_stacks files are printed with `pageowner.dump.stacksfile.format_stack_count`.
 Reading a file the simulated kernel does not have fails like the real read:
 "No such file or directory".
@@ -29,6 +29,7 @@ from pageowner.model import HeaderStyle, MigrateType, PfnStyle, StackCount
 from pageowner.sim.buddy import MIGRATETYPE_NAMES, NO_ORDER, PAGEBLOCK_ORDER
 from pageowner.sim.gfp import gfp_migratetype, to_version
 from pageowner.sim.machine import Machine
+from pageowner.sim.records import migrate_reason_name
 
 __all__ = [
     "DEBUGFS",
@@ -151,7 +152,7 @@ class _Writer:
             text = machine.depot.text(cls.stack)
             if reason and self.migrate_line:
                 text += ("Page has been migrated, last migrate reason: "
-                         f"{machine.migrate_reason_name(reason - 1)}\n")
+                         f"{migrate_reason_name(machine.version, reason - 1)}\n")
             if self.memcg_lines and machine.params.memcg:
                 if cls.slab:
                     text += "Slab cache page\n"

@@ -26,19 +26,15 @@ from pageowner.kernel.kernels import KernelVersion, get_kernel, version_key
 from pageowner.kernel.tables import LETTER_FLAGS, FlagTable, decode_flags
 from pageowner.model import (
     DumpFormat,
-    MemcgCharge,
     MigrateType,
     PageFlags,
-    PageRecord,
     PfnStyle,
 )
 from pageowner.sim.buddy import (
     ALLOC_CMA,
     MAX_ORDER,
-    MIGRATETYPE_NAMES,
     MT_MOVABLE,
     NO_ORDER,
-    PAGEBLOCK_ORDER,
     BuddyAllocator,
     ZoneSpec,
 )
@@ -67,9 +63,6 @@ SECTION_PAGES = 32768
 ZONE_BITS_SHIFT = 56  # ZONES_PGSHIFT of the fixtures' x86_64 config (node 0 above it)
 _LOW_LIMIT = 0x100000  # 4 GiB in pages: the end of ZONE_DMA32
 _DMA_END = 0x1000  # 16 MiB
-MIGRATE_REASON_NAMES = ("compaction", "memory_failure", "memory_hotplug",
-                        "syscall_or_cpuset", "mempolicy_mbind", "numa_misplaced",
-                        "contig_range", "longterm_pin", "demotion", "damon")
 
 
 @dataclass(frozen=True)
@@ -257,7 +250,8 @@ class Machine:
     _object_index: dict[str, int] = field(default_factory=dict)
     _builder: StackBuilder | None = None
     _flags_cache: dict[tuple[int, int], PageFlags] = field(default_factory=dict)
-    _class_record: dict[int, tuple[int, str | None, Task, MigrateType]] = field(
+    # The per-class part of a record, kept by pageowner.sim.records.record_at.
+    record_cache: dict[int, tuple[int, str | None, Task, MigrateType]] = field(
         default_factory=dict)
 
     # -- construction --------------------------------------------------------------------
@@ -577,20 +571,7 @@ class Machine:
         page.obj[pfn] = 0
         return target
 
-    # -- records -------------------------------------------------------------------------
-
-    def iter_heads(self) -> Iterable[int]:
-        """Yield the head pfn of every allocation with page_owner data, in pfn order."""
-        order = self.page.order
-        n = len(order)
-        pfn = 0
-        while pfn < n:
-            value = order[pfn]
-            if value == NO_ORDER:
-                pfn += 1
-                continue
-            yield pfn
-            pfn += 1 << value
+    # -- page flags ----------------------------------------------------------------------
 
     def page_flags(self, pfn: int, cls: AllocClass) -> PageFlags:
         """Return the PageFlags a record prints for a page (value, names, fields)."""
@@ -626,66 +607,3 @@ class Machine:
         if style is not PfnStyle.DEC_RAW_FLAGS:
             fields = (("node", "0"), ("zone", str(zone)))
         return PageFlags(value, printed_names, fields)
-
-    def migrate_reason_name(self, reason: int) -> str:
-        """Return the printed migrate reason; `contig_range` was `cma` before v5.1."""
-        name = MIGRATE_REASON_NAMES[reason]
-        if name == "contig_range" and version_key(self.version) < (5, 1):
-            return "cma"
-        return name
-
-    def record_at(self, pfn: int) -> PageRecord:
-        """Return the record /sys/kernel/debug/page_owner prints for a head pfn."""
-        page = self.page
-        order = page.order[pfn]
-        cls_id = page.cls[pfn]
-        cls = self.classes[cls_id]
-        fmt = self.fmt
-        header = fmt.header
-        cached = self._class_record.get(cls_id)
-        if cached is None:
-            gfp = to_version(cls.gfp, self.version)
-            table = self.gfp_table
-            cached = self._class_record[cls_id] = (
-                gfp, decode_flags(gfp, table) if table is not None else None,
-                self.tasks[cls.task], MigrateType(MIGRATETYPE_NAMES[gfp_migratetype(cls.gfp)]))
-        gfp, gfp_names, task, gfp_mt = cached
-        block_mt = MigrateType(MIGRATETYPE_NAMES[self.buddy.get_pageblock_mt(pfn)])
-        page_mt: MigrateType | None = gfp_mt
-        if fmt.pfn is PfnStyle.LETTERS and page_mt != block_mt:
-            page_mt = None  # 3.19 prints only "Fallback"
-        reason = page.migrate[pfn]
-        memcg = None
-        slab = False
-        migrate_line, memcg_lines = self.era
-        if memcg_lines and self.params.memcg:
-            slab = cls.slab
-            if cls.memcg:
-                group = self.memcgs[cls.memcg - 1]
-                memcg = MemcgCharge(group.name, cls.objcg, not group.online)
-        return PageRecord(
-            order=order,
-            gfp_mask=gfp,
-            gfp_names=gfp_names,
-            pid=task.pid if header.has_pid else None,
-            tgid=task.tgid if header.has_tgid else None,
-            comm=task.comm if header.has_tgid else None,
-            ts_nsec=page.ts[pfn] if header.has_pid else None,
-            free_ts_nsec=page.free_ts[pfn] if header.has_free_ts else None,
-            pfn=pfn,
-            page_mt=page_mt,
-            block=pfn >> PAGEBLOCK_ORDER,
-            block_mt=block_mt,
-            flags=self.page_flags(pfn, cls),
-            stack=self.depot.frames(cls.stack),
-            migrate_reason=(self.migrate_reason_name(reason - 1)
-                            if reason and migrate_line else None),
-            slab_cache=slab,
-            memcg=memcg,
-            fmt=fmt,
-        )
-
-    def records(self) -> list[PageRecord]:
-        """Return every record in pfn order (small machines; the writer streams)."""
-        return [self.record_at(pfn) for pfn in self.iter_heads()]
-
