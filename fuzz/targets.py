@@ -2,7 +2,7 @@
 
 `check_dump(data)` feeds one byte string to the typed reader (`pageowner.dump.dumpfile`:
 `iter_blocks`, `iter_blocks_read`, `parse_block` through `DumpReader`, lenient and strict),
-to the sort engine's scanner (`pageowner.sort.engine.SortEngine.feed_stream`, whole and in small
+to the sort engine's scanner (`pageowner.sort.scan.SortEngine.feed_stream`, whole and in small
 reads) and to the show_stacks reader, and raises AssertionError when a promise breaks. Any
 exception other than the library's own `ParseError` where one is allowed is a crash.
 Both drivers in fuzz/run.py (atheris, or our own mutator) call it.
