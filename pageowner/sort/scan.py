@@ -260,7 +260,6 @@ class SortEngine(Grouper):
             self._slow_block(block if block.endswith(b"\n") else block + b"\n", 0)
         return self
 
-
     def sorted_groups(self) -> list[Group]:
         """Return the groups in report order: cull order, then the sort keys, stably."""
         return order_groups(self.groups.values(), self.options)

@@ -371,7 +371,6 @@ class DwarfReader(DieReader):
             unit.line_program = read_line_header(self, unit, unit.stmt_list)
         return unit.line_program
 
-
     def lookup_lines(self, program: LineProgram,
                      addresses: Sequence[int]) -> dict[int, LineRow]:  # fmt: skip
         """Run a line program and return the row in effect at each of `addresses`."""
