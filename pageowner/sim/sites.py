@@ -35,7 +35,6 @@ def site_class(machine: Machine, site: str, task: int, memcg: str | None = None
     return AllocClass(stack, gfp, task, flags, machine.memcg_id(memcg)), memcg
 
 
-
 def compact_memory(machine: Machine) -> int:
     """Compact every zone (echo 1 > /proc/sys/vm/compact_memory); return pages migrated.
 

@@ -187,7 +187,6 @@ def read_cstring(data: bytes, pos: int) -> tuple[str, int]:
     return data[pos:end].decode("utf-8", "replace"), end + 1
 
 
-
 @dataclass(frozen=True, slots=True)
 class Abbrev:
     """One abbreviation: tag, children flag, attribute specs, and a fast skip plan."""
@@ -344,7 +343,6 @@ class Scope:
     name: str | None
     call_file: int | None
     call_line: int | None
-
 
 
 BYTEORDER: dict[str, Literal["little", "big"]] = {"<": "little", ">": "big"}

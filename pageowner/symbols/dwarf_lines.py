@@ -295,9 +295,6 @@ def _run_line_program(program: LineProgram, data: bytes, targets: list[int],
         discriminator = 0
 
 
-
-
-
 class _LineFormReader:
     """Read DWARF 5 entry-format values stored in .debug_line."""
 
@@ -339,7 +336,6 @@ class _LineFormReader:
             length = int.from_bytes(data[pos : pos + prefix], order)
             return 0, pos + prefix + length
         raise DwarfError(f".debug_line: unsupported entry form {form:#x}")
-
 
 
 def _join(directories: list[str], index: int, name: str, comp_dir: str) -> str:

@@ -96,7 +96,6 @@ class Resolution:
     lines: tuple[SourceLine, ...] = ()
 
 
-
 def _load_lines(path: Path, build_id: str | None,
                 fingerprint: dict[str, int]) -> dict[int, tuple[SourceLine, ...]]:  # fmt: skip
     """Read the resolved-lines cache; empty when absent, stale or damaged."""
@@ -112,7 +111,6 @@ def _load_lines(path: Path, build_id: str | None,
         }  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
-
 
 
 # -- the table ----------------------------------------------------------------------------

@@ -70,8 +70,6 @@ _RELOCATIONS: dict[tuple[int, int], tuple[int, bool]] = {
 _NO_RELOCATION = {62: 0, 183: 0, 3: 0, 40: 0, 21: 0, 22: 0, 243: 0}
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Section:
     """What we keep of a section header."""

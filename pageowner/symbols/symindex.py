@@ -48,8 +48,6 @@ CACHE_VERSION = 1
 CACHE_MAGIC = b"PAGEOWNER-SYMIDX"
 
 
-
-
 @dataclass
 class SymbolIndex:
     """Sorted function symbols and unit address ranges: what the cache file holds."""
@@ -185,7 +183,6 @@ def write_atomic(path: Path, blob: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
 
 
 def load_index(path: Path, build_id: str, fingerprint: dict[str, int]) -> SymbolIndex | None:
