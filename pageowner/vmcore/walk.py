@@ -103,6 +103,7 @@ class PageOwnerWalker:
         self._symbols: KallsymsTable | None = None
         self._stacks: dict[int, tuple[int, ...]] = {}
         self._frames: dict[int, tuple[Frame, ...]] = {}
+        self._stack_list: tuple[tuple[int, int], ...] | None = None
         self._flag_text: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
         self._gfp_text: dict[int, str] = {}
         self._memcg_names: dict[int, tuple[str, bool, bool] | None] = {}
@@ -409,11 +410,17 @@ class PageOwnerWalker:
             self._frames[handle] = cached
         return cached
 
-    def stack_list(self) -> Iterator[tuple[int, int]]:
-        """Yield (handle, refcount) of page_owner's stack list, in the kernel's print order.
+    def stack_list(self) -> tuple[tuple[int, int], ...]:
+        """Return (handle, refcount) of page_owner's stack list, in the kernel's print order.
 
-        The list exists from 6.9 (page_owner_stacks); older kernels yield nothing.
+        The list exists from 6.9 (page_owner_stacks); older kernels have none. Read once.
         """
+        if self._stack_list is None:
+            self._stack_list = tuple(self._read_stack_list())
+        return self._stack_list
+
+    def _read_stack_list(self) -> Iterator[tuple[int, int]]:
+        """Walk the list through the kernel's types."""
         try:
             node = self.prog["stack_list"]
         except LookupError:
