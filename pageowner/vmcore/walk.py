@@ -175,13 +175,38 @@ class PageOwnerWalker:
         pb_bits = int(prog.constant("__NR_PAGEBLOCK_BITS"))
         # 6.16+ rounds the per-pageblock field up to a power of two (NR_PAGEBLOCK_BITS).
         self.pageblock_bits = 1 << _ilog2_ceil(pb_bits) if pb_bits > 4 else 4
-        parts = prog.type("union handle_parts")
-        self.handle_pool = _bits(parts, "pool_index_plus_1")
-        self.handle_offset = _bits(parts, "offset")
-        record = "struct stack_record"
-        self.stack_size_offset = self._offset(record, "size")
-        self.stack_entries_offset = self._offset(record, "entries")
-        self.stack_pools = prog["stack_pools"]
+        self._depot_layout()
+
+    def _depot_layout(self) -> None:
+        """Find the stack depot's handle fields and pools, whichever era named them.
+
+        6.8+: `pool_index_plus_1` (0 means no stack) into `stack_pools[]`; 6.3-6.7:
+        `pool_index` into `stack_pools[]`; before: `slabindex` into `stack_slabs[]`. Where
+        none is found, drgn's own stack_depot_fetch() decodes the handles.
+        """
+        prog = self.prog
+        self.depot_direct = False
+        try:
+            parts = prog.type("union handle_parts")
+            for field, bias in (("pool_index_plus_1", 1), ("pool_index", 0),
+                                ("slabindex", 0)):
+                try:
+                    self.handle_pool = _bits(parts, field)
+                except LookupError:
+                    continue
+                self.pool_bias = bias
+                break
+            else:
+                return
+            self.handle_offset = _bits(parts, "offset")
+            record = "struct stack_record"
+            self.stack_size_offset = self._offset(record, "size")
+            self.stack_entries_offset = self._offset(record, "entries")
+            self.stack_pools = next(prog[name] for name in ("stack_pools", "stack_slabs")
+                                    if _has(prog, name))
+        except (LookupError, StopIteration):
+            return
+        self.depot_direct = True
 
     def _flag_table(self, name: str) -> tuple[tuple[int, str], ...]:
         """Read a `struct trace_print_flags` table, in print order, from the dump."""
@@ -368,9 +393,13 @@ class PageOwnerWalker:
         cached = self._stacks.get(handle)
         if cached is not None:
             return cached
+        if not self.depot_direct:
+            fetched = self._fetch_with_drgn(handle)
+            self._stacks[handle] = fetched
+            return fetched
         pool_shift, pool_width = self.handle_pool
         off_shift, off_width = self.handle_offset
-        pool = ((handle >> pool_shift) & ((1 << pool_width) - 1)) - 1
+        pool = ((handle >> pool_shift) & ((1 << pool_width) - 1)) - self.pool_bias
         offset = ((handle >> off_shift) & ((1 << off_width) - 1)) << _DEPOT_STACK_ALIGN
         entries: tuple[int, ...] = ()
         if pool >= 0:
@@ -386,6 +415,20 @@ class PageOwnerWalker:
                 entries = ()
         self._stacks[handle] = entries
         return entries
+
+    def _fetch_with_drgn(self, handle: int) -> tuple[int, ...]:
+        """Decode a handle with drgn's helper (its own era rules), outer frames only."""
+        from drgn.helpers.linux.stackdepot import stack_depot_fetch
+
+        drgn = self._drgn
+        try:
+            trace = stack_depot_fetch(drgn.Object(self.prog, "depot_stack_handle_t", handle))
+        except (drgn.FaultError, LookupError, ValueError):
+            return ()
+        if trace is None:
+            return ()
+        # drgn adds the inlined calls it finds in DWARF; %pS prints only real frames.
+        return tuple(int(frame.pc) for frame in trace if not frame.is_inline)
 
     def symbols(self) -> KallsymsTable:
         """Return the kernel's symbols as kallsyms holds them (built once)."""
