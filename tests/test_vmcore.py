@@ -374,3 +374,15 @@ def test_vmcore_error_is_a_page_owner_error() -> None:
     from pageowner.errors import PageOwnerError
 
     assert issubclass(VmcoreError, PageOwnerError)
+
+
+def test_depot_decode_equals_drgns_helper(files: dict[str, Path]) -> None:
+    """Our handle decode (DWARF bit fields) gives drgn's stack_depot_fetch() frames."""
+    from pageowner.vmcore.walk import PageOwnerWalker
+
+    walker = PageOwnerWalker(open_vmcore(str(files["vmcore"]), str(files["vmlinux"])))
+    assert walker.depot_direct
+    handles = [handle for handle, _ in walker.stack_list()]
+    assert len(handles) == 330
+    for handle in handles:
+        assert walker.stack_entries(handle) == walker._fetch_with_drgn(handle)
