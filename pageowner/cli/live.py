@@ -16,7 +16,12 @@ from pageowner.live.capture import capture
 from pageowner.live.host import DEFAULT_DEBUGFS, Host, HostPaths
 from pageowner.live.trend import TrendOptions, analyze_store
 from pageowner.live.watch import SnapshotKind, watch
-from pageowner.report.live import describe_capture, describe_snapshot, describe_watch
+from pageowner.report.live import (
+    describe_capture,
+    describe_snapshot,
+    describe_vmcore_capture,
+    describe_watch,
+)
 from pageowner.report.progress import Progress
 from pageowner.report.trend import RENDERERS
 from pageowner.units import parse_duration
@@ -50,13 +55,34 @@ def _host(debugfs: str, proc: str, boot: str) -> Host:
               help="Where to write the dump; `-` is stdout (then no sidecar).")
 @click.option("--stacks", is_flag=True,
               help="Also take the page_owner_stacks files that exist (6.9+), beside FILE.")
+@click.option("--vmcore", metavar="FILE", default=None,
+              help="Read page_owner out of this crash dump instead of a live machine "
+                   "(needs --vmlinux and drgn: pip install 'pageowner[vmcore]').")
+@click.option("--vmlinux", metavar="FILE", default=None,
+              help="With --vmcore: the dumped kernel's vmlinux with debug info.")
+@click.option("--freed", is_flag=True,
+              help="With --vmcore: write the freed pages (last allocation and free) "
+                   "instead of the allocated ones.")
+@click.option("--vmcore-mode", "vmcore_mode", type=click.Choice(["stack", "handle",
+              "stack_handle"]), default="stack", show_default=True,
+              help="With --vmcore of a 7.3+ kernel: the print mode of the dump.")
+@click.option("--vmcore-nid", "vmcore_nid", metavar="LIST", default=None,
+              help="With --vmcore: only the pages of these NUMA nodes (0,2-3).")
 @_machine_options
-def capture_command(output: str, stacks: bool, debugfs: str, proc: str, boot: str) -> None:
+def capture_command(output: str, stacks: bool, vmcore: str | None, vmlinux: str | None,
+                    freed: bool, vmcore_mode: str, vmcore_nid: str | None, debugfs: str,
+                    proc: str, boot: str) -> None:
     """Copy /sys/kernel/debug/page_owner byte for byte, with a FILE.meta.json sidecar.
 
     The sidecar records the kernel release, /proc/cmdline, host, time, page size and the
-    number of records, so later readers know the dump's kernel. Needs root.
+    number of records, so later readers know the dump's kernel. Needs root. With --vmcore,
+    write what page_owner would have printed at the moment of a crash dump.
     """
+    if vmcore is not None or vmlinux is not None:
+        _capture_vmcore(output, stacks, vmcore, vmlinux, freed, vmcore_mode, vmcore_nid)
+        return
+    if freed or vmcore_nid is not None or vmcore_mode != "stack":
+        raise click.UsageError("--freed, --vmcore-mode and --vmcore-nid need --vmcore")
     host = _host(debugfs, proc, boot)
     with Progress("capturing page_owner", count_label="records") as progress:
         result = capture(output, host=host, stacks=stacks,
@@ -64,6 +90,22 @@ def capture_command(output: str, stacks: bool, debugfs: str, proc: str, boot: st
     for note in result.notes:
         warn(note)
     for line in describe_capture(result):
+        click.echo(f"pageowner: {line}", err=True)
+
+
+def _capture_vmcore(output: str, stacks: bool, vmcore: str | None, vmlinux: str | None,
+                    freed: bool, mode: str, nid: str | None) -> None:
+    """Run `capture --vmcore`: the dump held in a crash dump."""
+    if vmcore is None or vmlinux is None:
+        raise click.UsageError("--vmcore and --vmlinux go together")
+    from pageowner.vmcore.capture import capture_vmcore, parse_nid_list
+
+    nids = parse_nid_list(nid) if nid is not None else None
+    with Progress("reading page_ext", count_label="pfns") as progress:
+        result = capture_vmcore(vmcore, vmlinux, output, mode=mode, nids=nids, freed=freed,
+                                stacks=stacks,
+                                on_progress=lambda done, total: progress(done, total))
+    for line in describe_vmcore_capture(result):
         click.echo(f"pageowner: {line}", err=True)
 
 
