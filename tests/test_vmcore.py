@@ -381,8 +381,8 @@ def test_depot_decode_equals_drgns_helper(files: dict[str, Path]) -> None:
     from pageowner.vmcore.walk import PageOwnerWalker
 
     walker = PageOwnerWalker(open_vmcore(str(files["vmcore"]), str(files["vmlinux"])))
-    assert walker.depot_direct
-    handles = [handle for handle, _ in walker.stack_list()]
+    assert walker.depot.depot_direct
+    handles = [handle for handle, _ in walker.depot.stack_list()]
     assert len(handles) == 330
     for handle in handles:
-        assert walker.stack_entries(handle) == walker._fetch_with_drgn(handle)
+        assert walker.depot.stack_entries(handle) == walker.depot._fetch_with_drgn(handle)

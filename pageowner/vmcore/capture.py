@@ -220,8 +220,8 @@ def _signed32(handle: int) -> int:
 
 def stacks_text(walker: PageOwnerWalker, printer: _Printer, name: str) -> Iterator[bytes]:
     """Yield the blocks of one page_owner_stacks file as the dumped kernel would print them."""
-    threshold = walker.pages_threshold()
-    for handle, refcount in walker.stack_list():
+    threshold = walker.depot.pages_threshold()
+    for handle, refcount in walker.depot.stack_list():
         pages = refcount - 1  # a listed record starts at 1; each page adds one
         lines: list[str] = []
         if name == "show_stacks_handles":

@@ -21,15 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pageowner.model import Frame
+from pageowner.vmcore.depot import DepotReader
+from pageowner.vmcore.dwarf import has_global
 from pageowner.vmcore.image import VmcoreError, VmcoreImage
-from pageowner.vmcore.kallsyms import KallsymsTable, KernelSymbol
+from pageowner.vmcore.memcg import MemcgReader
 
 __all__ = ["OwnerInfo", "PageOwnerWalker"]
-
-# depot_stack_handle_t offsets count in units of 1 << DEPOT_STACK_ALIGN bytes (4 since the
-# stack depot's pools; lib/stackdepot.c).
-_DEPOT_STACK_ALIGN = 4
-
 
 @dataclass(frozen=True, slots=True)
 class OwnerInfo:
@@ -54,21 +51,6 @@ class OwnerInfo:
     tail: bool
     refcount: int
     mapcount: int
-
-
-def _bits(ty: Any, name: str) -> tuple[int, int]:
-    """Return (bit offset, width) of a bit field, looking into anonymous members."""
-    for member in ty.members:
-        if member.name == name:
-            return member.bit_offset, member.bit_field_size or 8 * member.type.size
-        if member.name is None:
-            inner = member.type
-            try:
-                offset, width = _bits(inner, name)
-            except LookupError:
-                continue
-            return member.bit_offset + offset, width
-    raise LookupError(name)
 
 
 def _ilog2_ceil(value: int) -> int:
@@ -100,13 +82,10 @@ class PageOwnerWalker:
             raise VmcoreError(f"{image.path}: page_owner was off in the dumped kernel "
                               "(page_owner_inited disabled); hint: boot with page_owner=on")
         self._layout()
-        self._symbols: KallsymsTable | None = None
-        self._stacks: dict[int, tuple[int, ...]] = {}
-        self._frames: dict[int, tuple[Frame, ...]] = {}
-        self._stack_list: tuple[tuple[int, int], ...] | None = None
+        self.depot = DepotReader(prog, self._offset)
+        self.memcg = MemcgReader(prog)
         self._flag_text: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
         self._gfp_text: dict[int, str] = {}
-        self._memcg_names: dict[int, tuple[str, bool, bool] | None] = {}
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -175,38 +154,6 @@ class PageOwnerWalker:
         pb_bits = int(prog.constant("__NR_PAGEBLOCK_BITS"))
         # 6.16+ rounds the per-pageblock field up to a power of two (NR_PAGEBLOCK_BITS).
         self.pageblock_bits = 1 << _ilog2_ceil(pb_bits) if pb_bits > 4 else 4
-        self._depot_layout()
-
-    def _depot_layout(self) -> None:
-        """Find the stack depot's handle fields and pools, whichever era named them.
-
-        6.8+: `pool_index_plus_1` (0 means no stack) into `stack_pools[]`; 6.3-6.7:
-        `pool_index` into `stack_pools[]`; before: `slabindex` into `stack_slabs[]`. Where
-        none is found, drgn's own stack_depot_fetch() decodes the handles.
-        """
-        prog = self.prog
-        self.depot_direct = False
-        try:
-            parts = prog.type("union handle_parts")
-            for field, bias in (("pool_index_plus_1", 1), ("pool_index", 0),
-                                ("slabindex", 0)):
-                try:
-                    self.handle_pool = _bits(parts, field)
-                except LookupError:
-                    continue
-                self.pool_bias = bias
-                break
-            else:
-                return
-            self.handle_offset = _bits(parts, "offset")
-            record = "struct stack_record"
-            self.stack_size_offset = self._offset(record, "size")
-            self.stack_entries_offset = self._offset(record, "entries")
-            self.stack_pools = next(prog[name] for name in ("stack_pools", "stack_slabs")
-                                    if _has(prog, name))
-        except (LookupError, StopIteration):
-            return
-        self.depot_direct = True
 
     def _flag_table(self, name: str) -> tuple[tuple[int, str], ...]:
         """Read a `struct trace_print_flags` table, in print order, from the dump."""
@@ -313,7 +260,7 @@ class PageOwnerWalker:
         want = self.bit_owner | self.bit_allocated
         total = self.max_pfn - self.min_low_pfn
         done = 0
-        page_base = int(self.prog["vmemmap_base"]) if _has(self.prog, "vmemmap_base") else \
+        page_base = int(self.prog["vmemmap_base"]) if has_global(self.prog, "vmemmap_base") else \
             int(self.image.vmcoreinfo.get("SYMBOL(vmemmap)", "0"), 16)
         for first, count, section in self.sections():
             ext_ptr = int(section.page_ext.value_()) & ~1  # bit 0: PAGE_EXT_INVALID
@@ -386,156 +333,15 @@ class PageOwnerWalker:
             mapcount=mapcount,
         )
 
-    # -- stacks ---------------------------------------------------------------------------
-
-    def stack_entries(self, handle: int) -> tuple[int, ...]:
-        """Return the return addresses a stack depot handle stands for (() if unknown)."""
-        cached = self._stacks.get(handle)
-        if cached is not None:
-            return cached
-        if not self.depot_direct:
-            fetched = self._fetch_with_drgn(handle)
-            self._stacks[handle] = fetched
-            return fetched
-        pool_shift, pool_width = self.handle_pool
-        off_shift, off_width = self.handle_offset
-        pool = ((handle >> pool_shift) & ((1 << pool_width) - 1)) - self.pool_bias
-        offset = ((handle >> off_shift) & ((1 << off_width) - 1)) << _DEPOT_STACK_ALIGN
-        entries: tuple[int, ...] = ()
-        if pool >= 0:
-            try:
-                base = int(self.stack_pools[pool].value_())
-                if base:
-                    record = base + offset
-                    size = self.prog.read_u32(record + self.stack_size_offset)
-                    if size <= 4096:
-                        raw = self.prog.read(record + self.stack_entries_offset, 8 * size)
-                        entries = tuple(memoryview(raw).cast("Q"))
-            except self._drgn.FaultError:
-                entries = ()
-        self._stacks[handle] = entries
-        return entries
-
-    def _fetch_with_drgn(self, handle: int) -> tuple[int, ...]:
-        """Decode a handle with drgn's helper (its own era rules), outer frames only."""
-        from drgn.helpers.linux.stackdepot import stack_depot_fetch
-
-        drgn = self._drgn
-        try:
-            trace = stack_depot_fetch(drgn.Object(self.prog, "depot_stack_handle_t", handle))
-        except (drgn.FaultError, LookupError, ValueError):
-            return ()
-        if trace is None:
-            return ()
-        # drgn adds the inlined calls it finds in DWARF; %pS prints only real frames.
-        return tuple(int(frame.pc) for frame in trace if not frame.is_inline)
-
-    def symbols(self) -> KallsymsTable:
-        """Return the kernel's symbols as kallsyms holds them (built once)."""
-        if self._symbols is None:
-            drgn = self._drgn
-            skip = (drgn.SymbolKind.FILE, drgn.SymbolKind.SECTION)
-            self._symbols = KallsymsTable(
-                KernelSymbol(symbol.name, symbol.address,
-                             symbol.binding == drgn.SymbolBinding.WEAK)
-                for symbol in self.prog.symbols()
-                if symbol.kind not in skip and symbol.name and not symbol.name.startswith(
-                    ("$", ".L", "__crc_", "__kstrtab", "__ksymtab"))
-            )
-        return self._symbols
-
     def frames(self, handle: int) -> tuple[Frame, ...]:
-        """Return the frames of a handle as `%pS` prints them (one lookup per handle)."""
-        cached = self._frames.get(handle)
-        if cached is None:
-            table = self.symbols()
-            cached = tuple(table.frame(address) for address in self.stack_entries(handle))
-            self._frames[handle] = cached
-        return cached
-
-    def stack_list(self) -> tuple[tuple[int, int], ...]:
-        """Return (handle, refcount) of page_owner's stack list, in the kernel's print order.
-
-        The list exists from 6.9 (page_owner_stacks); older kernels have none. Read once.
-        """
-        if self._stack_list is None:
-            self._stack_list = tuple(self._read_stack_list())
-        return self._stack_list
-
-    def _read_stack_list(self) -> Iterator[tuple[int, int]]:
-        """Walk the list through the kernel's types."""
-        try:
-            node = self.prog["stack_list"]
-        except LookupError:
-            return
-        seen = 0
-        while int(node.value_()) and seen < 1 << 22:
-            record = node.stack_record
-            yield int(record.handle.handle), int(record.count.refs.counter)
-            node = node.next
-            seen += 1
-
-    def pages_threshold(self) -> int:
-        """Return page_owner_stacks/count_threshold as the dumped kernel had it."""
-        try:
-            return int(self.prog["pages_threshold"])
-        except LookupError:
-            return 0
-
-    # -- memcg ----------------------------------------------------------------------------
+        """Return the frames of a stack depot handle as `%pS` prints them."""
+        return self.depot.frames(handle)
 
     def memcg_line(self, info: OwnerInfo) -> tuple[bool, tuple[str, bool, bool] | None]:
-        """Return (slab cache page, (memcg name, via objcg, offline)) as the dump prints them."""
-        data = info.memcg_data
-        if not data or info.tail:
+        """Return (slab cache page, (memcg name, via objcg, offline)) of a page."""
+        if info.tail:
             return False, None
-        prog = self.prog
-        objexts = int(prog.constant("MEMCG_DATA_OBJEXTS")) if _has_constant(
-            prog, "MEMCG_DATA_OBJEXTS") else int(prog.constant("MEMCG_DATA_OBJCGS"))
-        kmem = int(prog.constant("MEMCG_DATA_KMEM"))
-        if data & objexts:
-            return True, None
-        cached = self._memcg_names.get(data, ())
-        if cached != ():
-            return False, cached  # type: ignore[return-value]
-        name = self._memcg_name(data, kmem)
-        self._memcg_names[data] = name
-        return False, name
-
-    def _memcg_name(self, data: int, kmem: int) -> tuple[str, bool, bool] | None:
-        """Resolve page->memcg_data to the cgroup name, through the objcg where it is one."""
-        drgn = self._drgn
-        prog = self.prog
-        pointer = data & ~(int(prog.constant("__NR_MEMCG_DATA_FLAGS")) - 1)
-        via_objcg = bool(data & kmem)
-        try:
-            memcg = None
-            if not via_objcg:
-                candidate = drgn.Object(prog, "struct mem_cgroup *", pointer)
-                if self._is_memcg(candidate):
-                    memcg = candidate
-            if memcg is None:
-                # Kmem pages always, and folios too in 7.3, point at an obj_cgroup.
-                memcg = drgn.Object(prog, "struct obj_cgroup *", pointer).memcg
-                if not self._is_memcg(memcg):
-                    return None
-            css = memcg.css
-            online = bool(int(css.flags) & int(prog.constant("CSS_ONLINE")))
-            from drgn.helpers.linux.cgroup import cgroup_name
-            name = cgroup_name(css.cgroup).decode()
-        except (drgn.FaultError, LookupError):
-            return None
-        return name, via_objcg, not online
-
-    def _is_memcg(self, memcg: Any) -> bool:
-        """Tell whether a pointer is a mem_cgroup: its css belongs to the memory subsystem."""
-        if not int(memcg.value_()):
-            return False
-        try:
-            subsys = int(self.prog["memory_cgrp_subsys"].address_)
-            return int(memcg.css.ss.value_()) == subsys
-        except (self._drgn.FaultError, LookupError):
-            return False
+        return self.memcg.line(info.memcg_data)
 
 
 _U64 = struct.Struct("<Q")
@@ -565,24 +371,6 @@ def _compile(fields: dict[str, tuple[int, int]]) -> tuple[struct.Struct, tuple[s
         names.append(name)
         at = offset + size
     return struct.Struct(layout), tuple(names)
-
-
-def _has(prog: Any, name: str) -> bool:
-    """Tell whether the kernel has a global of that name."""
-    try:
-        prog[name]
-    except LookupError:
-        return False
-    return True
-
-
-def _has_constant(prog: Any, name: str) -> bool:
-    """Tell whether the kernel has an enumerator of that name."""
-    try:
-        prog.constant(name)
-    except LookupError:
-        return False
-    return True
 
 
 def _format_flags(value: int, table: tuple[tuple[int, str], ...]) -> str:
