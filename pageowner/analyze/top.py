@@ -29,6 +29,8 @@ class TopOptions:
     exact: bool = False
     strict: bool = False
     jobs: int = 2  # processes for a big regular file (1 or 2)
+    # show_stacks_handles or stack_handle dump naming 7.3 handle-only records' frames
+    stacks_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def top_file(
     stream, table = aggregate_file(
         path, lambda: GroupTable(key), strict=options.strict, on_warning=on_warning,
         on_progress=on_progress, jobs=options.jobs, check=check,
+        stacks_from=options.stacks_from,
     )  # fmt: skip
     entries: list[TopEntry] = []
     for group in table.ranked(options.by_times):
