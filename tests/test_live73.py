@@ -235,3 +235,38 @@ def test_page_owner_filter_cli_messages(runner: CliRunner, tmp_path: Path) -> No
         "kernel\n")
     helped = runner.invoke(cli, ["filter", "-h"])
     assert helped.exit_code == 0 and helped.stderr.startswith("Usage: page_owner_filter")
+
+
+def test_watch_reads_the_dump_in_handle_mode_on_7_3(machine: FakeMachine, tmp_path: Path
+                                                    ) -> None:  # fmt: skip
+    # GIVEN a 7.3 machine whose page_owner descriptors have the kernel's semantics
+    from collections import Counter
+
+    from pageowner.live.clock import ManualClock
+    from pageowner.live.store import Store
+    from pageowner.live.watch import SnapshotKind, group_dump_by_stack, watch
+
+    data = real73("page_owner.stack_handle")
+    opened: list[KernelLikeFile] = []
+
+    def filtered(path: str) -> KernelLikeFile:
+        opened.append(KernelLikeFile(data))
+        return opened[-1]
+
+    # WHEN two snapshots of the whole dump are taken
+    result = watch(str(tmp_path / "s.db"), host=machine.host, interval=1, count=2,
+                   source=SnapshotKind.PAGE_OWNER, clock=ManualClock(1.8e9),
+                   filter_opener=filtered)
+    # THEN the first reads handle mode and learns the frames once from stack_handle mode;
+    # the second reads handle mode only
+    assert [f.mode for f in opened] == [b"handle", b"stack_handle", b"handle"]
+    handle_bytes, both_bytes = len(in_mode(data, "handle")), len(data)
+    assert [s.bytes_read for s in result.snapshots] == [handle_bytes + both_bytes, handle_bytes]
+    # AND its counts are the stack-mode dump's, per stack
+    expected = Counter({tuple(s.decode().split("\n")): p for s, p in
+                        group_dump_by_stack([in_mode(data, "stack")]).items()})
+    with Store.open(str(tmp_path / "s.db")) as store:
+        stacks = store.stacks()
+        last = store.snapshots()[-1].id
+        got = Counter({stacks[st].frames: p for sn, st, p in store.samples() if sn == last})
+    assert got == expected
