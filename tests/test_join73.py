@@ -81,7 +81,7 @@ def test_join_to_stack_handle_dump_gives_the_stack_dump_top(
     joined, warnings = run_json(runner, "top", handle, "--top", "0", "--stacks-from", both)
     # THEN every handle resolves, and the groups differ by no more than the pages that
     # changed between the reads (559 pages of 527 PFNs on this boot)
-    assert warnings == ""
+    assert warnings == "" and "handle_note" not in joined
     changed = changed_pages(stack, handle, both)
     assert 0 < changed < 600
     before, after = pages_by_stack(expected), pages_by_stack(joined)
@@ -160,6 +160,10 @@ def test_without_stacks_records_group_by_handle_and_say_so(
     assert [e["caller"] for e in report["entries"]][0] == "handle 1048577"
     assert "8739 handle-only records (mode=handle, 451 handles) have no frames" in warnings
     assert "--stacks-from" in warnings
+    # AND the report itself says so, in its JSON and after the text table
+    assert warnings.endswith(report["handle_note"] + "\n")
+    text = runner.invoke(cli, ["top", handle, "--top", "3"]).stdout
+    assert text.endswith(f"note: {report['handle_note']}\n")
 
 
 def test_show_handles_sign_is_read_unsigned(tmp_path: Path, runner: CliRunner) -> None:

@@ -98,6 +98,11 @@ class SampleStream:
     kind: InputKind
     samples: Iterator[Sample]
     reader: DumpReader | None = None
+    join: HandleJoin | None = None  # how 7.3 handle-only records got their frames
+
+    def handle_note(self) -> str | None:
+        """Say which handle-only records stayed `handle N` groups (after reading), or None."""
+        return self.join.warning() if self.join is not None else None
 
     def require_records(self, what: str) -> None:
         """Refuse a show_stacks input for something only a dump carries."""
@@ -293,7 +298,7 @@ def _sample_stream(
         stream = _Replay(b"".join(head), buffer.read)
         reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
         samples = _record_samples(reader, interner, watch, check=check, join=join)
-        return SampleStream(source.name, kind, samples, reader)
+        return SampleStream(source.name, kind, samples, reader, join)
     lines = itertools.chain(head, buffer)
     return SampleStream(source.name, kind, _stack_samples(source.name, lines, interner,
                                                           strict, watch))  # fmt: skip
@@ -494,6 +499,7 @@ def aggregate_file(
     watch.check(watch.samples + payload["samples"])
     join.merge_json(payload["join"])
     _warn_join(join, watch)
+    stream.join = join
     return stream, partial
 
 

@@ -60,6 +60,8 @@ class TopResult:
     total_times: int
     groups: int  # before --top and --threshold
     threshold: int
+    # 7.3 handle-only records left as `handle N` groups, and why (None: none were).
+    handle_note: str | None = None
 
 
 def _percent(part: int, whole: int) -> float:
@@ -115,4 +117,5 @@ def top_file(
         total_times=table.total_times,
         groups=len(table.groups),
         threshold=options.threshold,
+        handle_note=stream.handle_note(),
     )
