@@ -270,3 +270,25 @@ def test_watch_reads_the_dump_in_handle_mode_on_7_3(machine: FakeMachine, tmp_pa
         last = store.snapshots()[-1].id
         got = Counter({stacks[st].frames: p for sn, st, p in store.samples() if sn == last})
     assert got == expected
+
+
+def test_cli_capture_filter_options(machine: FakeMachine, tmp_path: Path,
+                                    runner: CliRunner) -> None:
+    page_owner = machine.debugfs / "page_owner"
+    before = page_owner.read_bytes()
+    common = ["--debugfs", str(machine.debugfs), "--proc", str(machine.root / "proc")]
+    # GIVEN usage mistakes THEN usage errors (exit 2), nothing opened
+    bad_mode = runner.invoke(cli, ["capture", "--mode", "bogus", "-o", str(tmp_path / "a")])
+    to_stdout = runner.invoke(cli, ["capture", "--mode", "handle", *common])
+    too_long = runner.invoke(cli, ["capture", "--nid", ",".join(["1"] * 300), "-o",
+                                   str(tmp_path / "b"), *common])
+    assert bad_mode.exit_code == to_stdout.exit_code == too_long.exit_code == 2
+    assert "show_stacks_handles is saved beside it" in to_stdout.stderr
+    # AND a tree whose page_owner is a plain file with data is never written to
+    result = runner.invoke(cli, ["capture", "--mode", "handle", "-o", str(tmp_path / "c.txt"),
+                                 *common])
+    assert result.exit_code == 1 and "not debugfs" in result.stderr
+    assert result.stderr.count("\n") == 1
+    filtered = runner.invoke(cli, ["filter", "-m", "handle", "--debugfs", str(machine.debugfs)])
+    assert filtered.exit_code == 1 and "not debugfs" in filtered.stderr
+    assert page_owner.read_bytes() == before and not (tmp_path / "c.txt").exists()

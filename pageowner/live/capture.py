@@ -19,6 +19,7 @@ import datetime
 import errno
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,7 +27,7 @@ from typing import Protocol
 from pageowner.dump.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_release
 from pageowner.dump.fileio import atomic_output
 from pageowner.dump.handles import SIDECAR_STACKS_KEY
-from pageowner.errors import SpecError
+from pageowner.errors import CaptureError, SpecError
 from pageowner.live.clock import Clock, SystemClock
 from pageowner.live.diagnose import (
     PartialReadError,
@@ -113,8 +114,20 @@ def open_raw(path: str) -> RawFile:
 
 
 def open_raw_rw(path: str) -> FilterFile:
-    """Open page_owner read-write, as a 7.3 filter write needs (kernel-7.3.md 1)."""
-    return _FdFile(path, writable=True)
+    """Open page_owner read-write, as a 7.3 filter write needs (kernel-7.3.md 1).
+
+    A regular file holding data is a copied or simulated tree, not debugfs (whose files
+    have size 0): writing the filter would overwrite its first bytes, so it is refused.
+    """
+    raw = _FdFile(path, writable=True)
+    info = os.fstat(raw.fd)
+    if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+        raw.close()
+        raise CaptureError(
+            f"{path} is a file holding {info.st_size} bytes, not debugfs: a page_owner filter "
+            "(--mode, --nid) needs a live 7.3 kernel, and writing it would overwrite the file"
+        )
+    return raw
 
 
 @dataclass
