@@ -213,3 +213,21 @@ def test_two_processes_count_as_one(plain_fixture: Fixture, runner: CliRunner,
     two, warn_two = run_json(runner, "top", handle, "-j", "2", "--stacks-from", shows)
     # THEN the report and the one warning are those of one process
     assert one == two and warn_one == warn_two and warn_one.count("warning") == 1
+
+
+def test_diff_and_frag_take_stacks_from(plain_fixture: Fixture, runner: CliRunner) -> None:
+    stack, handle, both = (real(plain_fixture, n) for n in
+                           ("page_owner", "page_owner.handle", "page_owner.stack_handle"))
+    changed = changed_pages(stack, handle, both)
+    # WHEN diff compares the stack dump with the joined handle dump of the same boot
+    report, warnings = run_json(runner, "diff", stack, handle, "--stacks-from", both)
+    # THEN 410 of 414 stacks are unchanged and what changed is within the pages that did
+    assert warnings == "" and report["unchanged"] >= 400
+    assert sum(abs(e["delta_pages"]) for e in report["entries"]) <= changed
+    # AND frag reads it as it reads the stack dump (this boot has no mixed pageblock, so
+    # both list no culprit stack)
+    ours, warnings = run_json(runner, "frag", handle, "--stacks-from", both)
+    theirs, _ = run_json(runner, "frag", stack)
+    assert warnings == "" and ours["records"] == Path(handle).read_text().count("Page allocated")
+    assert [z["mixed"] for z in ours["zones"]] == [z["mixed"] for z in theirs["zones"]]
+    assert ours["culprits"] == theirs["culprits"]
