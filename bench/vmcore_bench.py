@@ -58,7 +58,7 @@ def main() -> int:
         vmlinux = _unxz(base / "vmlinux.xz", work / "vmlinux")
         runs = {
             "stack": [],
-            "handle": ["--vmcore-mode", "handle"],
+            "handle": ["--mode", "handle"],
             "freed": ["--freed"],
             "stack + stacks files": ["--stacks"],
         }

@@ -19,6 +19,7 @@ __all__ = [
     "PageFlags",
     "PageRecord",
     "PfnStyle",
+    "PrintMode",
     "StackCount",
     "StacksFileKind",
 ]
@@ -82,6 +83,14 @@ class FrameStyle(enum.Enum):
 
     ADDRESS = "3.19"  # " [<%p>] %pS" until v5.1
     PLAIN = "5.2"  # " %pS"
+
+
+class PrintMode(enum.Enum):
+    """What a 7.3 page_owner descriptor prints after the PFN line (`mode=`, kernel-7.3.md 2)."""
+
+    STACK = "stack"  # the frames (the default, and every kernel before 7.3)
+    HANDLE = "handle"  # `handle: %u` instead of the frames
+    STACK_HANDLE = "stack_handle"  # the frames, then `handle: %u`
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +222,9 @@ class PageRecord:
     block_mt: MigrateType | None = None
     flags: PageFlags | None = None
     stack: tuple[Frame, ...] = ()
+    # The stack depot handle that 7.3's `mode=handle` prints instead of the frames and
+    # `mode=stack_handle` after them (`handle: %u`, kernel-7.3.md 2); None in stack mode.
+    handle: int | None = None
     migrate_reason: str | None = None
     slab_cache: bool = False
     memcg: MemcgCharge | None = None
@@ -228,6 +240,18 @@ class PageRecord:
     def nr_pages(self) -> int:
         """Return the number of base pages the allocation covers (2^order)."""
         return 1 << self.order
+
+    @property
+    def print_mode(self) -> PrintMode:
+        """Return the 7.3 print mode the record was printed in."""
+        if self.handle is None:
+            return PrintMode.STACK
+        return PrintMode.STACK_HANDLE if self.stack else PrintMode.HANDLE
+
+    @property
+    def handle_only(self) -> bool:
+        """Tell whether the record names its stack by handle only (7.3 `mode=handle`)."""
+        return self.handle is not None and not self.stack
 
     @property
     def has_pfn_line(self) -> bool:

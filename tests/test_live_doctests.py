@@ -9,8 +9,10 @@ import pytest
 
 MODULES = [
     "pageowner.dump.era",
+    "pageowner.dump.handles",
     "pageowner.live.capture",
     "pageowner.live.clock",
+    "pageowner.live.diagnose",
     "pageowner.live.host",
     "pageowner.live.store",
     "pageowner.live.trend",

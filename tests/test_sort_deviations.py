@@ -299,3 +299,18 @@ def test_12_f_alone_sorts_by_times(plain_fixture: Callable[[str], Path], tmp_pat
     times = [int(m) for m in re.findall(rb"^(\d+) times", report, re.M)]
     assert times == sorted(times, reverse=True) and len(set(times)) > 3
     assert report == run_sort(runner, ["-f", "-t"], source, tmp_path)
+
+
+def test_13_pre_5_18_dumps_are_sorted_as_6_12_does(
+    plain_fixture: Callable[[str], Path], tmp_path: Path, runner: CliRunner
+) -> None:
+    # GIVEN the real 5.10 dump, on which page_owner_sort 7.3 prints "Out of memory",
+    # writes nothing and exits 0 (kernel-7.3.md 5)
+    source = plain_fixture("real/5.10.223-boot.page_owner.txt.xz")
+    output = tmp_path / "sorted.txt"
+    # WHEN pageowner sort reads it
+    result = runner.invoke(cli, ["sort", str(source), str(output)])
+    # THEN it writes the 6.12 tool's report, byte for byte
+    expected = lzma.decompress((FIXTURES / "real/expected/5.10.223-boot.default.txt.xz").read_bytes())
+    assert result.exit_code == 0 and "Out of memory" not in result.output
+    assert output.read_bytes() == expected

@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from pageowner.dump import parallel
@@ -30,6 +30,7 @@ from pageowner.dump.dumpfile import (
     iter_blocks,
 )
 from pageowner.dump.fileio import InputSource, line_body, open_input
+from pageowner.dump.handles import HandleJoin, load_handle_stacks, sidecar_stacks_file
 from pageowner.dump.stacksfile import parse_stack_block, sniff_kind
 from pageowner.errors import InputError, ParseError, SpecError
 from pageowner.kernel.frames import StackInfo, StackInterner
@@ -51,11 +52,13 @@ __all__ = [
     "aggregate_file",
     "allocator_bits",
     "allocator_label",
+    "sample_allocator_bits",
     "get_group_key",
     "frames_from_json",
     "frames_to_json",
     "group_samples",
     "key_from_json",
+    "make_join",
     "node_of",
     "open_samples",
     "parse_page_size",
@@ -95,6 +98,11 @@ class SampleStream:
     kind: InputKind
     samples: Iterator[Sample]
     reader: DumpReader | None = None
+    join: HandleJoin | None = None  # how 7.3 handle-only records got their frames
+
+    def handle_note(self) -> str | None:
+        """Say which handle-only records stayed `handle N` groups (after reading), or None."""
+        return self.join.warning() if self.join is not None else None
 
     def require_records(self, what: str) -> None:
         """Refuse a show_stacks input for something only a dump carries."""
@@ -198,17 +206,38 @@ _DROPPED = ": the dump ends inside a record"
 
 
 def _record_samples(
-    reader: DumpReader, interner: StackInterner, watch: _SkipWatch, *, check: bool = True
-) -> Iterator[Sample]:
-    """Turn dump records into samples (`check`: fail at the end if none could be read)."""
+    reader: DumpReader, interner: StackInterner, watch: _SkipWatch, *, check: bool = True,
+    join: HandleJoin | None = None,
+) -> Iterator[Sample]:  # fmt: skip
+    """Turn dump records into samples (`check`: fail at the end if none could be read).
+
+    `join` gives 7.3 handle-only records their frames (or a `handle N` stand-in).
+    """
     intern = interner.intern
+    join = join if join is not None else HandleJoin(reader.path)
+    frames = join.frames
     count = 0
     for record in reader:
         count += 1
-        yield Sample(intern(record.stack), record.nr_pages, 1, record)
+        yield Sample(intern(frames(record)), record.nr_pages, 1, record)
     watch.samples += count
     if check:
         watch.check(watch.samples)
+        _warn_join(join, watch)
+
+
+def _warn_join(join: HandleJoin, watch: _SkipWatch) -> None:
+    """Report the handle-only records left as `handle N`, in one warning."""
+    message = join.warning()
+    if message is not None:
+        watch(message)
+
+
+def make_join(path: str, stacks_from: str | None = None) -> HandleJoin:
+    """Prepare the handle join of a dump: --stacks-from, else its capture sidecar's file."""
+    stacks_path = stacks_from if stacks_from is not None else sidecar_stacks_file(path)
+    stacks = load_handle_stacks(stacks_path) if stacks_path is not None else None
+    return HandleJoin(path, stacks)
 
 
 def _stack_samples(
@@ -240,23 +269,26 @@ def open_samples(
     on_warning: WarningHandler | None = None,
     on_progress: ProgressHandler | None = None,
     interner: StackInterner | None = None,
+    stacks_from: str | None = None,
 ) -> Iterator[SampleStream]:
     """Open a dump or show_stacks file (`-` for stdin) and stream its samples.
 
     Blocks that cannot be read are skipped with a warning (unless `strict`); an input of
     which no block at all can be read raises InputError naming the first bad line.
+    `stacks_from` names the frames of 7.3 handle-only records (see `dump.handles`).
     """
     interner = interner if interner is not None else StackInterner()
     watch = _SkipWatch(on_warning)
+    join = make_join(path, stacks_from)
     with open_input(path) as source:
         read = source.read if on_progress is None else _counting(
             source.read, on_progress, source.size)
-        yield _sample_stream(source, read, strict, watch, interner)
+        yield _sample_stream(source, read, strict, watch, interner, join=join)
 
 
 def _sample_stream(
     source: InputSource, read: Callable[[int], bytes], strict: bool, watch: _SkipWatch,
-    interner: StackInterner, *, check: bool = True,
+    interner: StackInterner, *, check: bool = True, join: HandleJoin | None = None,
 ) -> SampleStream:  # fmt: skip
     """Sniff an opened input and stream its samples through `read`."""
     buffer = source.buffered(read)
@@ -265,8 +297,8 @@ def _sample_stream(
         # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
         stream = _Replay(b"".join(head), buffer.read)
         reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
-        samples = _record_samples(reader, interner, watch, check=check)
-        return SampleStream(source.name, kind, samples, reader)
+        samples = _record_samples(reader, interner, watch, check=check, join=join)
+        return SampleStream(source.name, kind, samples, reader, join)
     lines = itertools.chain(head, buffer)
     return SampleStream(source.name, kind, _stack_samples(source.name, lines, interner,
                                                           strict, watch))  # fmt: skip
@@ -361,7 +393,7 @@ def _count_lines(fd: int, end: int) -> int:
 
 
 def _read_later_part(
-    fd: int, start: int, name: str, strict: bool, partial: Partial
+    fd: int, start: int, name: str, strict: bool, partial: Partial, join: HandleJoin
 ) -> bytes:
     """Feed the samples from `start` to the end of a dump file into `partial` (the child).
 
@@ -374,11 +406,11 @@ def _read_later_part(
                         first_lineno=_count_lines(fd, start) + 1)  # fmt: skip
     error = None
     try:
-        partial.feed(_record_samples(reader, StackInterner(), watch, check=False))
+        partial.feed(_record_samples(reader, StackInterner(), watch, check=False, join=join))
     except ParseError as exc:
         error = [exc.path, exc.lineno, exc.line, exc.reason]
     payload = {"samples": watch.samples, "warnings": warnings, "error": error,
-               "partial": None if error else partial.to_json()}  # fmt: skip
+               "partial": None if error else partial.to_json(), "join": join.to_json()}  # fmt: skip
     return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
@@ -403,6 +435,7 @@ def aggregate_file(
     interner: StackInterner | None = None,
     jobs: int = 2,
     check: Callable[[SampleStream], None] | None = None,
+    stacks_from: str | None = None,
 ) -> tuple[SampleStream, P]:
     """Feed every sample of an input into `make()`; a big dump file is read on two cores.
 
@@ -410,17 +443,18 @@ def aggregate_file(
     The first half of the file is read here, the second in a forked child whose partial
     aggregate, warnings and --strict error come back as JSON and are merged in file order:
     the result, the warnings and the errors are those of reading the file in one process.
-    The returned stream's samples are consumed.
+    The returned stream's samples are consumed. `stacks_from` is as for `open_samples`.
     """
     interner = interner if interner is not None else StackInterner()
     watch = _SkipWatch(on_warning)
+    join = make_join(path, stacks_from)
     partial = make()
     with open_input(path) as source:
         split = _split_point(source, jobs)
         if split is None:
             read = source.read if on_progress is None else _counting(
                 source.read, on_progress, source.size)  # fmt: skip
-            stream = _sample_stream(source, read, strict, watch, interner)
+            stream = _sample_stream(source, read, strict, watch, interner, join=join)
             if check is not None:
                 check(stream)
             partial.feed(stream.samples)
@@ -432,7 +466,7 @@ def aggregate_file(
             scale = [source.size / split if source.size else 1.0]
             read = _counting(limited.read, lambda done, total: on_progress(
                 int(done * scale[0]), total), source.size)  # fmt: skip
-        stream = _sample_stream(source, read, strict, watch, interner, check=False)
+        stream = _sample_stream(source, read, strict, watch, interner, check=False, join=join)
         if check is not None:
             check(stream)
         if stream.kind is not InputKind.DUMP:  # show_stacks files are small: one process
@@ -443,8 +477,9 @@ def aggregate_file(
             return stream, partial
         fd = source.fd
         assert fd is not None
+        child_join = HandleJoin(join.name, join.stacks)
         child = parallel.ForkedCall.start(
-            lambda: _read_later_part(fd, split, source.name, strict, make())
+            lambda: _read_later_part(fd, split, source.name, strict, make(), child_join)
         )
         try:
             partial.feed(stream.samples)
@@ -462,6 +497,9 @@ def aggregate_file(
         raise ParseError(*payload["error"])
     partial.merge_json(payload["partial"], interner)
     watch.check(watch.samples + payload["samples"])
+    join.merge_json(payload["join"])
+    _warn_join(join, watch)
+    stream.join = join
     return stream, partial
 
 
@@ -546,6 +584,19 @@ def allocator_bits(record: PageRecord) -> int:
     return classify_block(encode(text))
 
 
+def sample_allocator_bits(sample: Sample) -> int:
+    """Classify a sample's record, with the joined frames of a 7.3 handle-only record.
+
+    page_owner_sort finds VMALLOC by a frame of the text; a handle-only record has none, so
+    it is classified as the stack_handle record of the same page would be.
+    """
+    record = _rec(sample)
+    frames = sample.stack.frames
+    if record.handle_only and frames and frames[0].symbol is not None:
+        return allocator_bits(replace(record, stack=frames, raw=None))
+    return allocator_bits(record)
+
+
 def allocator_label(bits: int) -> str:
     """Name an allocator set, e.g. 'SLAB' or 'CMA SLAB'.
 
@@ -610,8 +661,7 @@ GROUP_KEYS: tuple[GroupKey, ...] = (
              lambda s: s.stack.module, lambda s: s.stack.module or "vmlinux",
              needs_record=False),
     GroupKey("allocator", "CMA, SLAB, VMALLOC or OTHERS, as page_owner_sort classifies",
-             lambda s: allocator_bits(_rec(s)),
-             lambda s: allocator_label(allocator_bits(_rec(s)))),
+             sample_allocator_bits, lambda s: allocator_label(sample_allocator_bits(s))),
     GroupKey("gfp", "the GFP mask",
              lambda s: _rec(s).gfp_mask, _gfp_label),
     GroupKey("order", "the allocation order",

@@ -54,6 +54,8 @@ class DiffOptions:
     top: int = 0  # 0: every group
     strict: bool = False
     jobs: int = 2  # processes for each big regular file (1 or 2)
+    # show_stacks_handles or stack_handle dump naming 7.3 handle-only records' frames
+    stacks_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,7 @@ def diff_files(
         stream, table = aggregate_file(
             path, lambda: GroupTable(key), strict=options.strict, on_warning=on_warning,
             on_progress=on_progress, interner=interner, jobs=options.jobs, check=check,
+            stacks_from=options.stacks_from,
         )  # fmt: skip
         tables.append(table)
         sides.append(stream)

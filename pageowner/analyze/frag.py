@@ -41,6 +41,8 @@ class FragOptions:
     exact: bool = False
     strict: bool = False
     jobs: int = 2  # processes for a big regular file (1 or 2)
+    # show_stacks_handles or stack_handle dump naming 7.3 handle-only records' frames
+    stacks_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,7 @@ def frag_file(
     stream, partial = aggregate_file(
         path, lambda: _FragPartial(exact), strict=options.strict, on_warning=on_warning,
         on_progress=on_progress, jobs=options.jobs, check=check,
+        stacks_from=options.stacks_from,
     )  # fmt: skip
     zones, suspects = partial.zones, partial.suspects
     columns = list(MIGRATETYPE_NUMBERS)

@@ -346,13 +346,14 @@ def grep_file(
     strict: bool = False,
     on_warning: WarningHandler | None = None,
     on_progress: ProgressHandler | None = None,
+    stacks_from: str | None = None,
 ) -> GrepResult:
     """Write the records of a dump that pass the selection, as a dump (or count them)."""
     check_output_path(output_path, (input_path,))
     _REGEX_HITS.clear()  # keyed by interned stacks, which live as long as one run
     read = selected = 0
     with open_samples(input_path, strict=strict, on_warning=on_warning,
-                      on_progress=on_progress) as stream:  # fmt: skip
+                      on_progress=on_progress, stacks_from=stacks_from) as stream:  # fmt: skip
         if stream.kind is not InputKind.DUMP:
             refused = [f.option for f, _ in selection.terms if not f.on_stacks]
             if refused:

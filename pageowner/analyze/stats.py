@@ -21,6 +21,7 @@ from pageowner.analyze.analysis import (
     allocator_bits,
     allocator_label,
     node_of,
+    sample_allocator_bits,
     zone_derived,
     zone_label,
     zone_of,
@@ -129,7 +130,7 @@ def _mt(value: object) -> str:
 
 
 def _allocator(sample: Sample) -> tuple[tuple[Hashable, str]]:
-    label = allocator_label(allocator_bits(_rec(sample)))
+    label = allocator_label(sample_allocator_bits(sample))
     return _one(label, label)
 
 
@@ -256,11 +257,13 @@ def stats_file(
     on_warning: WarningHandler | None = None,
     on_progress: ProgressHandler | None = None,
     jobs: int = 2,
+    stacks_from: str | None = None,
 ) -> StatsResult:
     """Read a dump (or show_stacks file) and total it by every breakdown that applies."""
     notes: list[str] = []
     stream, partial = aggregate_file(path, _StatsPartial, strict=strict, on_warning=on_warning,
-                                     on_progress=on_progress, jobs=jobs)  # fmt: skip
+                                     on_progress=on_progress, jobs=jobs,
+                                     stacks_from=stacks_from)  # fmt: skip
     dump = stream.kind is InputKind.DUMP
     pages = partial.pages
     sections = []

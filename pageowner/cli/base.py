@@ -53,6 +53,7 @@ COMMAND_MODULES: dict[str, str] = {
     "flame": "pageowner.cli.analyze",
     "symbolize": "pageowner.cli.symbols",
     "capture": "pageowner.cli.live",
+    "filter": "pageowner.cli.live",
     "watch": "pageowner.cli.live",
     "trend": "pageowner.cli.live",
 }

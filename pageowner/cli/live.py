@@ -13,9 +13,11 @@ import click
 from pageowner.cli.base import SpecParam, cli, warn
 from pageowner.dump.fileio import atomic_output
 from pageowner.live.capture import capture
+from pageowner.live.filtertool import USAGE, FilterRequest, FilterToolError, run_filter
 from pageowner.live.host import DEFAULT_DEBUGFS, Host, HostPaths
 from pageowner.live.trend import TrendOptions, analyze_store
 from pageowner.live.watch import SnapshotKind, watch
+from pageowner.model import PrintMode
 from pageowner.report.live import (
     describe_capture,
     describe_snapshot,
@@ -55,6 +57,11 @@ def _host(debugfs: str, proc: str, boot: str) -> Host:
               help="Where to write the dump; `-` is stdout (then no sidecar).")
 @click.option("--stacks", is_flag=True,
               help="Also take the page_owner_stacks files that exist (6.9+), beside FILE.")
+@click.option("--mode", type=click.Choice([mode.value for mode in PrintMode]), default=None,
+              help="7.3+: print stacks, handles (smaller, faster; show_stacks_handles is "
+                   "saved beside FILE to join them), or both.")
+@click.option("--nid", metavar="LIST", default=None,
+              help="7.3+: only the pages of these NUMA nodes (0, 0,2, 0-3).")
 @click.option("--vmcore", metavar="FILE", default=None,
               help="Read page_owner out of this crash dump instead of a live machine "
                    "(needs --vmlinux and drgn: pip install 'pageowner[vmcore]').")
@@ -63,29 +70,26 @@ def _host(debugfs: str, proc: str, boot: str) -> Host:
 @click.option("--freed", is_flag=True,
               help="With --vmcore: write the freed pages (last allocation and free) "
                    "instead of the allocated ones.")
-@click.option("--vmcore-mode", "vmcore_mode", type=click.Choice(["stack", "handle",
-              "stack_handle"]), default="stack", show_default=True,
-              help="With --vmcore of a 7.3+ kernel: the print mode of the dump.")
-@click.option("--vmcore-nid", "vmcore_nid", metavar="LIST", default=None,
-              help="With --vmcore: only the pages of these NUMA nodes (0,2-3).")
 @_machine_options
-def capture_command(output: str, stacks: bool, vmcore: str | None, vmlinux: str | None,
-                    freed: bool, vmcore_mode: str, vmcore_nid: str | None, debugfs: str,
+def capture_command(output: str, stacks: bool, mode: str | None, nid: str | None,
+                    vmcore: str | None, vmlinux: str | None, freed: bool, debugfs: str,
                     proc: str, boot: str) -> None:
     """Copy /sys/kernel/debug/page_owner byte for byte, with a FILE.meta.json sidecar.
 
     The sidecar records the kernel release, /proc/cmdline, host, time, page size and the
-    number of records, so later readers know the dump's kernel. Needs root. With --vmcore,
-    write what page_owner would have printed at the moment of a crash dump.
+    number of records, so later readers know the dump's kernel. Needs root. --mode and
+    --nid (Linux 7.3+) open page_owner read-write and write the filter first. With
+    --vmcore, write what page_owner would have printed at the moment of a crash dump.
     """
     if vmcore is not None or vmlinux is not None:
-        _capture_vmcore(output, stacks, vmcore, vmlinux, freed, vmcore_mode, vmcore_nid)
+        _capture_vmcore(output, stacks, vmcore, vmlinux, freed, mode or "stack", nid)
         return
-    if freed or vmcore_nid is not None or vmcore_mode != "stack":
-        raise click.UsageError("--freed, --vmcore-mode and --vmcore-nid need --vmcore")
+    if freed:
+        raise click.UsageError("--freed needs --vmcore")
     host = _host(debugfs, proc, boot)
+    print_mode = PrintMode(mode) if mode is not None else None
     with Progress("capturing page_owner", count_label="records") as progress:
-        result = capture(output, host=host, stacks=stacks,
+        result = capture(output, host=host, stacks=stacks, mode=print_mode, nid=nid,
                          on_progress=lambda done, records: progress(done, None, records))
     for note in result.notes:
         warn(note)
@@ -176,3 +180,33 @@ def trend_command(store: str, fmt: str, output: str, top: int,
     with _text_output(output, (store,)) as out:
         RENDERERS[fmt](report, out)
     report.check()
+
+
+@cli.command("filter", add_help_option=False)
+@click.option("-m", "--mode", default=None, metavar="MODE",
+              help="print_mode (stack, handle, or stack_handle)")
+@click.option("-n", "--nid", default=None, metavar="NID_LIST",
+              help="NUMA node IDs (comma-separated or ranges)")
+@click.option("-o", "--output", default=None, metavar="FILE",
+              help="output file (default: stdout)")
+@click.option("-h", "--help", "show_help", is_flag=True, help="show this help message")
+@click.option("--debugfs", default=DEFAULT_DEBUGFS, show_default=True, metavar="DIR",
+              help=_DEBUGFS_HELP)
+def filter_command(mode: str | None, nid: str | None, output: str | None, show_help: bool,
+                   debugfs: str) -> None:  # fmt: skip
+    """Drop-in for tools/mm/page_owner_filter (7.3): same options, output and messages."""
+    if show_help:
+        click.echo(USAGE, err=True, nl=False)
+        return
+    request = FilterRequest(mode, nid)
+    page_owner = HostPaths(debugfs=debugfs).page_owner
+    try:
+        if output is None:
+            run_filter(request, page_owner, sys.stdout.buffer.write)
+            sys.stdout.buffer.flush()
+        else:
+            with atomic_output(output, inputs=(page_owner,)) as out:
+                run_filter(request, page_owner, out.write)
+    except FilterToolError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)

@@ -41,6 +41,7 @@ __all__ = [
     "Block",
     "ByteReader",
     "DumpReader",
+    "HANDLE_LIMIT",
     "HEADER_PREFIX",
     "convert_record",
     "decode",
@@ -175,6 +176,10 @@ _SYMBOL_RE = re.compile(
     r"(?: \((?P<source>[^()]*:[^()]*)\))?"
 )
 _RAW_ADDRESS_RE = re.compile(r"0x(?P<address>[0-9a-f]+)")
+# 7.3 `mode=handle|stack_handle`: `handle: %u` after the frames (kernel-7.3.md 2). Only the
+# digits %u prints (no sign, no leading zero, below 2^32) are a handle; else an extra line.
+_HANDLE_RE = re.compile(r"handle: (?P<handle>0|[1-9][0-9]{0,9})")
+HANDLE_LIMIT = 1 << 32
 _MIGRATED = "Page has been migrated, last migrate reason: "
 _SLAB_CACHE = "Slab cache page"
 _CHARGED_RE = re.compile(
@@ -348,6 +353,7 @@ class _Tail:
     """The parsed part of a block after its PFN line: frames and trailing lines."""
 
     stack: tuple[Frame, ...]
+    handle: int | None
     migrate_reason: str | None
     slab_cache: bool
     memcg: MemcgCharge | None
@@ -395,6 +401,11 @@ def _parse_tail(
     while index < len(lines) and lines[index].startswith(" "):
         frames.append(frame_cache.get(lines[index]))
         index += 1
+    handle = None
+    match = _HANDLE_RE.fullmatch(lines[index]) if index < len(lines) else None
+    if match and int(match["handle"]) < HANDLE_LIMIT:
+        handle = int(match["handle"])
+        index += 1
     migrate_reason = None
     slab_cache = False
     memcg = None
@@ -415,7 +426,9 @@ def _parse_tail(
         if any(frame.address is not None and frame.symbol is not None for frame in frames)
         else FrameStyle.PLAIN
     )
-    return _Tail(tuple(frames), migrate_reason, slab_cache, memcg, tuple(extra), frame_style)
+    return _Tail(
+        tuple(frames), handle, migrate_reason, slab_cache, memcg, tuple(extra), frame_style
+    )
 
 
 _DEFAULT_PARSE_CACHE = _Cache()
@@ -468,6 +481,7 @@ def parse_block(
         ts_nsec=_opt_int(header["ts"]),
         free_ts_nsec=_opt_int(header["free_ts"]),
         stack=tail.stack,
+        handle=tail.handle,
         migrate_reason=tail.migrate_reason,
         slab_cache=tail.slab_cache,
         memcg=tail.memcg,
@@ -538,6 +552,8 @@ def format_lines(record: PageRecord) -> list[str]:
     if pfn_line is not None:
         lines.append(pfn_line)
     lines.extend(format_frame(frame) for frame in record.stack)
+    if record.handle is not None:
+        lines.append(f"handle: {record.handle}")
     if record.migrate_reason is not None:
         lines.append(_MIGRATED + record.migrate_reason)
     if record.slab_cache:
@@ -587,6 +603,8 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
         page_mt=page_mt,
         block_mt=block_mt,
         stack=stack,
+        # Kernels before 7.3 print no handle; a handle-only record keeps no stack there.
+        handle=record.handle if kernel.has_print_modes else None,
         migrate_reason=record.migrate_reason if kernel.migrate_line else None,
         slab_cache=record.slab_cache and kernel.memcg_lines,
         memcg=record.memcg if kernel.memcg_lines else None,

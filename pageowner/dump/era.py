@@ -32,6 +32,7 @@ __all__ = [
 SIDECAR_SUFFIX = ".meta.json"
 # Enough text for several records of any era (a record is at most one page, kernel.md A.1).
 _SNIFF_BYTES = 1 << 16
+_HANDLE_LINE_RE = re.compile(rb"\n(?:PFN [^\n]*| [^\n]*)\nhandle: [0-9]+\n")
 _RELEASE_RE = re.compile(r"(?P<major>\d+)\.(?P<minor>\d+)")
 
 # The first kernel printing each page_owner_stacks file (kernel.md D).
@@ -144,7 +145,11 @@ def detect_kernel(path: str) -> Era:
     head = b"".join(chunks)
     fmt = sniff_dump_format(head)
     if fmt is not None:
-        return Era("text", fmt=fmt, candidates=versions_printing(fmt))
+        candidates = versions_printing(fmt)
+        if _HANDLE_LINE_RE.search(head):
+            # Only 7.3's `mode=handle|stack_handle` prints a handle in the dump.
+            candidates = tuple(v for v in candidates if KernelVersion(v).has_print_modes)
+        return Era("text", fmt=fmt, candidates=candidates)
     kind = sniff_kind(head)
     if kind is not None:
         since = _STACKS_SINCE[kind]

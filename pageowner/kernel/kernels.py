@@ -125,6 +125,11 @@ class KernelVersion:
         return _since(self.version, "6.19")
 
     @property
+    def has_print_modes(self) -> bool:
+        """Tell whether page_owner takes `mode=` and `nid=` writes per descriptor (7.3)."""
+        return _since(self.version, "7.3")
+
+    @property
     def noprof(self) -> bool:
         """Tell whether allocator symbols carry the `_noprof` suffix (6.10)."""
         return _since(self.version, "6.10")
@@ -143,9 +148,10 @@ class KernelVersion:
 # The versions the simulator boots and the tests cover; any other x.y parses too.
 KERNEL_VERSIONS: tuple[str, ...] = (
     "3.19", "4.6", "4.19", "5.4", "5.10", "5.11", "5.14", "5.15", "5.18",
-    "6.1", "6.6", "6.7", "6.9", "6.12", "6.19",
+    "6.1", "6.6", "6.7", "6.9", "6.12", "6.19", "7.3",
 )  # fmt: skip
-DEFAULT_VERSION = KERNEL_VERSIONS[-1]
+# The simulator's default stays 6.19 until it models 7.3's NUMA layout (issue 14, item 5).
+DEFAULT_VERSION = "6.19"
 
 
 def get_kernel(version: str) -> KernelVersion:

@@ -1,9 +1,16 @@
 """`pageowner capture`: copy debugfs/page_owner (and page_owner_stacks/*) byte for byte.
 
 The kernel returns one record per read() and fails with ENOMEM when the record does not
-fit the caller's buffer (kernel.md A.1): it has already moved its offset past that record
-then, so the record is lost, not retried. We read with 1 MiB buffers on a raw descriptor,
-which the kernel clamps to one page, the most it will ever print.
+fit the caller's buffer. The file offset is the PFN the next scan starts from, and the VFS
+stores a new offset only when a read succeeds (`ksys_read()`, fs/read_write.c; measured on
+7.3, kernel-7.3.md 6), so a failed read leaves it where it was and a retry returns the same
+record. We read with 1 MiB buffers on a raw descriptor, which the kernel clamps to one page
+(`count = min(count, PAGE_SIZE)`), so ENOMEM means a record longer than a page, which no
+read will ever return: we step the offset one PFN at a time (`lseek(fd, 1, SEEK_CUR)`)
+until a read succeeds, which skips that record only, and count it lost.
+
+On 7.3, `--mode`/`--nid` open page_owner read-write and write the filter (`mode=... nid=...`)
+in one write() before reading (kernel-7.3.md 1).
 """
 
 from __future__ import annotations
@@ -12,36 +19,47 @@ import datetime
 import errno
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pageowner.dump.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_release
 from pageowner.dump.fileio import atomic_output
-from pageowner.errors import SpecError
+from pageowner.dump.handles import SIDECAR_STACKS_KEY
+from pageowner.errors import CaptureError, SpecError
 from pageowner.live.clock import Clock, SystemClock
-from pageowner.live.diagnose import PartialReadError, diagnose_open_error
+from pageowner.live.diagnose import (
+    PartialReadError,
+    diagnose_filter_error,
+    diagnose_open_error,
+)
 from pageowner.live.host import STACKS_FILES, Host
+from pageowner.model import PrintMode
 
 __all__ = [
     "READ_SIZE",
     "SIDECAR_VERSION",
     "CaptureResult",
     "CapturedFile",
+    "FILTER_MAX_BYTES",
+    "FilterFile",
     "RawFile",
     "ReadStats",
     "capture",
     "copy_records",
+    "filter_command",
+    "open_filtered",
     "open_raw",
+    "open_raw_rw",
     "stacks_output_path",
 ]
 
 READ_SIZE = 1 << 20
 SIDECAR_VERSION = 1
-# The kernel moves on after each ENOMEM, so failures end at the end of the file; this bound
-# only stops a reader that fails without moving on (a long run of huge records is shorter).
-_MAX_FAILURES_IN_A_ROW = 100_000
 _HEAD_BYTES = 1 << 16
+# 7.3 refuses a filter write longer than 32 + 6 * MAX_NUMNODES bytes (64 nodes on x86_64).
+FILTER_MAX_BYTES = 32 + 6 * 64
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -52,19 +70,38 @@ class RawFile(Protocol):
     def read(self, size: int) -> bytes:
         """Return up to `size` bytes; b"" at the end."""
 
+    def skip(self) -> None:
+        """Move the offset one step on (lseek(fd, 1, SEEK_CUR)); raise OSError if it can't."""
+
     def close(self) -> None:
         """Release the descriptor."""
+
+
+class FilterFile(RawFile, Protocol):
+    """A page_owner descriptor opened read-write, to which a 7.3 filter is written."""
+
+    def write(self, data: bytes) -> int:
+        """Write once; return the byte count or raise OSError with the kernel's errno."""
 
 
 class _FdFile:
     """A raw descriptor: every read() is one system call with the full buffer."""
 
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    def __init__(self, path: str, writable: bool = False) -> None:
+        flags = os.O_RDWR if writable else os.O_RDONLY
+        self.fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
 
     def read(self, size: int) -> bytes:
         """Return what one read() system call gives."""
         return os.read(self.fd, size)
+
+    def skip(self) -> None:
+        """Step the offset (a PFN for page_owner) by one."""
+        os.lseek(self.fd, 1, os.SEEK_CUR)
+
+    def write(self, data: bytes) -> int:
+        """Return what one write() system call gives."""
+        return os.write(self.fd, data)
 
     def close(self) -> None:
         """Close the descriptor."""
@@ -76,13 +113,32 @@ def open_raw(path: str) -> RawFile:
     return _FdFile(path)
 
 
+def open_raw_rw(path: str) -> FilterFile:
+    """Open page_owner read-write, as a 7.3 filter write needs (kernel-7.3.md 1).
+
+    A regular file holding data is a copied or simulated tree, not debugfs (whose files
+    have size 0): writing the filter would overwrite its first bytes, so it is refused.
+    """
+    raw = _FdFile(path, writable=True)
+    info = os.fstat(raw.fd)
+    if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+        raw.close()
+        raise CaptureError(
+            f"{path} is a file holding {info.st_size} bytes, not debugfs: a page_owner filter "
+            "(--mode, --nid) needs a live 7.3 kernel, and writing it would overwrite the file"
+        )
+    return raw
+
+
 @dataclass
 class ReadStats:
     """What reading one file gave: bytes, records (blank-line ended blocks), failures."""
 
     bytes_read: int = 0
     records: int = 0
-    lost_records: int = 0  # reads that failed with ENOMEM; the kernel skipped their record
+    # Records skipped after ENOMEM (longer than a page). A run of such records with no
+    # readable one between them counts as one: the reader cannot tell where one ends.
+    lost_records: int = 0
     error: OSError | None = None
     head: bytes = b""
 
@@ -98,20 +154,26 @@ def copy_records(
     stats = ReadStats()
     head = bytearray()
     previous_newline = False
-    failures = 0
+    skipping = False
     while True:
         try:
             chunk = source.read(read_size)
         except OSError as exc:
-            if exc.errno == errno.ENOMEM and failures < _MAX_FAILURES_IN_A_ROW:
-                # read_page_owner() stores the next PFN before printing, so the record
-                # that did not fit is gone from this pass (mm/page_owner.c, all eras).
-                failures += 1
+            if exc.errno != errno.ENOMEM:
+                stats.error = exc
+                break
+            # The failed read left the offset (the PFN the scan starts from) unchanged, so
+            # the same record would fail again: step one PFN on until a read succeeds.
+            if not skipping:
                 stats.lost_records += 1
-                continue
-            stats.error = exc
-            break
-        failures = 0
+                skipping = True
+            try:
+                source.skip()
+            except OSError as seek_error:
+                stats.error = seek_error
+                break
+            continue
+        skipping = False
         if not chunk:
             break
         write(chunk)
@@ -179,6 +241,42 @@ def stacks_output_path(output: str, name: str) -> str:
     return f"{base}.{name}{ext}" if ext else f"{output}.{name}"
 
 
+def filter_command(mode: PrintMode | None, nid: str | None) -> bytes:
+    """Return the one write that sets a 7.3 descriptor's filter, or raise SpecError.
+
+    >>> filter_command(PrintMode.HANDLE, "0,2-3")
+    b'mode=handle nid=0,2-3'
+    """
+    tokens = []
+    if mode is not None:
+        tokens.append(f"mode={mode.value}")
+    if nid is not None:
+        if not nid.strip() or any(c.isspace() for c in nid):
+            raise SpecError(f"--nid {nid!r}: give a node list such as 0, 0,2 or 0-3")
+        tokens.append(f"nid={nid}")
+    command = " ".join(tokens).encode()
+    if len(command) > FILTER_MAX_BYTES:
+        raise SpecError(f"the filter {command.decode()!r} is {len(command)} bytes; the kernel "
+                        f"takes at most {FILTER_MAX_BYTES} in one write")
+    return command
+
+
+def open_filtered(
+    host: Host, path: str, command: bytes, opener: Callable[[str], FilterFile]
+) -> RawFile:
+    """Open page_owner read-write and write the filter in one write; raise a hinted error."""
+    try:
+        raw = opener(path)
+    except OSError as exc:
+        raise diagnose_open_error(host, path, exc) from None
+    try:
+        raw.write(command)
+    except OSError as exc:
+        raw.close()
+        raise diagnose_filter_error(host, path, command.decode(), exc) from None
+    return raw
+
+
 def _read_file(
     host: Host,
     source: str,
@@ -186,12 +284,16 @@ def _read_file(
     opener: Callable[[str], RawFile],
     read_size: int,
     on_progress: ProgressCallback | None = None,
+    opened: RawFile | None = None,
 ) -> ReadStats:
     """Copy one debugfs file to `output` atomically; raise the diagnosed error if it won't open."""
-    try:
-        raw = opener(source)
-    except OSError as exc:
-        raise diagnose_open_error(host, source, exc) from None
+    if opened is not None:
+        raw = opened
+    else:
+        try:
+            raw = opener(source)
+        except OSError as exc:
+            raise diagnose_open_error(host, source, exc) from None
     try:
         with atomic_output(output, inputs=(source,)) as out:
             return copy_records(raw, out.write, read_size=read_size, on_progress=on_progress)
@@ -208,29 +310,53 @@ def capture(
     opener: Callable[[str], RawFile] = open_raw,
     read_size: int = READ_SIZE,
     on_progress: ProgressCallback | None = None,
+    mode: PrintMode | None = None,
+    nid: str | None = None,
+    filter_opener: Callable[[str], FilterFile] = open_raw_rw,
 ) -> CaptureResult:
     """Capture page_owner (and with `stacks`, page_owner_stacks/*) into `output` and a sidecar.
 
-    A read error partway keeps what was read, writes the sidecar marked incomplete and
-    raises PartialReadError; any other failure raises the CaptureError naming its cause.
+    `mode` and `nid` set a 7.3 filter on the descriptor first; in handle mode
+    show_stacks_handles is saved beside the dump and named in the sidecar, so that later
+    commands join the handles to their frames. A read error partway keeps what was read,
+    writes the sidecar marked incomplete and raises PartialReadError; any other failure
+    raises the CaptureError naming its cause.
     """
     host = host or Host()
     clock = clock or SystemClock()
     if stacks and output == "-":
         raise SpecError("--stacks needs -o FILE: the stacks files are written beside it")
+    if mode is PrintMode.HANDLE and output == "-":
+        raise SpecError("--mode handle needs -o FILE: show_stacks_handles is saved beside it")
+    filtered = mode is not None or nid is not None
+    command = filter_command(mode, nid) if filtered else b""
     started = clock.time()
     start = clock.monotonic()
     paths = host.paths
-    stats = _read_file(host, paths.page_owner, output, opener, read_size, on_progress)
+    opened = open_filtered(host, paths.page_owner, command, filter_opener) if filtered else None
+    stats = _read_file(host, paths.page_owner, output, opener, read_size, on_progress, opened)
     files = [CapturedFile("page_owner", output, stats.bytes_read, stats.records)]
     notes: list[str] = []
+    stacks_file = None
+    if mode is PrintMode.HANDLE and stats.error is None:
+        # Read after the dump: the stack list only grows, so every handle it can list is
+        # there. It never lists the early and no-reclaim stacks (kernel-7.3.md 6).
+        source = paths.stacks_file("show_stacks_handles")
+        if os.path.exists(source):
+            stacks_file = stacks_output_path(output, "show_stacks_handles")
+            taken = _read_file(host, source, stacks_file, opener, read_size)
+            files.append(CapturedFile("page_owner_stacks/show_stacks_handles", stacks_file,
+                                      taken.bytes_read, taken.records))
+        else:
+            notes.append(f"{source} does not exist: the handles of {output} cannot be joined "
+                         "to their frames")
     if stacks and stats.error is None:
         if not os.path.isdir(paths.stacks_dir):
             notes.append(f"{paths.stacks_dir} does not exist (kernels before 6.9 have none); "
                          "only page_owner was captured")
         for name in STACKS_FILES:
             source = paths.stacks_file(name)
-            if not os.path.exists(source):
+            if not os.path.exists(source) or (stacks_file and name == "show_stacks_handles"):
                 continue
             target = stacks_output_path(output, name)
             taken = _read_file(host, source, target, opener, read_size)
@@ -238,6 +364,11 @@ def capture(
                                       taken.bytes_read, taken.records))
     seconds = clock.monotonic() - start
     meta = _sidecar(host, stats, files, started, seconds)
+    if filtered:
+        meta["print_mode"] = (mode or PrintMode.STACK).value
+        meta["nid"] = nid
+    if stacks_file is not None:
+        meta[SIDECAR_STACKS_KEY] = os.path.basename(stacks_file)
     sidecar = None
     if output != "-":
         sidecar = output + SIDECAR_SUFFIX
@@ -294,10 +425,10 @@ def _raise_if_partial(source: str, output: str, stats: ReadStats) -> None:
     if stats.lost_records:
         raise PartialReadError(
             f"{stats.lost_records} record(s) of {source} could not be read (ENOMEM: longer "
-            f"than the read buffer or one page, or the kernel was short of memory); the "
-            f"other {stats.records} records are in {kept}",
-            "the kernel moves past a record it cannot print, so those records are missing "
-            "from this dump only; a new capture may get them",
+            f"than the read buffer or one page); the other {stats.records} records are in "
+            f"{kept}",
+            "a record longer than a page never fits a read; the capture stepped past each "
+            "one, so only those are missing",
             bytes_read=stats.bytes_read,
             records=stats.records,
         )

@@ -99,6 +99,8 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
         rows.append(_with_group_cells(row, result.by, 1, entry.label, entry.stack, entry.caller,
                                       depth))  # fmt: skip
     details: list[str] = []
+    if result.handle_note is not None:
+        details.append(f"note: {result.handle_note}")
     if stacks and stack_key:
         for entry in result.entries:
             details.append(f"#{entry.rank}: {entry.pages} pages, {entry.times} times")
@@ -129,6 +131,8 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
         ],
     }
     table = Table(f"{noun} by {counted}", tuple(columns), tuple(rows))
+    if result.handle_note is not None:
+        document["handle_note"] = result.handle_note
     return Report(header, (table,), document, details=tuple(details))
 
 

@@ -22,6 +22,12 @@ from typing import IO, Any
 
 from pageowner.dump.dumpfile import decode, encode, format_frame, parse_frame
 from pageowner.dump.fileio import atomic_output, check_output_path, line_body, open_input
+from pageowner.dump.handles import (
+    HandleJoin,
+    insert_frames,
+    load_handle_stacks,
+    sidecar_stacks_file,
+)
 from pageowner.errors import SymbolError
 from pageowner.model import Frame
 from pageowner.symbols.elf import ElfSymbolTable, Resolution, SourceLine
@@ -336,6 +342,8 @@ class SymbolizeOptions:
     use_cache: bool = True
     # Write the output even when frames do not match the ELF (they stay unchanged).
     allow_mismatch: bool = False
+    # Frames for 7.3 handle-only records: show_stacks_handles or a stack_handle dump.
+    stacks_from: str | None = None
 
 
 @dataclass
@@ -415,24 +423,26 @@ FORMATS = tuple(WRITERS)
 
 
 @contextlib.contextmanager
-def _two_pass_input(path: str) -> Iterator[tuple[list[str], Callable[[], Iterator[bytes]]]]:
+def _two_pass_input(
+    path: str, join: HandleJoin
+) -> Iterator[tuple[list[str], Callable[[], Iterator[bytes]]]]:
     """Read the frame lines of an input, and give a way to read all of it again.
 
     A plain file is read twice; stdin, pipes and compressed input are copied to a
-    temporary file on the first pass.
+    temporary file on the first pass. Handle-only records get their joined frames.
     """
     with open_input(path) as source:
         if source.is_regular:
-            frames = _collect_frames(source.lines(), None)
+            frames = _collect_frames(insert_frames(source.lines(), join), None)
 
             def again() -> Iterator[bytes]:
                 with open_input(path) as second:
-                    yield from second.lines()
+                    yield from insert_frames(second.lines(), HandleJoin(path, join.stacks))
 
             yield frames, again
             return
         with tempfile.TemporaryFile() as spool:
-            frames = _collect_frames(source.lines(), spool)
+            frames = _collect_frames(insert_frames(source.lines(), join), spool)
 
             def replay() -> Iterator[bytes]:
                 spool.seek(0)
@@ -458,13 +468,18 @@ def symbolize_file(
     if writer is None:
         raise SymbolError(f"unknown output format {options.output_format!r}")
     check_output_path(output_path, (input_path, options.vmlinux))
+    stacks_path = options.stacks_from or sidecar_stacks_file(input_path)
+    join = HandleJoin(input_path, load_handle_stacks(stacks_path) if stacks_path else None)
     report = SymbolizeReport()
     with ElfSymbolTable.from_path(options.vmlinux, cache_dir=options.cache_dir,
                                   use_cache=options.use_cache) as vmlinux:  # fmt: skip
         symbolizer = Symbolizer(vmlinux, options.modules_dir, cache_dir=options.cache_dir,
                                 use_cache=options.use_cache, on_warning=on_warning)  # fmt: skip
         try:
-            with _two_pass_input(input_path) as (frames, again):
+            with _two_pass_input(input_path, join) as (frames, again):
+                message = join.warning("left without frames")
+                if message is not None and on_warning is not None:
+                    on_warning(message)
                 resolved = symbolizer.resolve_lines(frames, on_progress)
                 _summarize(report, resolved, symbolizer, vmlinux)
                 report.base_path = _base_path(options.base_path, vmlinux)
