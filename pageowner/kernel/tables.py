@@ -96,16 +96,15 @@ def _bits(names: Sequence[str]) -> dict[str, int]:
 
 
 # Single GFP bits of v4.15 and later (bit 9 was __GFP_ATOMIC until v6.2, unused after).
-_GFP_BITS_MODERN = _bits(
-    [
-        "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_DMA32", "__GFP_MOVABLE", "__GFP_RECLAIMABLE",
-        "__GFP_HIGH", "__GFP_IO", "__GFP_FS", "__GFP_ZERO", "__GFP_ATOMIC",
-        "__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM", "__GFP_WRITE", "__GFP_NOWARN",
-        "__GFP_RETRY_MAYFAIL", "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_MEMALLOC",
-        "__GFP_COMP", "__GFP_NOMEMALLOC", "__GFP_HARDWALL", "__GFP_THISNODE",
-        "__GFP_ACCOUNT", "__GFP_ZEROTAGS",
-    ]
+_BIT_ORDER: tuple[str, ...] = (
+    "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_DMA32", "__GFP_MOVABLE", "__GFP_RECLAIMABLE",
+    "__GFP_HIGH", "__GFP_IO", "__GFP_FS", "__GFP_ZERO", "__GFP_ATOMIC",
+    "__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM", "__GFP_WRITE", "__GFP_NOWARN",
+    "__GFP_RETRY_MAYFAIL", "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_MEMALLOC",
+    "__GFP_COMP", "__GFP_NOMEMALLOC", "__GFP_HARDWALL", "__GFP_THISNODE",
+    "__GFP_ACCOUNT", "__GFP_ZEROTAGS",
 )  # fmt: skip
+_GFP_BITS_MODERN = _bits(_BIT_ORDER)
 
 # Single GFP bits of v4.6-v4.14 [uncertain: from the 4.6 headers and the 4.6 example
 # mask 0x24213ca(GFP_HIGHUSER_MOVABLE|__GFP_COLD|__GFP_NOWARN|__GFP_NORETRY)].
@@ -231,6 +230,31 @@ def _legacy_4_6() -> FlagTable:
     return _gfp_table("4.6", bits, composites, singles)
 
 
+def _trace_gfp_flags(name: str, no_obj_ext: bool) -> FlagTable:
+    """Build a v6.15+ table: composites, then `__GFP_RECLAIM`, then every bit in bit order.
+
+    The 6.15 cycle ("tracing: gfp: Remove duplication of recording GFP flags") made
+    mmflags.h list the single flags through TRACE_GFP_FLAGS, which follows the
+    ___GFP_*_BIT enum, instead of a hand-ordered list; the composites lost `__GFP_HIGHMEM`
+    (it is the second single bit now). Checked against every distinct mask of the real
+    7.3 dumps (fixtures/real73) and the published 6.19 record.
+    """
+    bits = dict(_GFP_BITS_MODERN)
+    del bits["__GFP_ATOMIC"]
+    bits["__GFP_RECLAIM"] = bits["__GFP_DIRECT_RECLAIM"] | bits["__GFP_KSWAPD_RECLAIM"]
+    # The enum packs config-dependent bits after ZEROTAGS: SKIP_ZERO/SKIP_KASAN
+    # (KASAN_HW_TAGS), NOLOCKDEP (LOCKDEP), then NO_OBJ_EXT; with neither option (the
+    # fixtures' config) NO_OBJ_EXT is bit 24.
+    bits["__GFP_NO_OBJ_EXT"] = 1 << 24
+    composites = [(c, p) for c, p in _modern_composites(atomic=False, nowait_nowarn=True)
+                  if c != "__GFP_HIGHMEM"]
+    singles = ["__GFP_RECLAIM"]
+    singles += [flag for flag in _BIT_ORDER if flag != "__GFP_ATOMIC"]
+    if no_obj_ext:
+        singles.append("__GFP_NO_OBJ_EXT")
+    return _gfp_table(name, bits, composites, singles)
+
+
 # Keyed by the first release each table applies to; `gfp_table_for` picks one by version.
 GFP_TABLES: dict[str, FlagTable] = {
     "4.6": _legacy_4_6(),
@@ -239,6 +263,12 @@ GFP_TABLES: dict[str, FlagTable] = {
     "5.13": _modern("5.13", atomic=True, zerotags=True, nowait_nowarn=False),
     "6.2": _modern("6.2", atomic=False, zerotags=True, nowait_nowarn=False),
     "6.12": _modern("6.12", atomic=False, zerotags=True, nowait_nowarn=True),
+    "6.15": _trace_gfp_flags("6.15", no_obj_ext=False),
+    # TRACE_GFP_FLAGS_SLAB names __GFP_NO_OBJ_EXT under CONFIG_SLAB_OBJ_EXT in the 7.3
+    # mmflags.h; a 6.19-era mainline mmflags.h has no such entry [uncertain: the release
+    # between 6.19 and 7.3 that added it]. No real dump sets the bit (slab never passes it
+    # to the page allocator in the fixtures), so only the source vouches for it.
+    "7.3": _trace_gfp_flags("7.3", no_obj_ext=True),
 }
 
 
