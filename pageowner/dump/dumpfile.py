@@ -617,6 +617,8 @@ def _convert_pfn_fields(
         # MIGRATE_RESERVE held the slot HighAtomic took in v4.4.
         if block_mt is MigrateType.HIGHATOMIC:
             block_mt = MigrateType.RESERVE
+        if page_mt is MigrateType.HIGHATOMIC:  # Movable|Reclaimable was 3 too: Reserve
+            page_mt = MigrateType.RESERVE
         if page_mt is not block_mt:
             page_mt = None  # printed as "Fallback"
         return PageFlags(None, ordered), page_mt, block_mt

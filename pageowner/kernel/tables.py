@@ -379,12 +379,14 @@ ZONE_NAMES: tuple[str, ...] = ("DMA", "DMA32", "Normal", "Movable", "Device")
 def gfp_migratetype(gfp_mask: int, table: FlagTable | None = None) -> MigrateType:
     """Return the migratetype the page allocator derives from a GFP mask.
 
-    >>> gfp_migratetype(0x100cca).value
-    'Movable'
+    The kernel shifts the two mobility bits down (`(gfp & GFP_MOVABLE_MASK) >>
+    GFP_MOVABLE_SHIFT`, v4.4+ numbering), so both together give 3, MIGRATE_HIGHATOMIC
+    (a combination the kernel warns about but still prints so).
+
+    >>> gfp_migratetype(0x100cca).value, gfp_migratetype(0x18).value
+    ('Movable', 'HighAtomic')
     """
     table = table or GFP_TABLES["6.12"]
-    if gfp_mask & table.value_of("__GFP_MOVABLE"):
-        return MigrateType.MOVABLE
-    if gfp_mask & table.value_of("__GFP_RECLAIMABLE"):
-        return MigrateType.RECLAIMABLE
-    return MigrateType.UNMOVABLE
+    movable = bool(gfp_mask & table.value_of("__GFP_MOVABLE"))
+    reclaimable = bool(gfp_mask & table.value_of("__GFP_RECLAIMABLE"))
+    return MIGRATETYPE_NUMBERS[movable | reclaimable << 1]
