@@ -24,6 +24,7 @@ from pageowner.kernel.tables import (
     MIGRATETYPE_NUMBERS_3_19,
     decode_flags,
     gfp_migratetype,
+    migrate_reason_names,
 )
 from pageowner.model import (
     DumpFormat,
@@ -587,13 +588,24 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
         page_mt=page_mt,
         block_mt=block_mt,
         stack=stack,
-        migrate_reason=record.migrate_reason if kernel.migrate_line else None,
+        migrate_reason=_convert_reason(record.migrate_reason, kernel)
+        if kernel.migrate_line
+        else None,
         slab_cache=record.slab_cache and kernel.memcg_lines,
         memcg=record.memcg if kernel.memcg_lines else None,
         fmt=fmt,
         raw=None,
     )
 
+
+def _convert_reason(reason: str | None, kernel: KernelVersion) -> str | None:
+    """Rename MR_CONTIG_RANGE's string for `kernel`: `cma` before 5.15, `contig_range` after."""
+    if reason in ("cma", "contig_range"):
+        return migrate_reason_names(kernel.version)[_MR_CONTIG_RANGE]
+    return reason
+
+
+_MR_CONTIG_RANGE = 6  # enum migrate_reason (MR_CMA until v5.1)
 
 # The 3.19 letter columns name compound pages `compound`; later kernels say `head`.
 _TO_LETTER_NAMES = {"head": "compound", "swapcache": "swapcache"}

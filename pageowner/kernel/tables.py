@@ -22,6 +22,7 @@ __all__ = [
     "GFP_TABLES",
     "LETTER_FLAGS",
     "MIGRATE_REASONS",
+    "MIGRATE_REASON_TABLES",
     "MIGRATETYPE_NUMBERS",
     "MIGRATETYPE_NUMBERS_3_19",
     "PAGEFLAG_TABLES",
@@ -30,6 +31,7 @@ __all__ = [
     "encode_flags",
     "gfp_migratetype",
     "gfp_table_for",
+    "migrate_reason_names",
     "pageflag_table_for",
 ]
 
@@ -364,13 +366,56 @@ MIGRATETYPE_NUMBERS_3_19: tuple[MigrateType, ...] = (
     MigrateType.RESERVE, MigrateType.CMA, MigrateType.ISOLATE,
 )  # fmt: skip
 
-# migrate_reason_names[] (include/trace/events/migrate.h); `contig_range` was `cma` in 4.6,
-# longterm_pin/demotion arrived in 5.15/5.16 and damon in 6.11 [uncertain].
-MIGRATE_REASONS: tuple[str, ...] = (
+# migrate_reason_names[] of mm/debug.c, the strings page_owner prints for `enum
+# migrate_reason`, by the first release of each list. The array is sized MR_TYPES, so a
+# reason the enum has but the list lacks is a NULL that vsprintf prints as "(null)".
+_REASONS_4_6 = (
     "compaction", "memory_failure", "memory_hotplug", "syscall_or_cpuset",
-    "mempolicy_mbind", "numa_misplaced", "contig_range", "longterm_pin", "demotion",
-    "damon", "cma",
+    "mempolicy_mbind", "numa_misplaced", "cma",
 )  # fmt: skip
+MIGRATE_REASON_TABLES: dict[str, tuple[str, ...]] = {
+    "4.6": _REASONS_4_6,
+    # 310253514bbf (v5.1) renamed MR_CMA to MR_CONTIG_RANGE in the enum only; d1e153fea2a8
+    # (v5.13) added MR_LONGTERM_PIN without a name.
+    "5.13": (*_REASONS_4_6, "(null)"),
+    # "mm/debug: sync up MR_CONTIG_RANGE and MR_LONGTERM_PIN" and "... sync up latest
+    # migrate_reason to migrate_reason_names" (Weizhao Ouyang, akpm's 5.15-rc3 batch of
+    # 2021-09-24; MR_DEMOTION came with 26aa2d199d6f in 5.15-rc1).
+    "5.15": (*_REASONS_4_6[:6], "contig_range", "longterm_pin", "demotion"),
+    # MR_DAMON [uncertain: 6.11].
+    "6.11": (*_REASONS_4_6[:6], "contig_range", "longterm_pin", "demotion", "damon"),
+}
+# Stable releases that took the 5.15-rc3 rename (`cma` -> `contig_range`): 5.10.70.
+_CONTIG_RANGE_STABLE: dict[tuple[int, ...], int] = {(5, 10): 70}
+# Every reason string some release prints.
+MIGRATE_REASONS: tuple[str, ...] = (*MIGRATE_REASON_TABLES["6.11"], "cma")
+
+
+def migrate_reason_names(release: str) -> tuple[str, ...]:
+    """Return the reason strings of a release ("5.10", "5.10.70"), indexed by the enum.
+
+    >>> migrate_reason_names("5.10")[6], migrate_reason_names("5.10.223")[6]
+    ('cma', 'contig_range')
+    >>> migrate_reason_names("5.14")[7], migrate_reason_names("6.12")[6]
+    ('(null)', 'contig_range')
+    """
+    parts = tuple(int(part) for part in release.split(".")[:3] if part.isdigit())
+    major_minor = ".".join(str(part) for part in parts[:2])
+    names = _pick_names(major_minor)
+    fixed_in = _CONTIG_RANGE_STABLE.get(parts[:2])
+    if fixed_in is not None and len(parts) > 2 and parts[2] >= fixed_in:
+        names = (*names[:6], "contig_range", *names[7:])
+    return names
+
+
+def _pick_names(version: str) -> tuple[str, ...]:
+    """Return the newest reason list not after a major.minor version."""
+    chosen = MIGRATE_REASON_TABLES["4.6"]
+    for key in sorted(MIGRATE_REASON_TABLES, key=_version_key):
+        if _version_key(key) <= _version_key(version):
+            chosen = MIGRATE_REASON_TABLES[key]
+    return chosen
+
 
 # x86_64 zone numbering in page->flags with DMA, DMA32 and Normal configured.
 ZONE_NAMES: tuple[str, ...] = ("DMA", "DMA32", "Normal", "Movable", "Device")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from pageowner.errors import PageOwnerError
 from pageowner.kernel.kernels import KernelVersion, get_kernel, version_key
-from pageowner.kernel.tables import LETTER_FLAGS, FlagTable, decode_flags
+from pageowner.kernel.tables import LETTER_FLAGS, FlagTable, decode_flags, migrate_reason_names
 from pageowner.model import (
     DumpFormat,
     MemcgCharge,
@@ -65,9 +65,6 @@ SECTION_PAGES = 32768
 ZONE_BITS_SHIFT = 56  # ZONES_PGSHIFT of the fixtures' x86_64 config (node 0 above it)
 _LOW_LIMIT = 0x100000  # 4 GiB in pages: the end of ZONE_DMA32
 _DMA_END = 0x1000  # 16 MiB
-MIGRATE_REASON_NAMES = ("compaction", "memory_failure", "memory_hotplug",
-                        "syscall_or_cpuset", "mempolicy_mbind", "numa_misplaced",
-                        "contig_range", "longterm_pin", "demotion", "damon")
 
 
 @dataclass(frozen=True)
@@ -626,11 +623,15 @@ class Machine:
         return PageFlags(value, printed_names, fields)
 
     def migrate_reason_name(self, reason: int) -> str:
-        """Return the printed migrate reason; `contig_range` was `cma` before v5.1."""
-        name = MIGRATE_REASON_NAMES[reason]
-        if name == "contig_range" and version_key(self.version) < (5, 1):
-            return "cma"
-        return name
+        """Return the printed migrate reason: mm/debug.c's list of this release.
+
+        `contig_range` was printed `cma` until 5.15-rc3 (kernel/tables.py), whatever the
+        enum called it from 5.1 on; a reason the list lacks prints as "(null)".
+        """
+        # The simulated kernel is the x.y.0 release (sim.dump.release_of), before any
+        # stable backport of the rename.
+        names = migrate_reason_names(f"{self.version}.0")
+        return names[reason] if reason < len(names) else "(null)"
 
     def record_at(self, pfn: int) -> PageRecord:
         """Return the record /sys/kernel/debug/page_owner prints for a head pfn."""

@@ -437,7 +437,8 @@ def _cma(machine: Machine, values: dict[str, Any]) -> str:
         pfn += 1
     if taken < wanted:
         raise PageOwnerError(f"cma: only {taken} of {wanted} pages could be allocated")
-    return f"cma_alloc: {taken} pages ({moved} migrated out, reason contig_range)"
+    reason = machine.migrate_reason_name(MIGRATE_CONTIG_RANGE)
+    return f"cma_alloc: {taken} pages ({moved} migrated out, reason {reason})"
 
 
 def _leak(machine: Machine, values: dict[str, Any]) -> str:

@@ -1,0 +1,66 @@
+"""Kernel facts held against the source and real dumps (issue 15): each era says so."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from pageowner.dump.dumpfile import convert_record, format_record, iter_records
+from pageowner.kernel.kernels import KernelVersion
+from pageowner.kernel.tables import migrate_reason_names
+from pageowner.sim.dump import write_page_owner
+from pageowner.sim.machine import Machine
+from pageowner.sim.workloads import run_workload
+
+# -- migrate reasons (mm/debug.c migrate_reason_names[]) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("release", "contig_range"),
+    [("4.6", "cma"), ("5.1", "cma"), ("5.10", "cma"), ("5.10.69", "cma"),
+     ("5.10.70", "contig_range"), ("5.10.223", "contig_range"), ("5.14", "cma"),
+     ("5.15", "contig_range"), ("6.12.117", "contig_range"), ("7.3", "contig_range")],
+)  # fmt: skip
+def test_contig_range_was_cma_until_5_15(release: str, contig_range: str) -> None:
+    # "mm/debug: sync up MR_CONTIG_RANGE and MR_LONGTERM_PIN" (5.15-rc3, stable 5.10.70)
+    assert migrate_reason_names(release)[6] == contig_range
+
+
+def test_longterm_pin_had_no_name_before_5_15() -> None:
+    # d1e153fea2a8 (5.13) added MR_LONGTERM_PIN to the enum but not to the names: a NULL
+    assert migrate_reason_names("5.13")[7] == "(null)"
+    assert migrate_reason_names("5.15")[7:] == ("longterm_pin", "demotion")
+    assert len(migrate_reason_names("5.10")) == 7
+
+
+@pytest.mark.parametrize(("version", "reason"), [("5.10", "cma"), ("6.1", "contig_range")])
+def test_simulated_cma_migration_prints_the_release_name(version: str, reason: str) -> None:
+    # GIVEN a simulated machine with a CMA area whose movable pages cma_alloc migrates out
+    machine = Machine.create(version, 128 << 20, "page_owner=on cma=16M", 3)
+    machine.boot()
+    run_workload(machine, "anon", ["--mb", "64"])
+    message = run_workload(machine, "cma", ["--mb", "8"])
+    out = io.BytesIO()
+    write_page_owner(machine, out)
+    text = out.getvalue().decode()
+    # WHEN the dump is read THEN the migrated pages carry that release's string
+    assert f"migrated out, reason {reason})" in message and " 0 migrated" not in message
+    assert f"Page has been migrated, last migrate reason: {reason}\n" in text
+    other = {"cma", "contig_range"} - {reason}
+    assert f"last migrate reason: {other.pop()}" not in text
+
+
+def test_converting_a_record_renames_contig_range() -> None:
+    # GIVEN a 6.1 record migrated by alloc_contig_range
+    machine = Machine.create("6.1", 128 << 20, "page_owner=on cma=16M", 3)
+    machine.boot()
+    run_workload(machine, "anon", ["--mb", "64"])
+    run_workload(machine, "cma", ["--mb", "8"])
+    out = io.BytesIO()
+    write_page_owner(machine, out)
+    records = [r for r in iter_records(io.BytesIO(out.getvalue())) if r.migrate_reason]
+    assert records and records[0].migrate_reason == "contig_range"
+    # WHEN printed as 5.10 and as 6.12 print it THEN the name follows the release
+    assert "last migrate reason: cma\n" in format_record(convert_record(records[0], KernelVersion("5.10")))
+    assert "reason: contig_range\n" in format_record(convert_record(records[0], KernelVersion("6.12")))
