@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
 from pageowner.dump.dumpfile import convert_record, format_record, iter_records
 from pageowner.kernel.kernels import KernelVersion
 from pageowner.kernel.tables import migrate_reason_names
-from pageowner.sim.dump import write_page_owner
+from pageowner.sim.dump import stacks_file_text, write_debugfs_tree, write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
 
@@ -64,3 +65,24 @@ def test_converting_a_record_renames_contig_range() -> None:
     # WHEN printed as 5.10 and as 6.12 print it THEN the name follows the release
     assert "last migrate reason: cma\n" in format_record(convert_record(records[0], KernelVersion("5.10")))
     assert "reason: contig_range\n" in format_record(convert_record(records[0], KernelVersion("6.12")))
+
+
+# -- count_threshold: "%llu" on 6.9-6.19, "%llu\n" on 7.3 ---------------------------------
+
+
+@pytest.mark.parametrize(("version", "text"), [("6.9", b"0"), ("6.12", b"0"), ("6.19", b"0")])
+def test_simulated_count_threshold_has_no_newline_before_7_3(
+    version: str, text: bytes, tmp_path: Path
+) -> None:
+    # GIVEN a simulated machine's debugfs tree
+    machine = Machine.create(version, 64 << 20, "page_owner=on", 1)
+    machine.boot()
+    write_debugfs_tree(machine, str(tmp_path))
+    # WHEN count_threshold is read THEN it is the bare number DEFINE_SIMPLE_ATTRIBUTE prints
+    assert (tmp_path / "page_owner_stacks" / "count_threshold").read_bytes() == text
+    assert stacks_file_text(machine, "count_threshold", 64) == "64"
+
+
+def test_count_threshold_gains_its_newline_in_7_3() -> None:
+    assert KernelVersion("7.3").count_threshold_newline
+    assert not KernelVersion("6.19").count_threshold_newline

@@ -38,7 +38,8 @@ def machine(tmp_path: Path) -> FakeMachine:
     fake.write("page_owner_stacks/show_handles",
                show_handles_text({h: 3 + i for i, h in enumerate(stacks)}))
     fake.write("page_owner_stacks/show_stacks_handles", show_stacks_handles_text(stacks))
-    fake.write("page_owner_stacks/count_threshold", b"0\n")
+    # 6.9-6.19 print count_threshold with "%llu": no newline (7.3 adds one)
+    fake.write("page_owner_stacks/count_threshold", b"0")
     return fake
 
 
@@ -96,8 +97,9 @@ def test_capture_sidecar_records_machine_and_files(machine: FakeMachine, tmp_pat
              "bytes": (machine.debugfs / "page_owner_stacks/show_stacks_handles").stat().st_size,
              "records": 50},
             {"source": "page_owner_stacks/count_threshold", "file": "d.count_threshold.txt",
-             "bytes": 2, "records": 0},
+             "bytes": 1, "records": 0},
         ],
+        "count_threshold": 0,
     }
 
 
@@ -112,6 +114,19 @@ def test_capture_stacks_files_are_copied_beside_the_dump(
     for name in ("show_stacks", "show_handles", "show_stacks_handles", "count_threshold"):
         source = machine.debugfs / "page_owner_stacks" / name
         assert (tmp_path / f"d.{name}.txt").read_bytes() == source.read_bytes()
+
+
+def test_capture_reads_a_7_3_threshold_with_its_newline(tmp_path: Path) -> None:
+    # GIVEN a 7.3 machine whose count_threshold was set to 64 ("%llu\n" since 7.3)
+    fake = FakeMachine(tmp_path / "host", release="7.3.0-rc7")
+    fake.write("page_owner", real_bytes("6.1.192-boot.page_owner.txt.xz"))
+    fake.write("page_owner_stacks/show_stacks", real_bytes(STACKS))
+    fake.write("page_owner_stacks/count_threshold", b"64\n")
+    # WHEN captured with its stacks files
+    capture(str(tmp_path / "d.txt"), host=fake.host, stacks=True)
+    # THEN the copy keeps the bytes and the sidecar says which stacks show_stacks left out
+    assert (tmp_path / "d.count_threshold.txt").read_bytes() == b"64\n"
+    assert json.loads((tmp_path / "d.txt.meta.json").read_text())["count_threshold"] == 64
 
 
 def test_capture_stacks_on_an_old_kernel_notes_the_missing_directory(tmp_path: Path) -> None:

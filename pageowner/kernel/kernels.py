@@ -125,6 +125,16 @@ class KernelVersion:
         return _since(self.version, "6.19")
 
     @property
+    def count_threshold_newline(self) -> bool:
+        """Tell whether count_threshold reads `N\\n` (7.3) or a bare `N` (6.9-6.19).
+
+        6.9 made it a DEFINE_SIMPLE_ATTRIBUTE with format "%llu" (no newline; still so in
+        the mm tree of October 2025, where 6.19's handle files landed); 7.3 prints "%llu\\n"
+        [uncertain: the release between 6.19 and 7.3 that added the newline].
+        """
+        return _since(self.version, "7.3")
+
+    @property
     def noprof(self) -> bool:
         """Tell whether allocator symbols carry the `_noprof` suffix (6.10)."""
         return _since(self.version, "6.10")

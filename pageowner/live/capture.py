@@ -21,7 +21,7 @@ from pageowner.dump.fileio import atomic_output
 from pageowner.errors import SpecError
 from pageowner.live.clock import Clock, SystemClock
 from pageowner.live.diagnose import PartialReadError, diagnose_open_error
-from pageowner.live.host import STACKS_FILES, Host
+from pageowner.live.host import STACKS_FILES, Host, parse_count_threshold
 
 __all__ = [
     "READ_SIZE",
@@ -238,6 +238,10 @@ def capture(
                                       taken.bytes_read, taken.records))
     seconds = clock.monotonic() - start
     meta = _sidecar(host, stats, files, started, seconds)
+    threshold = _captured_threshold(files)
+    if threshold is not None:
+        # show_stacks and show_handles leave out stacks under it: a reader must know it.
+        meta["count_threshold"] = threshold
     sidecar = None
     if output != "-":
         sidecar = output + SIDECAR_SUFFIX
@@ -277,6 +281,19 @@ def _sidecar(
         "error": None if stats.error is None else (stats.error.strerror or str(stats.error)),
         "files": [taken.to_json() for taken in files],
     }
+
+
+def _captured_threshold(files: list[CapturedFile]) -> int | None:
+    """Return the count_threshold a capture copied, read in either era's form."""
+    for taken in files:
+        if taken.source == "page_owner_stacks/count_threshold":
+            try:
+                with open(taken.path, "rb") as handle:
+                    text = handle.read(64).decode("ascii", "replace")
+            except OSError:
+                return None
+            return parse_count_threshold(text)
+    return None
 
 
 def _raise_if_partial(source: str, output: str, stats: ReadStats) -> None:

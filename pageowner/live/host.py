@@ -19,6 +19,7 @@ __all__ = [
     "HostPaths",
     "cmdline_enables_page_owner",
     "config_page_owner",
+    "parse_count_threshold",
     "parse_uptime",
 ]
 
@@ -180,6 +181,16 @@ def parse_uptime(text: str) -> float | None:
     except ValueError:
         return None
     return seconds if seconds is not None and 0 <= seconds < float("inf") else None
+
+
+def parse_count_threshold(text: str) -> int | None:
+    """Read page_owner_stacks/count_threshold: `N` on 6.9-6.19 ("%llu"), `N\\n` on 7.3.
+
+    >>> parse_count_threshold("64"), parse_count_threshold("64\\n"), parse_count_threshold("x")
+    (64, 64, None)
+    """
+    body = text[:-1] if text.endswith("\n") else text
+    return int(body) if body.isascii() and body.isdigit() else None
 
 
 def cmdline_enables_page_owner(cmdline: str) -> bool:
