@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from pageowner.dump.dumpfile import convert_record, format_record, iter_records
-from pageowner.kernel.kernels import KernelVersion
+from pageowner.dump.era import versions_printing
+from pageowner.kernel.kernels import KernelVersion, dump_format_for
 from pageowner.kernel.tables import migrate_reason_names
+from pageowner.model import FrameStyle
 from pageowner.sim.dump import stacks_file_text, write_debugfs_tree, write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
@@ -86,3 +88,49 @@ def test_simulated_count_threshold_has_no_newline_before_7_3(
 def test_count_threshold_gains_its_newline_in_7_3() -> None:
     assert KernelVersion("7.3").count_threshold_newline
     assert not KernelVersion("6.19").count_threshold_newline
+
+
+# -- the `[<address>]` frame column: plain addresses until 4.14, never hashed ------------
+
+# A record in the shape real 4.18/4.19 kernels print (LKML posts of 2018 and later): names
+# in the mask, raw flags word, and frames with no address column.
+DUMP_4_19 = (
+    "Page allocated via order 0, mask 0x100cca(GFP_HIGHUSER_MOVABLE)\n"
+    "PFN 262144 type Movable Block 512 type Movable Flags 0x17ffffc0000000()\n"
+    " __alloc_pages_nodemask+0xfc/0x270\n"
+    " alloc_pages_vma+0x7c/0x1e0\n"
+    " do_anonymous_page+0x10d/0x580\n"
+    "\n"
+)
+
+
+def test_a_4_19_dump_reads_as_a_4_19_era() -> None:
+    # GIVEN a dump a 4.19 kernel printed
+    (record,) = iter_records(io.BytesIO(DUMP_4_19.encode()), strict=True)
+    # WHEN its shape is matched against the registry THEN 4.19 is among its kernels
+    assert record.fmt == dump_format_for("4.19")
+    assert "4.19" in versions_printing(record.fmt)
+    assert all(frame.address is None for frame in record.stack)
+    # AND written back by 4.19 rules it is the same text; by 4.14 rules it gains addresses
+    assert format_record(convert_record(record, KernelVersion("4.19"))) == DUMP_4_19
+    old = format_record(convert_record(record, KernelVersion("4.14")))
+    assert " [<0000000000000000>] __alloc_pages_nodemask+0xfc/0x270\n" in old
+
+
+@pytest.mark.parametrize(
+    ("version", "style"),
+    [("3.19", FrameStyle.ADDRESS), ("4.14", FrameStyle.ADDRESS), ("4.15", FrameStyle.PLAIN),
+     ("4.19", FrameStyle.PLAIN), ("5.1", FrameStyle.PLAIN)],
+)  # fmt: skip
+def test_frame_column_era(version: str, style: FrameStyle) -> None:
+    assert dump_format_for(version).frames is style
+
+
+def test_simulated_4_19_prints_plain_frames() -> None:
+    # GIVEN a simulated 4.19 machine WHEN its dump is printed THEN no frame has `[<`
+    machine = Machine.create("4.19", 64 << 20, "page_owner=on", 1)
+    machine.boot()
+    out = io.BytesIO()
+    write_page_owner(machine, out)
+    frames = [line for line in out.getvalue().decode().splitlines() if line.startswith(" ")]
+    assert frames and not any(line.startswith(" [<") for line in frames)
