@@ -104,6 +104,23 @@ class KernelVersion:
         return _since(self.version, "5.14")
 
     @property
+    def kstrtobool_enable_disable(self) -> bool:
+        """Tell whether kstrtobool() also takes e/E and d/D (in 7.3's lib/kstrtox.c).
+
+        [uncertain: the release that added them; 7.3 is the first one checked.]
+        """
+        return _since(self.version, "7.3")
+
+    @property
+    def page_owner_mode(self) -> int:
+        """Return the mode debugfs gives page_owner: 0400, 0600 from 7.3 (it takes writes).
+
+        Under lockdown debugfs refuses files with a write bit (LOCKDOWN_DEBUGFS), so 7.3's
+        page_owner cannot be opened there at all (EPERM), where 0400 ones still could.
+        """
+        return 0o600 if _since(self.version, "7.3") else 0o400
+
+    @property
     def per_subpage(self) -> bool:
         """Tell whether tail pages carry owner data too (5.4, 7e2f2a0cd17c)."""
         return _since(self.version, "5.4")
