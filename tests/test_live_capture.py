@@ -167,6 +167,28 @@ def test_kernel_like_reads_with_a_big_buffer_get_every_record() -> None:
     assert source.reads == 3975 + 1
 
 
+@pytest.mark.parametrize(("release", "size"), [("4.19.0", 16 << 10), ("5.10.223", 1 << 20)])
+def test_kernels_before_the_page_clamp_are_read_in_small_reads(
+    tmp_path: Path, release: str, size: int
+) -> None:
+    # GIVEN a kernel that kmalloc()s the whole read size per record (before 5.0) or not
+    fake = FakeMachine(tmp_path / "host", release=release)
+    data = real_bytes("5.10.223-boot.page_owner.txt.xz")
+    fake.write("page_owner", data)
+    sizes: list[int] = []
+
+    class Recording(KernelLikeFile):
+        def read(self, size: int) -> bytes:
+            sizes.append(size)
+            return super().read(size)
+
+    # WHEN it is captured THEN every read asks for what that kernel can give cheaply
+    result = capture(str(tmp_path / "d.txt"), host=fake.host,
+                     opener=lambda path: Recording(data))
+    assert set(sizes) == {size} and result.records == 3344
+    assert (tmp_path / "d.txt").read_bytes() == data
+
+
 def test_small_buffer_loses_the_records_that_do_not_fit() -> None:
     # GIVEN the kernel's behaviour: ENOMEM for a record longer than the buffer, offset moved on
     data = real_bytes("6.1.192-boot.page_owner.txt.xz")

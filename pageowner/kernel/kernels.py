@@ -121,6 +121,16 @@ class KernelVersion:
         return 0o600 if _since(self.version, "7.3") else 0o400
 
     @property
+    def read_clamped_to_page(self) -> bool:
+        """Tell whether read_page_owner() allocates min(count, PAGE_SIZE) for a record.
+
+        Miles Chen's "mm/page_owner: clamp read count to PAGE_SIZE" (posted Nov 2018, in
+        5.0; offered to 4.4-4.20 stable by AUTOSEL in Jan 2019). Before it the kernel
+        kmalloc()s the whole read size for every record.
+        """
+        return _since(self.version, "5.0")
+
+    @property
     def per_subpage(self) -> bool:
         """Tell whether tail pages carry owner data too (5.4, 7e2f2a0cd17c)."""
         return _since(self.version, "5.4")

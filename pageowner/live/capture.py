@@ -3,7 +3,9 @@
 The kernel returns one record per read() and fails with ENOMEM when the record does not
 fit the caller's buffer (kernel.md A.1): it has already moved its offset past that record
 then, so the record is lost, not retried. We read with 1 MiB buffers on a raw descriptor,
-which the kernel clamps to one page, the most it will ever print.
+which the kernel clamps to one page, the most it will ever print, from 5.0 on; before
+that it kmalloc()s the whole read size for each record, so page_owner is read 16 KiB at a
+time there (more than any record of 16 frames).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from typing import Protocol
 from pageowner.dump.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_release
 from pageowner.dump.fileio import atomic_output
 from pageowner.errors import SpecError
+from pageowner.kernel.kernels import KernelVersion
 from pageowner.live.clock import Clock, SystemClock
 from pageowner.live.diagnose import PartialReadError, diagnose_open_error
 from pageowner.live.host import STACKS_FILES, Host, parse_count_threshold
 
 __all__ = [
     "READ_SIZE",
+    "UNCLAMPED_READ_SIZE",
     "SIDECAR_VERSION",
     "CaptureResult",
     "CapturedFile",
@@ -37,6 +41,9 @@ __all__ = [
 ]
 
 READ_SIZE = 1 << 20
+# Reads of page_owner on kernels before the PAGE_SIZE clamp (5.0): an order-2 kmalloc per
+# record rather than an order-8 one, still far above a record's size.
+UNCLAMPED_READ_SIZE = 16 << 10
 SIDECAR_VERSION = 1
 # The kernel moves on after each ENOMEM, so failures end at the end of the file; this bound
 # only stops a reader that fails without moving on (a long run of huge records is shorter).
@@ -221,7 +228,11 @@ def capture(
     started = clock.time()
     start = clock.monotonic()
     paths = host.paths
-    stats = _read_file(host, paths.page_owner, output, opener, read_size, on_progress)
+    release_version = version_from_release(host.release())
+    dump_read_size = read_size
+    if release_version is not None and not KernelVersion(release_version).read_clamped_to_page:
+        dump_read_size = min(read_size, UNCLAMPED_READ_SIZE)
+    stats = _read_file(host, paths.page_owner, output, opener, dump_read_size, on_progress)
     files = [CapturedFile("page_owner", output, stats.bytes_read, stats.records)]
     notes: list[str] = []
     if stacks and stats.error is None:
