@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import io
+import json
+import lzma
 from pathlib import Path
 
 import pytest
 
+from pageowner.analyze.analysis import open_samples
 from pageowner.dump.dumpfile import convert_record, format_record, iter_records
 from pageowner.dump.era import versions_printing
 from pageowner.kernel.kernels import KernelVersion, dump_format_for
-from pageowner.kernel.tables import migrate_reason_names
+from pageowner.kernel.tables import FLAGS_LAYOUTS, flags_layout_for_config, migrate_reason_names
+from pageowner.live.capture import capture
 from pageowner.model import FrameStyle
 from pageowner.sim.dump import stacks_file_text, write_debugfs_tree, write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
+from tests.analyze_support import run as run_cli
+from tests.live_trees import FakeMachine
 
 # -- migrate reasons (mm/debug.c migrate_reason_names[]) ----------------------------------
 
@@ -134,3 +140,93 @@ def test_simulated_4_19_prints_plain_frames() -> None:
     write_page_owner(machine, out)
     frames = [line for line in out.getvalue().decode().splitlines() if line.startswith(" ")]
     assert frames and not any(line.startswith(" [<") for line in frames)
+
+
+# -- page->flags layout: zone at bit 56 only with NUMA and NODES_SHIFT 6 ------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_the_numa_layout_reads_node_1_of_the_two_node_7_3_dump() -> None:
+    # GIVEN the real 7.3 dump of a two-node machine (NUMA=y, NODES_SHIFT=6 in its config)
+    config = lzma.decompress((FIXTURES / "real73/7.3.config.xz").read_bytes()).decode()
+    layout = flags_layout_for_config(config)
+    assert layout is FLAGS_LAYOUTS["numa"]
+    nodes: set[int] = set()
+    with open_samples(str(FIXTURES / "real73/7.3-boot.page_owner.txt.xz")) as stream:
+        for sample in stream.samples:
+            flags = sample.record.flags if sample.record is not None else None
+            assert flags is not None and flags.value is not None
+            # THEN the layout derives the node= and zone= %pGp printed, record by record
+            assert layout.field(flags.value, "node") == flags.node
+            assert layout.field(flags.value, "zone") == flags.zone
+            nodes.add(flags.node or 0)
+    assert nodes == {0, 1}
+
+
+# A pre-5.14 record (raw flags word, no fields) whose word has bit 63 set: zone 2 (Normal)
+# on a kernel without NUMA, but node 32, zone 0 read as the NUMA layout would.
+NONUMA_DUMP = (
+    "Page allocated via order 0, mask 0x100cca(GFP_HIGHUSER_MOVABLE)\n"
+    "PFN 262144 type Movable Block 512 type Movable Flags 0x8000000000000000()\n"
+    " __alloc_pages_nodemask+0xfc/0x270\n"
+    "\n"
+)
+
+
+def test_a_dump_without_fields_is_read_with_the_layout_named(tmp_path: Path) -> None:
+    dump = tmp_path / "d.txt"
+    dump.write_text(NONUMA_DUMP)
+    # WHEN read as the default (NUMA) layout THEN bits 56-63 give zone 0, node 32
+    default = run_cli(["top", "--by", "zone", str(dump), "--format", "csv"])
+    assert default.exit_code == 0 and "DMA," in default.stdout
+    # WHEN told the kernel had no NUMA THEN bits 62-63 give Normal
+    nonuma = run_cli(["top", "--by", "zone", "--flags-layout", "nonuma", str(dump),
+                      "--format", "csv"])
+    assert nonuma.exit_code == 0 and "Normal," in nonuma.stdout
+    assert run_cli(["grep", "-c", "--node", "32", str(dump)]).stdout == "1\n"
+    assert run_cli(["grep", "-c", "--node", "0", "--flags-layout", "nonuma",
+                    str(dump)]).stdout == "1\n"
+    # AND stats says which layout it used
+    stats = run_cli(["stats", "--flags-layout", "nonuma", str(dump)]).stdout
+    assert "derived from the flags word with the nonuma layout" in stats
+    # AND a name that is no layout is a usage error
+    bad = run_cli(["stats", "--flags-layout", "sparc", str(dump)])
+    assert bad.exit_code == 2 and "unknown flags layout 'sparc'" in bad.stderr
+
+
+def test_the_capture_sidecar_names_the_layout_of_the_kernel_config(tmp_path: Path) -> None:
+    # GIVEN a machine whose kernel config has no NUMA, and a pre-5.14 dump on it
+    fake = FakeMachine(tmp_path / "host", release="5.10.0-nonuma")
+    fake.set_config("CONFIG_X86_64=y\nCONFIG_PAGE_OWNER=y\n# CONFIG_NUMA is not set\n")
+    fake.write("page_owner", NONUMA_DUMP.encode())
+    # WHEN it is captured THEN the sidecar names the layout
+    out = tmp_path / "d.txt"
+    capture(str(out), host=fake.host)
+    assert json.loads((tmp_path / "d.txt.meta.json").read_text())["flags_layout"] == "nonuma"
+    # AND readers use it unless told otherwise
+    assert "Normal," in run_cli(["top", "--by", "zone", str(out), "--format", "csv"]).stdout
+    told = run_cli(["top", "--by", "zone", "--flags-layout", "numa", str(out), "--format", "csv"])
+    assert "DMA," in told.stdout
+
+
+def test_converting_to_5_14_prints_only_the_fields_the_layout_has() -> None:
+    # GIVEN a pre-5.14 record with no node=/zone= fields
+    (record,) = iter_records(io.BytesIO(NONUMA_DUMP.encode()), strict=True)
+    # WHEN printed as 6.1 prints it THEN node and zone come from the layout, not `node=0`
+    numa = format_record(convert_record(record, KernelVersion("6.1")))
+    assert "Flags 0x8000000000000000(node=32|zone=0)\n" in numa
+    nonuma = format_record(convert_record(record, KernelVersion("6.1"), FLAGS_LAYOUTS["nonuma"]))
+    assert "Flags 0x8000000000000000(zone=2)\n" in nonuma
+
+
+@pytest.mark.parametrize(
+    ("name", "node", "zone"),
+    [("numa", (58, 6), (56, 2)), ("nonuma", (64, 0), (62, 2)), ("maxsmp", (54, 10), (52, 2)),
+     ("numa-device", (58, 6), (55, 3))],
+)  # fmt: skip
+def test_layouts_follow_page_flags_layout_h(name: str, node: tuple[int, int],
+                                            zone: tuple[int, int]) -> None:
+    layout = FLAGS_LAYOUTS[name]
+    assert (layout.node_shift, layout.node_width) == node
+    assert (layout.zone_shift, layout.zone_width) == zone

@@ -82,6 +82,7 @@ def test_capture_sidecar_records_machine_and_files(machine: FakeMachine, tmp_pat
         "records": 27574,
         "bytes": sizes["d.txt"],
         "format": "header 6.7, pfn 6.5, frames 4.15",
+        "flags_layout": None,
         "complete": True,
         "lost_records": 0,
         "error": None,

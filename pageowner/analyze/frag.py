@@ -22,12 +22,10 @@ from pageowner.analyze.analysis import (
     aggregate_file,
     frames_from_json,
     frames_to_json,
-    node_of,
     zone_label,
-    zone_of,
 )
 from pageowner.kernel.frames import StackInfo, StackInterner
-from pageowner.kernel.tables import MIGRATETYPE_NUMBERS
+from pageowner.kernel.tables import MIGRATETYPE_NUMBERS, FlagsLayout
 from pageowner.model import MigrateType
 
 __all__ = ["Culprit", "FragOptions", "FragResult", "ZoneFrag", "frag_file"]
@@ -41,6 +39,8 @@ class FragOptions:
     exact: bool = False
     strict: bool = False
     jobs: int = 2  # processes for a big regular file (1 or 2)
+    # Where node and zone sit in pre-5.14 flags words; None: the sidecar's, else x86_64 NUMA.
+    flags_layout: FlagsLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,8 @@ class _FragPartial:
             if record.block is None or record.block_mt is None:
                 self.without_pfn += 1
                 continue
-            zone = zone_of(record)
-            node = node_of(record)
+            zone = sample.zone
+            node = sample.node
             where = (-1 if node is None else node, -1 if zone is None else zone)
             blocks = zones.setdefault(where, {})
             block = blocks.get(record.block)
@@ -221,7 +221,7 @@ def frag_file(
 
     stream, partial = aggregate_file(
         path, lambda: _FragPartial(exact), strict=options.strict, on_warning=on_warning,
-        on_progress=on_progress, jobs=options.jobs, check=check,
+        on_progress=on_progress, jobs=options.jobs, check=check, layout=options.flags_layout,
     )  # fmt: skip
     zones, suspects = partial.zones, partial.suspects
     columns = list(MIGRATETYPE_NUMBERS)

@@ -14,6 +14,7 @@ from pageowner.analyze.analysis import (
     aggregate_file,
     get_group_key,
 )
+from pageowner.kernel.tables import FlagsLayout
 
 __all__ = ["TopEntry", "TopOptions", "TopResult", "top_file"]
 
@@ -29,6 +30,8 @@ class TopOptions:
     exact: bool = False
     strict: bool = False
     jobs: int = 2  # processes for a big regular file (1 or 2)
+    # Where node and zone sit in pre-5.14 flags words; None: the sidecar's, else x86_64 NUMA.
+    flags_layout: FlagsLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def top_file(
 
     stream, table = aggregate_file(
         path, lambda: GroupTable(key), strict=options.strict, on_warning=on_warning,
-        on_progress=on_progress, jobs=options.jobs, check=check,
+        on_progress=on_progress, jobs=options.jobs, check=check, layout=options.flags_layout,
     )  # fmt: skip
     entries: list[TopEntry] = []
     for group in table.ranked(options.by_times):

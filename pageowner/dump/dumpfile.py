@@ -20,8 +20,10 @@ from pageowner.dump.fileio import CrLfReader, line_body
 from pageowner.errors import ParseError
 from pageowner.kernel.kernels import KernelVersion
 from pageowner.kernel.tables import (
+    DEFAULT_FLAGS_LAYOUT,
     LETTER_FLAGS,
     MIGRATETYPE_NUMBERS_3_19,
+    FlagsLayout,
     decode_flags,
     gfp_migratetype,
     migrate_reason_names,
@@ -557,13 +559,20 @@ def format_record(record: PageRecord) -> str:
     return "".join(line + "\n" for line in format_lines(record)) + "\n"
 
 
-def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
-    """Return the record as `kernel` would print it: fields, names and shapes of its era."""
+def convert_record(
+    record: PageRecord, kernel: KernelVersion, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT
+) -> PageRecord:
+    """Return the record as `kernel` would print it: fields, names and shapes of its era.
+
+    `layout` says where node and zone sit in a pre-5.14 flags word, for printing the
+    node=/zone= fields 5.14+ add (a layout without node bits gets no node= field, as %pGp
+    prints none without NUMA).
+    """
     fmt = kernel.fmt
     gfp_table = kernel.gfp_table
     names = decode_flags(record.gfp_mask, gfp_table) if gfp_table is not None else None
     header = fmt.header
-    flags, page_mt, block_mt = _convert_pfn_fields(record, kernel)
+    flags, page_mt, block_mt = _convert_pfn_fields(record, kernel, layout)
     if fmt.frames is FrameStyle.ADDRESS:
         stack = tuple(
             replace(frame, address=frame.address or 0) if frame.symbol is not None else frame
@@ -612,7 +621,7 @@ _TO_LETTER_NAMES = {"head": "compound", "swapcache": "swapcache"}
 
 
 def _convert_pfn_fields(
-    record: PageRecord, kernel: KernelVersion
+    record: PageRecord, kernel: KernelVersion, layout: FlagsLayout
 ) -> tuple[PageFlags | None, MigrateType | None, MigrateType | None]:
     """Return flags and migratetypes as `kernel` prints them on the PFN line."""
     flags = record.flags
@@ -643,9 +652,11 @@ def _convert_pfn_fields(
     if style is PfnStyle.DEC_RAW_FLAGS:
         fields = ()
     elif not fields:
-        # Pre-5.14 dumps print no fields; x86_64 without NUMA keeps the zone at bit 56.
-        zone = ((flags.value or 0) >> 56) & 0x3
-        fields = (("node", "0"), ("zone", str(zone)))
+        # Pre-5.14 dumps print no fields: read them from the word with the layout given,
+        # rather than claim a node (`node=0`) nobody printed.
+        value = flags.value or 0
+        derived = ((name, layout.field(value, name)) for name in ("node", "zone"))
+        fields = tuple((name, str(bits)) for name, bits in derived if bits is not None)
     return PageFlags(flags.value or 0, names_tuple, fields), page_mt, block_mt
 
 

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from pageowner.model import MigrateType
 
 __all__ = [
+    "DEFAULT_FLAGS_LAYOUT",
+    "FLAGS_LAYOUTS",
     "FlagTable",
+    "FlagsLayout",
     "GFP_TABLES",
     "LETTER_FLAGS",
     "MIGRATE_REASONS",
@@ -29,6 +32,7 @@ __all__ = [
     "ZONE_NAMES",
     "decode_flags",
     "encode_flags",
+    "flags_layout_for_config",
     "gfp_migratetype",
     "gfp_table_for",
     "migrate_reason_names",
@@ -415,6 +419,78 @@ def _pick_names(version: str) -> tuple[str, ...]:
         if _version_key(key) <= _version_key(version):
             chosen = MIGRATE_REASON_TABLES[key]
     return chosen
+
+
+@dataclass(frozen=True)
+class FlagsLayout:
+    """Where node and zone sit in page->flags (include/linux/page-flags-layout.h)."""
+
+    name: str
+    node_shift: int
+    node_width: int  # 0: no node bits, as without CONFIG_NUMA (NODES_SHIFT 0)
+    zone_shift: int
+    zone_width: int
+    description: str = ""
+
+    def field(self, value: int, name: str) -> int | None:
+        """Return the node or zone bits of a flags word, None when the layout has none."""
+        shift, width = ((self.node_shift, self.node_width) if name == "node"
+                        else (self.zone_shift, self.zone_width))  # fmt: skip
+        return (value >> shift) & ((1 << width) - 1) if width else None
+
+
+def _x86_64_layout(name: str, nodes_shift: int, zones: int, description: str) -> FlagsLayout:
+    """Place node and zone from bit 63 down, as page-flags-layout.h does on x86_64.
+
+    SPARSEMEM_VMEMMAP keeps no section bits in page->flags, so the node field ends at bit
+    63 and the zone field sits right below it; ZONES_SHIFT is 2 for up to four zones (DMA,
+    DMA32, Normal, Movable) and 3 with ZONE_DEVICE.
+    """
+    zone_width = 2 if zones <= 4 else 3
+    node_shift = 64 - nodes_shift
+    return FlagsLayout(name, node_shift, nodes_shift, node_shift - zone_width, zone_width,
+                       description)  # fmt: skip
+
+
+# The layouts a reader can be told to use (`--flags-layout`), by name. Checked: `numa`
+# against the node= and zone= fields %pGp printed for every record of the real 6.1, 6.12
+# and two-node 7.3 dumps; the others follow the header's arithmetic.
+FLAGS_LAYOUTS: dict[str, FlagsLayout] = {
+    layout.name: layout
+    for layout in (
+        _x86_64_layout("numa", 6, 4, "x86_64 with NUMA and NODES_SHIFT 6, as x86_64_defconfig"),
+        _x86_64_layout("nonuma", 0, 4, "x86_64 without NUMA: zone at bits 62-63, no node"),
+        _x86_64_layout("maxsmp", 10, 4, "x86_64 with MAXSMP, NODES_SHIFT 10"),
+        _x86_64_layout("numa-device", 6, 5, "x86_64 with NUMA and ZONE_DEVICE"),
+        _x86_64_layout("nonuma-device", 0, 5, "x86_64 without NUMA, with ZONE_DEVICE"),
+        _x86_64_layout("maxsmp-device", 10, 5, "x86_64 with MAXSMP and ZONE_DEVICE"),
+    )
+}
+DEFAULT_FLAGS_LAYOUT = FLAGS_LAYOUTS["numa"]
+
+
+def flags_layout_for_config(config: str) -> FlagsLayout | None:
+    """Pick the layout of a kernel .config (x86_64 only), or None for another machine.
+
+    >>> flags_layout_for_config("CONFIG_X86_64=y\\nCONFIG_NUMA=y\\nCONFIG_NODES_SHIFT=6\\n").name
+    'numa'
+    >>> flags_layout_for_config("CONFIG_X86_64=y\\n# CONFIG_NUMA is not set\\n").name
+    'nonuma'
+    """
+    options: dict[str, str] = {}
+    for line in config.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("CONFIG_"):
+            options[key] = value.strip()
+    if options.get("CONFIG_X86_64") != "y" or options.get("CONFIG_SPARSEMEM_VMEMMAP", "y") != "y":
+        return None
+    numa = options.get("CONFIG_NUMA") == "y"
+    nodes_shift = int(options.get("CONFIG_NODES_SHIFT", "0")) if numa else 0
+    zones = 5 if options.get("CONFIG_ZONE_DEVICE") == "y" else 4
+    for layout in FLAGS_LAYOUTS.values():
+        if layout.node_width == nodes_shift and layout.zone_width == (2 if zones == 4 else 3):
+            return layout
+    return _x86_64_layout(f"x86_64 NODES_SHIFT {nodes_shift}", nodes_shift, zones, "")
 
 
 # x86_64 zone numbering in page->flags with DMA, DMA32 and Normal configured.

@@ -22,6 +22,7 @@ from pageowner.dump.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_r
 from pageowner.dump.fileio import atomic_output
 from pageowner.errors import SpecError
 from pageowner.kernel.kernels import KernelVersion
+from pageowner.kernel.tables import FLAGS_LAYOUTS, flags_layout_for_config
 from pageowner.live.clock import Clock, SystemClock
 from pageowner.live.diagnose import PartialReadError, diagnose_open_error
 from pageowner.live.host import STACKS_FILES, Host, parse_count_threshold
@@ -287,11 +288,21 @@ def _sidecar(
         "records": stats.records,
         "bytes": stats.bytes_read,
         "format": str(fmt) if fmt is not None else None,
+        # Where node and zone sit in page->flags, from the kernel's .config: what readers
+        # need for dumps that print no node=/zone= fields (before 5.14).
+        "flags_layout": _flags_layout(host),
         "complete": stats.error is None and stats.lost_records == 0,
         "lost_records": stats.lost_records,
         "error": None if stats.error is None else (stats.error.strerror or str(stats.error)),
         "files": [taken.to_json() for taken in files],
     }
+
+
+def _flags_layout(host: Host) -> str | None:
+    """Name the page->flags layout of the running kernel's config, None when unknown."""
+    config = host.kernel_config()
+    layout = flags_layout_for_config(config[1]) if config is not None else None
+    return layout.name if layout is not None and layout.name in FLAGS_LAYOUTS else None
 
 
 def _captured_threshold(files: list[CapturedFile]) -> int | None:
