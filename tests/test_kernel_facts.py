@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import io
 import json
 import lzma
@@ -190,6 +192,8 @@ def test_a_dump_without_fields_is_read_with_the_layout_named(tmp_path: Path) -> 
     # AND stats says which layout it used
     stats = run_cli(["stats", "--flags-layout", "nonuma", str(dump)]).stdout
     assert "derived from the flags word with the nonuma layout" in stats
+    frag = run_cli(["frag", "--flags-layout", "nonuma", str(dump)]).stdout
+    assert "   0  Normal" in frag and "with the nonuma layout" in frag
     # AND a name that is no layout is a usage error
     bad = run_cli(["stats", "--flags-layout", "sparc", str(dump)])
     assert bad.exit_code == 2 and "unknown flags layout 'sparc'" in bad.stderr
@@ -230,3 +234,11 @@ def test_layouts_follow_page_flags_layout_h(name: str, node: tuple[int, int],
     layout = FLAGS_LAYOUTS[name]
     assert (layout.node_shift, layout.node_width) == node
     assert (layout.zone_shift, layout.zone_width) == zone
+
+
+@pytest.mark.parametrize(
+    "module", ["pageowner.kernel.tables", "pageowner.kernel.kernels", "pageowner.kernel.kstrtox"]
+)
+def test_kernel_docstring_examples(module: str) -> None:
+    failures, tried = doctest.testmod(importlib.import_module(module))
+    assert tried > 0 and failures == 0

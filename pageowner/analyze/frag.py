@@ -22,6 +22,7 @@ from pageowner.analyze.analysis import (
     aggregate_file,
     frames_from_json,
     frames_to_json,
+    zone_derived,
     zone_label,
 )
 from pageowner.kernel.frames import StackInfo, StackInterner
@@ -88,6 +89,8 @@ class FragResult:
     mismatched_records: int
     without_pfn: int  # records without a PFN line (`grep -v ^PFN` dumps)
     reserved: int  # reserved pages, which the kernel skips too
+    # The flags layout node and zone were derived with (pre-5.14 dumps), else None.
+    derived_with: FlagsLayout | None = None
 
 
 @dataclass
@@ -128,6 +131,7 @@ class _FragPartial:
         self.zones: dict[tuple[int, int], dict[int, _Block]] = {}
         self.suspects: dict[tuple[str, ...], _Suspect] = {}
         self.records = self.mismatched = self.without_pfn = self.reserved = 0
+        self.derived = False  # a zone or node came from the flags word, not the text
 
     def feed(self, samples: Iterable[Sample]) -> None:
         """Place each record's pageblock and note the stacks of mismatched pages."""
@@ -143,6 +147,7 @@ class _FragPartial:
                 continue
             zone = sample.zone
             node = sample.node
+            self.derived = self.derived or zone_derived(record)
             where = (-1 if node is None else node, -1 if zone is None else zone)
             blocks = zones.setdefault(where, {})
             block = blocks.get(record.block)
@@ -175,12 +180,14 @@ class _FragPartial:
         suspects = [[frames_to_json(s.stack), s.pages, s.records,
                      [[list(where), number] for where, number in s.blocks],
                      list(s.kinds.items())] for s in self.suspects.values()]  # fmt: skip
-        counts = [self.records, self.mismatched, self.without_pfn, self.reserved]
+        counts = [self.records, self.mismatched, self.without_pfn, self.reserved,
+                  self.derived]
         return {"counts": counts, "zones": zones, "suspects": suspects}
 
     def merge_json(self, data: Any, interner: StackInterner) -> None:
         """Add a later part: our blocks keep their migratetype, new ones go after ours."""
-        records, mismatched, without_pfn, reserved = data["counts"]
+        records, mismatched, without_pfn, reserved, derived = data["counts"]
+        self.derived = self.derived or derived
         self.records += records
         self.mismatched += mismatched
         self.without_pfn += without_pfn
@@ -271,4 +278,5 @@ def frag_file(
         mismatched_records=partial.mismatched,
         without_pfn=partial.without_pfn,
         reserved=partial.reserved,
+        derived_with=stream.layout if partial.derived else None,
     )
