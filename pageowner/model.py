@@ -75,14 +75,14 @@ class PfnStyle(enum.Enum):
     LETTERS = "3.19"  # "PFN %lu Block %lu type %d %s Flags <12 letter columns>"
     DEC_RAW_FLAGS = "4.6"  # "PFN %lu type %s Block %lu type %s Flags %#lx(%pGp)" (names only)
     DEC = "5.14"  # "... Flags %pGp" where %pGp prints value, names and node/zone fields
-    HEX = "6.6"  # "PFN 0x%lx ..."
+    HEX = "6.5"  # "PFN 0x%lx ...": "show pfn in hex format" (Kassey Li, June 2023)
 
 
 class FrameStyle(enum.Enum):
     """How each stack frame is printed."""
 
-    ADDRESS = "3.19"  # " [<%p>] %pS" until v5.1
-    PLAIN = "5.2"  # " %pS"
+    ADDRESS = "3.19"  # " [<%p>] %pS", unhashed, until v4.14 [uncertain: 4.9-4.14]
+    PLAIN = "4.15"  # " %pS" (kernel.kernels.FRAME_ADDRESS_UNTIL)
 
 
 class PrintMode(enum.Enum):
@@ -102,7 +102,7 @@ class DumpFormat:
     frames: FrameStyle = FrameStyle.PLAIN
 
     def __str__(self) -> str:
-        """Name the format by its parts, e.g. 'header 6.7, pfn 6.6, frames 5.2'."""
+        """Name the format by its parts, e.g. 'header 6.7, pfn 6.5, frames 4.15'."""
         return (
             f"header {self.header.value}, pfn {self.pfn.value}, frames {self.frames.value}"
         )

@@ -38,7 +38,8 @@ def machine(tmp_path: Path) -> FakeMachine:
     fake.write("page_owner_stacks/show_handles",
                show_handles_text({h: 3 + i for i, h in enumerate(stacks)}))
     fake.write("page_owner_stacks/show_stacks_handles", show_stacks_handles_text(stacks))
-    fake.write("page_owner_stacks/count_threshold", b"0\n")
+    # 6.9-6.19 print count_threshold with "%llu": no newline (7.3 adds one)
+    fake.write("page_owner_stacks/count_threshold", b"0")
     return fake
 
 
@@ -80,7 +81,8 @@ def test_capture_sidecar_records_machine_and_files(machine: FakeMachine, tmp_pat
         "debugfs": str(machine.debugfs),
         "records": 27574,
         "bytes": sizes["d.txt"],
-        "format": "header 6.7, pfn 6.6, frames 5.2",
+        "format": "header 6.7, pfn 6.5, frames 4.15",
+        "flags_layout": None,
         "complete": True,
         "lost_records": 0,
         "error": None,
@@ -96,8 +98,9 @@ def test_capture_sidecar_records_machine_and_files(machine: FakeMachine, tmp_pat
              "bytes": (machine.debugfs / "page_owner_stacks/show_stacks_handles").stat().st_size,
              "records": 50},
             {"source": "page_owner_stacks/count_threshold", "file": "d.count_threshold.txt",
-             "bytes": 2, "records": 0},
+             "bytes": 1, "records": 0},
         ],
+        "count_threshold": 0,
     }
 
 
@@ -112,6 +115,19 @@ def test_capture_stacks_files_are_copied_beside_the_dump(
     for name in ("show_stacks", "show_handles", "show_stacks_handles", "count_threshold"):
         source = machine.debugfs / "page_owner_stacks" / name
         assert (tmp_path / f"d.{name}.txt").read_bytes() == source.read_bytes()
+
+
+def test_capture_reads_a_7_3_threshold_with_its_newline(tmp_path: Path) -> None:
+    # GIVEN a 7.3 machine whose count_threshold was set to 64 ("%llu\n" since 7.3)
+    fake = FakeMachine(tmp_path / "host", release="7.3.0-rc7")
+    fake.write("page_owner", real_bytes("6.1.192-boot.page_owner.txt.xz"))
+    fake.write("page_owner_stacks/show_stacks", real_bytes(STACKS))
+    fake.write("page_owner_stacks/count_threshold", b"64\n")
+    # WHEN captured with its stacks files
+    capture(str(tmp_path / "d.txt"), host=fake.host, stacks=True)
+    # THEN the copy keeps the bytes and the sidecar says which stacks show_stacks left out
+    assert (tmp_path / "d.count_threshold.txt").read_bytes() == b"64\n"
+    assert json.loads((tmp_path / "d.txt.meta.json").read_text())["count_threshold"] == 64
 
 
 def test_capture_stacks_on_an_old_kernel_notes_the_missing_directory(tmp_path: Path) -> None:
@@ -161,6 +177,28 @@ def runs_of_long_records(records: list[bytes], limit: int) -> int:
         runs += long and not previous_long
         previous_long = long
     return runs
+
+
+@pytest.mark.parametrize(("release", "size"), [("4.19.0", 16 << 10), ("5.10.223", 1 << 20)])
+def test_kernels_before_the_page_clamp_are_read_in_small_reads(
+    tmp_path: Path, release: str, size: int
+) -> None:
+    # GIVEN a kernel that kmalloc()s the whole read size per record (before 5.0) or not
+    fake = FakeMachine(tmp_path / "host", release=release)
+    data = real_bytes("5.10.223-boot.page_owner.txt.xz")
+    fake.write("page_owner", data)
+    sizes: list[int] = []
+
+    class Recording(KernelLikeFile):
+        def read(self, size: int) -> bytes:
+            sizes.append(size)
+            return super().read(size)
+
+    # WHEN it is captured THEN every read asks for what that kernel can give cheaply
+    result = capture(str(tmp_path / "d.txt"), host=fake.host,
+                     opener=lambda path: Recording(data))
+    assert set(sizes) == {size} and result.records == 3344
+    assert (tmp_path / "d.txt").read_bytes() == data
 
 
 def test_small_buffer_loses_the_records_that_do_not_fit() -> None:

@@ -184,7 +184,8 @@ def test_debugfs_tree(machine: Path, tmp_path: Path) -> None:
     assert (tree / "page_owner").read_bytes() == invoke("dump", state=machine).stdout_bytes
     assert (tree / "page_owner_stacks" / "show_stacks").read_bytes() == invoke(
         "dump", "--stacks", state=machine).stdout_bytes
-    assert (tree / "page_owner_stacks" / "count_threshold").read_text() == "0\n"
+    # "%llu": no newline on 6.9-6.19
+    assert (tree / "page_owner_stacks" / "count_threshold").read_bytes() == b"0"
     assert not (tree / "page_owner_stacks" / "show_handles").exists()
     # a machine without page_owner: the files disappear, as in a real debugfs
     invoke("boot", "--force", "--mem", "128M", state=machine)

@@ -87,9 +87,10 @@ PFNS = [
           r"Flags [K ][E ][R ][U ][D ][L ][A ][S ][W ][C ][B ][M ]"),
 ]
 SYMBOL = r"[A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[\w+\])?"
+# The `[<%p>]` column printed plain addresses until 4.14 and never a hashed value
+# (kernel.kernels.FRAME_ADDRESS_UNTIL; real 4.18/4.19 dumps print ` sym+off/size`).
 FRAMES = [
-    ("5.2", rf" {SYMBOL}"),
-    ("4.15", rf" \[<00000000[0-9a-f]{{8}}>\] {SYMBOL}"),
+    ("4.15", rf" {SYMBOL}"),
     ("0", rf" \[<ffffffff[0-9a-f]{{8}}>\] {SYMBOL}"),
 ]
 TRAILERS = [
@@ -222,17 +223,20 @@ def test_two_dumps_are_byte_identical() -> None:
     assert first.getvalue() == second.getvalue()
 
 
-def test_the_same_seed_gives_the_same_dump_and_another_seed_another() -> None:
-    def dump(seed: int) -> bytes:
-        machine = Machine.create("4.19", 128 << 20, "page_owner=on", seed)
+def test_the_same_seed_gives_the_same_dump_and_another_seed_another_layout() -> None:
+    def boot(seed: int) -> tuple[bytes, object]:
+        machine = Machine.create("4.19", 256 << 20, "page_owner=on", seed)
         run_boot(machine)
         run_workload(machine, "anon", ["--mb", "2"])
         out = io.BytesIO()
         write_page_owner(machine, out)
-        return out.getvalue()
+        return out.getvalue(), machine.layout.reserved
 
-    assert dump(3) == dump(3)
-    assert dump(3) != dump(4)  # KASLR-like placement and hashed %p values move
+    assert boot(3) == boot(3)
+    # KASLR-like placement of the kernel image moves with the seed. (Until the frame
+    # column's era was corrected, 4.19 also printed seeded hashes of the addresses; no
+    # kernel printed hashed `[<%p>]` columns, so a 4.19 dump no longer shows the seed.)
+    assert boot(3)[1] != boot(4)[1]
 
 
 @pytest.mark.parametrize("version", ["3.19", "5.10", "6.1", "6.19"])

@@ -287,6 +287,19 @@ def test_11_numbers_are_exact(tmp_path: Path, runner: CliRunner) -> None:
     assert report == b"1 times, 1099511627776 pages, PID 4294967297\n"
 
 
+def test_13_a_30_digit_pid_is_out_of_range(tmp_path: Path, runner: CliRunner) -> None:
+    # GIVEN a pid 30 digits long: the 6.12 tool copies it into a 25-byte buffer unchecked
+    pid = b"123456789012345678901234567890"
+    source = tmp_path / "long-pid.txt"
+    source.write_bytes(
+        b"Page allocated via order 0, mask 0x0(), pid %s, tgid 7 (x), ts 1 ns\n"
+        b" foo+0x1/0x2\n\n" % pid
+    )
+    # WHEN culled by pid THEN it is out of range, -1, as the 7.3 tool reads it (no overflow)
+    report = run_sort(runner, ["--cull=p"], source, tmp_path)
+    assert report == b"1 times, 1 pages, PID -1\n"
+
+
 def test_12_f_alone_sorts_by_times(plain_fixture: Callable[[str], Path], tmp_path: Path,
                                    runner: CliRunner) -> None:
     # GIVEN a dump with free_ts WHEN sorted with -f and no sort flag

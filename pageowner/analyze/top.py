@@ -14,6 +14,7 @@ from pageowner.analyze.analysis import (
     aggregate_file,
     get_group_key,
 )
+from pageowner.kernel.tables import FlagsLayout
 
 __all__ = ["TopEntry", "TopOptions", "TopResult", "top_file"]
 
@@ -31,6 +32,8 @@ class TopOptions:
     jobs: int = 2  # processes for a big regular file (1 or 2)
     # show_stacks_handles or stack_handle dump naming 7.3 handle-only records' frames
     stacks_from: str | None = None
+    # Where node and zone sit in pre-5.14 flags words; None: the sidecar's, else x86_64 NUMA.
+    flags_layout: FlagsLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ def top_file(
         path, lambda: GroupTable(key), strict=options.strict, on_warning=on_warning,
         on_progress=on_progress, jobs=options.jobs, check=check,
         stacks_from=options.stacks_from,
+        layout=options.flags_layout,
     )  # fmt: skip
     entries: list[TopEntry] = []
     for group in table.ranked(options.by_times):

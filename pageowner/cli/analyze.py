@@ -12,7 +12,12 @@ from typing import Any
 
 import click
 
-from pageowner.analyze.analysis import DEFAULT_PAGE_SIZE, GROUP_KEYS, parse_page_size
+from pageowner.analyze.analysis import (
+    DEFAULT_PAGE_SIZE,
+    GROUP_KEYS,
+    parse_flags_layout,
+    parse_page_size,
+)
 from pageowner.analyze.diff import DiffOptions, check_growth, diff_files
 from pageowner.analyze.flame import FlameOptions, Weight, read_flame_data
 from pageowner.analyze.frag import FragOptions, frag_file
@@ -22,6 +27,7 @@ from pageowner.analyze.top import TopOptions, top_file
 from pageowner.cli.base import SpecParam, cli
 from pageowner.cli.sort import WarningPrinter
 from pageowner.dump.fileio import check_output_path
+from pageowner.kernel.tables import FLAGS_LAYOUTS, FlagsLayout
 from pageowner.report.flamegraph import FLAME_FORMATS, render_flame
 from pageowner.report.output import is_terminal, text_output
 from pageowner.report.progress import Progress
@@ -75,6 +81,13 @@ _stacks_from = click.option(
     "--stacks-from", metavar="FILE", default=None,
     help="Frames for 7.3 handle-mode records: show_stacks_handles, or a stack_handle dump, "
          "of the same boot (default: the one a handle capture's sidecar names).")
+_flags_layout = click.option(
+    "--flags-layout", type=SpecParam("LAYOUT", parse_flags_layout), default=None,
+    metavar="LAYOUT",
+    help="Where node and zone sit in the flags word of a dump printed before 5.14 (which "
+         f"prints no node=/zone=): {', '.join(FLAGS_LAYOUTS)}. Default: the capture "
+         "sidecar's, else numa (x86_64_defconfig).",
+)  # fmt: skip
 _jobs = click.option("-j", "--jobs", type=click.IntRange(1, 2), default=2, show_default=True,
                      help="Processes to use on big files.")
 
@@ -102,10 +115,12 @@ def _write(report: Report, output: str, fmt: str, inputs: tuple[str, ...]) -> No
 @click.option("--threshold", type=click.IntRange(min=0), default=0, metavar="PAGES",
               help="Leave out groups with fewer pages.")
 @click.option("--times", "by_times", is_flag=True, help="Rank by times seen instead of pages.")
-@_options(_exact, _format, _page_size, _depth, _stacks, _stacks_from, _strict, _jobs)
+@_options(_exact, _format, _page_size, _depth, _stacks, _stacks_from, _strict, _flags_layout,
+          _jobs)
 def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
                 by_times: bool, exact: bool, fmt: str, page_size: int, depth: int,
                 show_stacks: bool, stacks_from: str | None, strict: bool,
+                flags_layout: FlagsLayout | None,
                 jobs: int) -> None:  # fmt: skip
     """Show the groups holding most memory, each with its first caller outside the allocator.
 
@@ -113,7 +128,8 @@ def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
     """
     check_output_path(output, (input_path,))
     options = TopOptions(by=by, top=top, threshold=threshold, by_times=by_times, exact=exact,
-                         strict=strict, jobs=jobs, stacks_from=stacks_from)  # fmt: skip
+                         strict=strict, jobs=jobs, stacks_from=stacks_from,
+                         flags_layout=flags_layout)  # fmt: skip
     with _reading() as (warnings, progress):
         result = top_file(input_path, options, on_warning=warnings, on_progress=progress)
     _write(top_report(result, page_size, depth, show_stacks), output, fmt, (input_path,))
@@ -129,11 +145,12 @@ def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
               help="Show this many groups (default: all that changed).")
 @click.option("--fail-on-growth", type=click.IntRange(min=0), default=None, metavar="PAGES",
               help="Exit with status 3 when any group grew by more than PAGES.")
-@_options(_format, _page_size, _depth, _stacks, _stacks_from, _strict, _jobs)
+@_options(_format, _page_size, _depth, _stacks, _stacks_from, _strict, _flags_layout, _jobs)
 def diff_command(before_path: str, after_path: str, output: str, by: str, exact: bool,
                  min_delta: int, top: int, fail_on_growth: int | None, fmt: str,
                  page_size: int, depth: int, show_stacks: bool, stacks_from: str | None,
-                 strict: bool, jobs: int) -> None:  # fmt: skip
+                 strict: bool, flags_layout: FlagsLayout | None,
+                 jobs: int) -> None:  # fmt: skip
     """Rank the groups that grew (or shrank) between two dumps, most growth first.
 
     BEFORE and AFTER are page_owner dumps or show_stacks files, from any boot or kernel:
@@ -141,7 +158,7 @@ def diff_command(before_path: str, after_path: str, output: str, by: str, exact:
     """
     check_output_path(output, (before_path, after_path))
     options = DiffOptions(by=by, exact=exact, min_delta=min_delta, top=top, strict=strict,
-                          jobs=jobs, stacks_from=stacks_from)
+                          jobs=jobs, stacks_from=stacks_from, flags_layout=flags_layout)
     with _reading() as (warnings, progress):
         result = diff_files(before_path, after_path, options, on_warning=warnings,
                             on_progress=progress)  # fmt: skip
@@ -152,9 +169,10 @@ def diff_command(before_path: str, after_path: str, output: str, by: str, exact:
 
 @cli.command("stats")
 @_input
-@_options(_output, _format, _page_size, _stacks_from, _strict, _jobs)
+@_options(_output, _format, _page_size, _stacks_from, _strict, _flags_layout, _jobs)
 def stats_command(input_path: str, output: str, fmt: str, page_size: int,
-                  stacks_from: str | None, strict: bool, jobs: int) -> None:  # fmt: skip
+                  stacks_from: str | None, strict: bool, flags_layout: FlagsLayout | None,
+                  jobs: int) -> None:  # fmt: skip
     """Total a dump by order, GFP flag, zone, node, migratetype, allocator and module.
 
     Also counts early-allocated pages, migrated pages and pages per memcg. Zone and node
@@ -164,7 +182,7 @@ def stats_command(input_path: str, output: str, fmt: str, page_size: int,
     with _reading() as (warnings, progress):
         result = stats_file(input_path, strict=strict, on_warning=warnings,
                             on_progress=progress, jobs=jobs,
-                            stacks_from=stacks_from)  # fmt: skip
+                            stacks_from=stacks_from, flags_layout=flags_layout)  # fmt: skip
     _write(stats_report(result, page_size), output, fmt, (input_path,))
 
 
@@ -173,9 +191,10 @@ def stats_command(input_path: str, output: str, fmt: str, page_size: int,
 @_options(_output)
 @click.option("--top", "top", type=click.IntRange(min=0), default=10, show_default=True,
               help="List this many culprit stacks (0: all).")
-@_options(_exact, _format, _page_size, _depth, _stacks_from, _strict, _jobs)
+@_options(_exact, _format, _page_size, _depth, _stacks_from, _strict, _flags_layout, _jobs)
 def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
                  page_size: int, depth: int, stacks_from: str | None, strict: bool,
+                 flags_layout: FlagsLayout | None,
                  jobs: int) -> None:  # fmt: skip
     """Count mixed pageblocks per zone and list the stacks that mixed them.
 
@@ -185,7 +204,7 @@ def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
     check_output_path(output, (input_path,))
     with _reading() as (warnings, progress):
         options = FragOptions(top=top, exact=exact, strict=strict, jobs=jobs,
-                              stacks_from=stacks_from)
+                              stacks_from=stacks_from, flags_layout=flags_layout)
         result = frag_file(input_path, options, on_warning=warnings, on_progress=progress)
     _write(frag_report(result, page_size, depth), output, fmt, (input_path,))
 
@@ -245,8 +264,10 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Print only the number of matching records.")
 @_stacks_from
 @_strict
+@_flags_layout
 def grep_command(input_path: str, output: str, invert: bool, count_only: bool,
-                 stacks_from: str | None, strict: bool, **filters: Any) -> None:  # fmt: skip
+                 stacks_from: str | None, strict: bool, flags_layout: FlagsLayout | None,
+                 **filters: Any) -> None:  # fmt: skip
     """Print the records that pass every filter, as a dump that `sort` reads.
 
     Lists are comma-separated; a repeated option adds alternatives. On a show_stacks file
@@ -257,4 +278,5 @@ def grep_command(input_path: str, output: str, invert: bool, count_only: bool,
     with _reading() as (warnings, progress):
         grep_file(input_path, output, selection, count_only=count_only, strict=strict,
                   stacks_from=stacks_from,
-                  on_warning=warnings, on_progress=progress)  # fmt: skip
+                  on_warning=warnings, on_progress=progress,
+                  flags_layout=flags_layout)  # fmt: skip

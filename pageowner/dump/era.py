@@ -23,6 +23,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "Era",
     "detect_kernel",
+    "sidecar_flags_layout",
     "sidecar_path",
     "sniff_dump_format",
     "version_from_release",
@@ -129,6 +130,26 @@ def _read_sidecar(path: str) -> Era | None:
     if not isinstance(release, str) or (version := version_from_release(release)) is None:
         raise InputError(f"{meta}: kernel_release {release!r} is not a kernel release")
     return Era("sidecar", version, release, dump_format_for(version), (version,))
+
+
+def sidecar_flags_layout(path: str) -> str | None:
+    """Return the flags layout a capture sidecar names (from the kernel config), or None.
+
+    `pageowner capture` records it when it could read the kernel's .config; a dump
+    without a sidecar, or a sidecar without the key, gives None.
+    """
+    meta = sidecar_path(path)
+    if not os.path.exists(meta):
+        return None
+    try:
+        with open(meta, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise InputError(f"{meta}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise InputError(f"{meta}: not a pageowner capture sidecar (not JSON)") from None
+    layout = data.get("flags_layout") if isinstance(data, dict) else None
+    return layout if isinstance(layout, str) else None
 
 
 def detect_kernel(path: str) -> Era:

@@ -5,9 +5,11 @@ fit the caller's buffer. The file offset is the PFN the next scan starts from, a
 stores a new offset only when a read succeeds (`ksys_read()`, fs/read_write.c; measured on
 7.3, kernel-7.3.md 6), so a failed read leaves it where it was and a retry returns the same
 record. We read with 1 MiB buffers on a raw descriptor, which the kernel clamps to one page
-(`count = min(count, PAGE_SIZE)`), so ENOMEM means a record longer than a page, which no
-read will ever return: we step the offset one PFN at a time (`lseek(fd, 1, SEEK_CUR)`)
-until a read succeeds, which skips that record only, and count it lost.
+(`count = min(count, PAGE_SIZE)`, from 5.0 on), so ENOMEM means a record longer than a
+page, which no read will ever return: we step the offset one PFN at a time
+(`lseek(fd, 1, SEEK_CUR)`) until a read succeeds, which skips that record only, and count it
+lost. Before 5.0 the kernel kmalloc()s the whole read size for each record, so page_owner
+is read 16 KiB at a time there (more than any record of 16 frames).
 
 On 7.3, `--mode`/`--nid` open page_owner read-write and write the filter (`mode=... nid=...`)
 in one write() before reading (kernel-7.3.md 1).
@@ -28,17 +30,20 @@ from pageowner.dump.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_r
 from pageowner.dump.fileio import atomic_output
 from pageowner.dump.handles import SIDECAR_STACKS_KEY
 from pageowner.errors import CaptureError, SpecError
+from pageowner.kernel.kernels import KernelVersion
+from pageowner.kernel.tables import FLAGS_LAYOUTS, flags_layout_for_config
 from pageowner.live.clock import Clock, SystemClock
 from pageowner.live.diagnose import (
     PartialReadError,
     diagnose_filter_error,
     diagnose_open_error,
 )
-from pageowner.live.host import STACKS_FILES, Host
+from pageowner.live.host import STACKS_FILES, Host, parse_count_threshold
 from pageowner.model import PrintMode
 
 __all__ = [
     "READ_SIZE",
+    "UNCLAMPED_READ_SIZE",
     "SIDECAR_VERSION",
     "CaptureResult",
     "CapturedFile",
@@ -56,6 +61,9 @@ __all__ = [
 ]
 
 READ_SIZE = 1 << 20
+# Reads of page_owner on kernels before the PAGE_SIZE clamp (5.0): an order-2 kmalloc per
+# record rather than an order-8 one, still far above a record's size.
+UNCLAMPED_READ_SIZE = 16 << 10
 SIDECAR_VERSION = 1
 _HEAD_BYTES = 1 << 16
 # 7.3 refuses a filter write longer than 32 + 6 * MAX_NUMNODES bytes (64 nodes on x86_64).
@@ -334,7 +342,12 @@ def capture(
     start = clock.monotonic()
     paths = host.paths
     opened = open_filtered(host, paths.page_owner, command, filter_opener) if filtered else None
-    stats = _read_file(host, paths.page_owner, output, opener, read_size, on_progress, opened)
+    release_version = version_from_release(host.release())
+    dump_read_size = read_size
+    if release_version is not None and not KernelVersion(release_version).read_clamped_to_page:
+        dump_read_size = min(read_size, UNCLAMPED_READ_SIZE)
+    stats = _read_file(host, paths.page_owner, output, opener, dump_read_size, on_progress,
+                       opened)
     files = [CapturedFile("page_owner", output, stats.bytes_read, stats.records)]
     notes: list[str] = []
     stacks_file = None
@@ -369,6 +382,10 @@ def capture(
         meta["nid"] = nid
     if stacks_file is not None:
         meta[SIDECAR_STACKS_KEY] = os.path.basename(stacks_file)
+    threshold = _captured_threshold(files)
+    if threshold is not None:
+        # show_stacks and show_handles leave out stacks under it: a reader must know it.
+        meta["count_threshold"] = threshold
     sidecar = None
     if output != "-":
         sidecar = output + SIDECAR_SUFFIX
@@ -403,11 +420,34 @@ def _sidecar(
         "records": stats.records,
         "bytes": stats.bytes_read,
         "format": str(fmt) if fmt is not None else None,
+        # Where node and zone sit in page->flags, from the kernel's .config: what readers
+        # need for dumps that print no node=/zone= fields (before 5.14).
+        "flags_layout": _flags_layout(host),
         "complete": stats.error is None and stats.lost_records == 0,
         "lost_records": stats.lost_records,
         "error": None if stats.error is None else (stats.error.strerror or str(stats.error)),
         "files": [taken.to_json() for taken in files],
     }
+
+
+def _flags_layout(host: Host) -> str | None:
+    """Name the page->flags layout of the running kernel's config, None when unknown."""
+    config = host.kernel_config()
+    layout = flags_layout_for_config(config[1]) if config is not None else None
+    return layout.name if layout is not None and layout.name in FLAGS_LAYOUTS else None
+
+
+def _captured_threshold(files: list[CapturedFile]) -> int | None:
+    """Return the count_threshold a capture copied, read in either era's form."""
+    for taken in files:
+        if taken.source == "page_owner_stacks/count_threshold":
+            try:
+                with open(taken.path, "rb") as handle:
+                    text = handle.read(64).decode("ascii", "replace")
+            except OSError:
+                return None
+            return parse_count_threshold(text)
+    return None
 
 
 def _raise_if_partial(source: str, output: str, stats: ReadStats) -> None:

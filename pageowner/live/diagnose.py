@@ -12,7 +12,7 @@ import os
 
 from pageowner.dump.era import version_from_release
 from pageowner.errors import CaptureError
-from pageowner.kernel.kernels import version_key
+from pageowner.kernel.kernels import DEFAULT_VERSION, KernelVersion, version_key
 from pageowner.live.host import Host, cmdline_enables_page_owner, config_page_owner
 
 __all__ = [
@@ -93,11 +93,23 @@ def diagnose_open_error(host: Host, path: str, exc: OSError) -> CaptureError:
 def _permission_error(host: Host, path: str, exc: OSError) -> CaptureError:
     """Tell a user who is not root from root stopped by lockdown."""
     euid = host.geteuid()
+    release = host.release()
+    kernel = KernelVersion(version_from_release(release) or DEFAULT_VERSION)
     if euid != 0:
         return NotRootError(
             f"cannot read {path}: permission denied (running as uid {euid}, not root)",
-            "page_owner is readable by root only (debugfs is mode 0700, page_owner 0400): "
-            "run the command with sudo",
+            "page_owner is readable by root only (debugfs is mode 0700, page_owner "
+            f"{kernel.page_owner_mode:04o}): run the command with sudo",
+        )
+    if kernel.page_owner_mode & 0o200 and exc.errno == errno.EPERM:
+        # 7.3 creates page_owner 0600 (it takes filter writes); debugfs_locked_down()
+        # refuses any file with a write bit under LOCKDOWN_DEBUGFS, even for reading.
+        return PermissionDeniedError(
+            f"cannot read {path} even as root: {exc.strerror or exc}",
+            f"kernel {release} makes page_owner writable (mode 0600), and a locked-down "
+            "kernel refuses writable debugfs files (EPERM) even to root; check "
+            "/sys/kernel/security/lockdown and boot with lockdown=none (Secure Boot "
+            "turns lockdown on) to read page_owner",
         )
     return PermissionDeniedError(
         f"cannot read {path} even as root: {exc.strerror or exc}",
@@ -139,7 +151,7 @@ def diagnose_missing(host: Host, path: str) -> CaptureError:
         if config is not None
         else f"could not read {' or '.join(host.config_paths())} to check CONFIG_PAGE_OWNER"
     )
-    if cmdline is None or not cmdline_enables_page_owner(cmdline):
+    if cmdline is None or not cmdline_enables_page_owner(cmdline, release):
         seen = (
             f"{host.paths.cmdline} lacks page_owner=on"
             if cmdline is not None

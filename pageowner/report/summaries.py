@@ -320,6 +320,11 @@ def frag_report(result: FragResult, page_size: int, depth: int = 3) -> Report:
         notes.append(f"{result.reserved} reserved pages left out (the kernel skips them too)")
     if result.without_pfn:
         notes.append(f"{result.without_pfn} records without a PFN line left out")
+    if result.derived_with is not None:
+        notes.append(
+            f"node, zone: derived from the flags word with the {result.derived_with.name} "
+            "layout (no node=/zone= fields before 5.14); --flags-layout names another"
+        )
     culprits = Table(
         "stacks behind the mixing (most mixed pageblocks first)",
         (

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pageowner.errors import SpecError
 from pageowner.kernel.kernels import KernelVersion, version_key
+from pageowner.kernel.kstrtox import kstrtobool, page_owner_setting
 
 __all__ = [
     "BootParams",
@@ -152,30 +153,6 @@ def memparse(text: str) -> tuple[int, str]:
     return value, rest
 
 
-def kstrtobool(text: str | None) -> bool | None:
-    """Convert y/n/1/0/on/off/true/false as lib/kstrtox.c does; None when invalid.
-
-    Only the first one or two characters count, as in the kernel.
-
-    >>> kstrtobool("yes"), kstrtobool("off"), kstrtobool("maybe")
-    (True, False, None)
-    """
-    if not text:
-        return None
-    first = text[0].lower()
-    if first in "yt1":
-        return True
-    if first in "nf0":
-        return False
-    if first == "o" and len(text) > 1:
-        second = text[1].lower()
-        if second == "n":
-            return True
-        if second == "f":
-            return False
-    return None
-
-
 @dataclass
 class _Parsed:
     """What the parsing passes collect before they are frozen into BootParams."""
@@ -200,17 +177,17 @@ def _early_page_owner(parsed: _Parsed, value: str | None) -> bool:
     if value is None:
         return False
     parsed.page_owner_value = value
-    if parsed.kernel.page_owner_kstrtobool:
-        result = kstrtobool(value)
-        if result is None:
-            return False
-        parsed.page_owner = result
-        return True
-    # v3.19-v5.13: `if (strcmp(buf, "on") == 0) page_owner_enabled = true; return 0;`
-    parsed.page_owner = value == "on"
-    if not parsed.page_owner:
+    kernel = parsed.kernel
+    before = parsed.page_owner
+    parsed.page_owner = page_owner_setting(value, before, kernel)
+    if kernel.page_owner_kstrtobool:
+        # An invalid value is an error the early-param loop reports; the setting stays.
+        return kstrtobool(value, kernel.kstrtobool_enable_disable) is not None
+    # v3.19-v5.13 compare with "on" and return 0 whatever the value.
+    if value != "on":
         parsed.notes.append(
-            f"page_owner={value} leaves page_owner off: before 5.14 only page_owner=on enables it"
+            f"page_owner={value} leaves page_owner "
+            f"{'on' if before else 'off'}: before 5.14 only page_owner=on changes it"
         )
     return True
 

@@ -268,7 +268,7 @@ def stacks_file_text(machine: Machine, name: str, threshold: int = 0) -> str:
     """Return the whole text of a page_owner_stacks file."""
     if name == "count_threshold":
         check_file(machine, name)
-        return f"{threshold}\n"
+        return f"{threshold}\n" if machine.kernel.count_threshold_newline else f"{threshold}"
     return "".join(format_stack_count(entry)
                    for entry in iter_stack_counts(machine, name, threshold))
 

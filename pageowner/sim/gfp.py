@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pageowner.kernel.kernels import version_key
 from pageowner.kernel.tables import GFP_TABLES
-from pageowner.sim.buddy import MT_MOVABLE, MT_RECLAIMABLE, MT_UNMOVABLE
+from pageowner.sim.buddy import MT_HIGHATOMIC, MT_MOVABLE, MT_RECLAIMABLE, MT_UNMOVABLE
 
 __all__ = [
     "GFP",
@@ -119,12 +119,20 @@ def gfp_zone(mask: int) -> int:
 def gfp_migratetype(mask: int) -> int:
     """Return the migratetype of a canonical mask (gfp_migratetype()).
 
+    Movable and Reclaimable together shift down to 3, MIGRATE_HIGHATOMIC (v4.4+).
+
     >>> gfp_migratetype(GFP["GFP_HIGHUSER_MOVABLE"])
     1
+    >>> gfp_migratetype(GFP["__GFP_MOVABLE"] | GFP["__GFP_RECLAIMABLE"]) == MT_HIGHATOMIC
+    True
     """
-    if mask & GFP["__GFP_MOVABLE"]:
+    movable = bool(mask & GFP["__GFP_MOVABLE"])
+    reclaimable = bool(mask & GFP["__GFP_RECLAIMABLE"])
+    if movable and reclaimable:
+        return MT_HIGHATOMIC
+    if movable:
         return MT_MOVABLE
-    if mask & GFP["__GFP_RECLAIMABLE"]:
+    if reclaimable:
         return MT_RECLAIMABLE
     return MT_UNMOVABLE
 

@@ -9,20 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pageowner.kernel.kernels import version_key
-from pageowner.kernel.tables import decode_flags
+from pageowner.kernel.tables import decode_flags, migrate_reason_names
 from pageowner.model import MemcgCharge, MigrateType, PageRecord, PfnStyle
 from pageowner.sim.buddy import MIGRATETYPE_NAMES, NO_ORDER, PAGEBLOCK_ORDER
 from pageowner.sim.gfp import gfp_migratetype, to_version
 from pageowner.sim.machine import Machine
 
-__all__ = ["MIGRATE_REASON_NAMES", "iter_heads", "migrate_reason_name", "record_at", "records"]
-
-# migrate_reason_names[] (include/trace/events/migrate.h), by MR_* number.
-MIGRATE_REASON_NAMES = ("compaction", "memory_failure", "memory_hotplug",
-                        "syscall_or_cpuset", "mempolicy_mbind", "numa_misplaced",
-                        "contig_range", "longterm_pin", "demotion", "damon")
-
+__all__ = ["iter_heads", "migrate_reason_name", "record_at", "records"]
 
 def iter_heads(machine: Machine) -> Iterator[int]:
     """Yield the head pfn of every allocation with page_owner data, in pfn order."""
@@ -39,11 +32,16 @@ def iter_heads(machine: Machine) -> Iterator[int]:
 
 
 def migrate_reason_name(version: str, reason: int) -> str:
-    """Return the printed migrate reason; `contig_range` was `cma` before v5.1."""
-    name = MIGRATE_REASON_NAMES[reason]
-    if name == "contig_range" and version_key(version) < (5, 1):
-        return "cma"
-    return name
+    """Return the printed migrate reason: mm/debug.c's list of this release.
+
+    `contig_range` was printed `cma` until 5.15-rc3 (kernel/tables.py), whatever the enum
+    called it from 5.1 on; a reason the list lacks prints as "(null)".
+    """
+    # The simulated kernel is the x.y.0 release (sim.dump.release_of), before any stable
+    # backport of the rename.
+    names = migrate_reason_names(f"{version}.0")
+    return names[reason] if reason < len(names) else "(null)"
+
 
 def record_at(machine: Machine, pfn: int) -> PageRecord:
     """Return the record /sys/kernel/debug/page_owner prints for a head pfn."""

@@ -5,8 +5,9 @@ pageowner/data/sim-<family>.json): 5.10.223, 6.1.192 and 6.12.117. Every other v
 starts from the nearest family and applies that era's renames (`REWRITES`), its first
 frame (`TOP_FRAME`: 6.x stacks begin at get_page_from_freelist or post_alloc_hook, older
 ones at prep_new_page or __alloc_pages_nodemask), its depth (8 frames in page_ext before
-the stackdepot, 16 after) and its frame format (`[<address>]` columns until v5.1, hashed
-from v4.15). `CALL_PATHS` are the hand-written paths workloads use, per family.
+the stackdepot, 16 after) and its frame format (`[<address>]` columns until v4.14, never
+hashed: kernel.kernels.FRAME_ADDRESS_UNTIL). `CALL_PATHS` are the hand-written paths
+workloads use, per family.
 
 Sizes and addresses come from a `SymbolTable` when the machine has one and it has the
 function, with the offset of a return address after one of its calls (the call to the
@@ -417,7 +418,6 @@ class StackBuilder:
         self.seed = seed
         self.depth = kernel.max_stack_depth
         self.frame_style = kernel.fmt.frames
-        self.hashed = version_key(self.version) >= (4, 15)
         self.rewrites = tuple(rule for rule in REWRITES[self.family]
                               if rule.applies(self.version))
         self.top = TOP_FRAME.get(self.version, "get_page_from_freelist")
@@ -479,12 +479,9 @@ class StackBuilder:
                                                                  learned)  # fmt: skip
         address = None
         if self.frame_style is FrameStyle.ADDRESS:
+            # Until v4.14 the `[<%p>]` column printed the plain address; it was gone
+            # before v4.15's %p hashing could show (kernel.kernels.FRAME_ADDRESS_UNTIL).
             address = address_base + offset
-            if self.hashed:
-                # v4.15-5.1: the `[<%p>]` column is hashed (ptr_to_id(): siphash of the
-                # pointer, low 32 bits), with or without a symbol table; the hash is of the
-                # real address, so one return address always prints the same value.
-                address = _hash("ptr", self.seed, address) & 0xFFFFFFFF
         return Frame(function, offset, size, module, address)
 
     def table_symbol(self, function: str, module: str | None) -> Symbol | None:

@@ -22,6 +22,7 @@ from pageowner.sim.capture import run_capture
 from pageowner.sim.cmdline import memparse
 from pageowner.sim.gfp import GFP, gfp_migratetype
 from pageowner.sim.machine import AllocClass, Machine
+from pageowner.sim.records import migrate_reason_name
 from pageowner.sim.replay import Entry, decode_entries, replay
 from pageowner.sim.sites import compact_memory, site_class
 
@@ -422,7 +423,8 @@ def _cma(machine: Machine, values: dict[str, Any]) -> str:
         pfn += 1
     if taken < wanted:
         raise PageOwnerError(f"cma: only {taken} of {wanted} pages could be allocated")
-    return f"cma_alloc: {taken} pages ({moved} migrated out, reason contig_range)"
+    reason = migrate_reason_name(machine.version, MIGRATE_CONTIG_RANGE)
+    return f"cma_alloc: {taken} pages ({moved} migrated out, reason {reason})"
 
 
 def _leak(machine: Machine, values: dict[str, Any]) -> str:

@@ -156,7 +156,8 @@ def raw_address(frame: Frame) -> int | None:
     """Return the address a frame without a symbol stands for, or None.
 
     %pS prints `0x...` for an address it cannot name; that text is the real address even
-    when the `[<...>]` column beside it is a hashed pointer (v4.15-5.1).
+    when the `[<...>]` column beside it is not an address (a hashed %p, which a hand-made
+    or foreign dump may carry; page_owner printed plain addresses there until v4.14).
 
     >>> hex(raw_address(Frame(None, address=0x4E6F1A2B, raw="0xffffffffc0123456")))
     '0xffffffffc0123456'
@@ -299,8 +300,8 @@ class Symbolizer:
 
         Frames of the 3.19-4.14 eras carry both `[<address>]` and `func+off/size`; when most
         of them agree on `address - (symbol + off)`, that is the KASLR offset, and raw
-        addresses are taken back by it. From v4.15 `[<%p>]` is hashed, so they disagree and
-        the offset stays 0.
+        addresses are taken back by it. Where the column is not an address (a hashed %p)
+        they disagree and the offset stays 0.
         """
         votes: dict[int, int] = {}
         for frame in frames:
