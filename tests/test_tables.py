@@ -24,6 +24,7 @@ from pageowner.model import HeaderStyle, MigrateType, PfnStyle
 from pageowner.sim.boot import run_boot
 from pageowner.sim.gfp import GFP
 from pageowner.sim.machine import AllocClass, Machine
+from pageowner.sim.records import record_at
 
 MASK = re.compile(rb"mask (0x[0-9a-f]+)\(([^)]*)\)")
 FLAGS = re.compile(rb"Flags (0x[0-9a-f]+)\(([^)]*)\)")
@@ -134,6 +135,6 @@ def test_simulated_record_with_both_mobility_bits_is_highatomic() -> None:
     odd = GFP["GFP_KERNEL"] | GFP["__GFP_MOVABLE"] | GFP["__GFP_RECLAIMABLE"]
     machine.page.cls[pfn] = machine.class_id(AllocClass(stack, odd, task, machine.flags_id(())))
     # WHEN its record is printed THEN the page's type is the one the kernel derives
-    text = format_record(machine.record_at(pfn))
+    text = format_record(record_at(machine, pfn))
     assert f"PFN {pfn:#x} type HighAtomic Block" in text
     assert "mask 0xcd8(GFP_KERNEL|__GFP_RECLAIMABLE|__GFP_MOVABLE)" in text
