@@ -125,6 +125,25 @@ class KernelVersion:
         return _since(self.version, "6.19")
 
     @property
+    def print_modes(self) -> bool:
+        """Tell whether page_owner takes `mode=`/`nid=` writes and prints `handle:` (7.3)."""
+        return _since(self.version, "7.3")
+
+    @property
+    def stack_list_needs_spinning(self) -> bool:
+        """Tell whether a stack whose first allocation cannot spin stays off the list (6.18)."""
+        return _since(self.version, "6.18")
+
+    @property
+    def steal_whole_buddy(self) -> bool:
+        """Tell whether the buddy falls back with steal_suitable_fallback (before 6.12.y).
+
+        6.15's try_to_claim_block/__rmqueue_steal reached 6.12 through the 6.12.y stable
+        backport; the simulated 6.12 is the learned 6.12.117, so it uses the new rule.
+        """
+        return not _since(self.version, "6.12")
+
+    @property
     def noprof(self) -> bool:
         """Tell whether allocator symbols carry the `_noprof` suffix (6.10)."""
         return _since(self.version, "6.10")
@@ -143,9 +162,11 @@ class KernelVersion:
 # The versions the simulator boots and the tests cover; any other x.y parses too.
 KERNEL_VERSIONS: tuple[str, ...] = (
     "3.19", "4.6", "4.19", "5.4", "5.10", "5.11", "5.14", "5.15", "5.18",
-    "6.1", "6.6", "6.7", "6.9", "6.12", "6.19",
+    "6.1", "6.6", "6.7", "6.9", "6.12", "6.19", "7.3",
 )  # fmt: skip
-DEFAULT_VERSION = KERNEL_VERSIONS[-1]
+# The newest version is supported, but the default stays the newest one learned from
+# dumps of a workload (6.19's stacks are 6.12's, renamed).
+DEFAULT_VERSION = "6.19"
 
 
 def get_kernel(version: str) -> KernelVersion:

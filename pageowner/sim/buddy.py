@@ -3,7 +3,9 @@
 Facts are from mm/page_alloc.c of v6.12 (read, not translated): orders 0..10
 (MAX_PAGE_ORDER), pageblocks of 512 pages (pageblock_order 9) that start Movable, the
 `fallbacks[]` table, claiming a whole pageblock when half of it is free or compatible
-(try_to_steal_block), stealing a single block otherwise (__rmqueue_steal), CMA balancing
+(try_to_claim_block), stealing a single block otherwise (__rmqueue_steal: 6.15, and the
+6.12.y stable backport; v6.12.0 and older move the whole largest buddy to the
+requester's list instead, `steal_whole_buddy`), CMA balancing
 (__rmqueue), ALLOC_NOFRAGMENT for the Normal zone, watermarks (__setup_per_zone_wmarks,
 calculate_min_free_kbytes) and lowmem_reserve.
 
@@ -148,6 +150,7 @@ class ZoneSpec:
     name: str
     start_pfn: int
     end_pfn: int
+    node: int = 0
 
 
 @dataclass
@@ -176,13 +179,18 @@ class Zone:
         """Return the zone's name as /proc/zoneinfo prints it."""
         return self.spec.name
 
+    @property
+    def node(self) -> int:
+        """Return the NUMA node the zone belongs to."""
+        return self.spec.node
+
     def nr_free(self, order: int) -> int:
         """Return how many free blocks of an order the zone has, all types together."""
         return sum(len(free_list) for free_list in self.lists[order])
 
 
 class BuddyAllocator:
-    """Free and allocated blocks of one node, with per-page state in flat arrays.
+    """Free and allocated blocks of every node, with per-page state in flat arrays.
 
     `free_order[pfn]` is the order of the free block starting at pfn (NO_ORDER elsewhere),
     `free_mt[pfn]` the list it sits on; `alloc_order[pfn]` is the order of the allocated
@@ -201,13 +209,16 @@ class BuddyAllocator:
         self.pageblock_mt = bytearray([MT_MOVABLE]) * ((nr_pages + PAGEBLOCK_PAGES - 1)
                                                        // PAGEBLOCK_PAGES)
         self.zones = [Zone(spec) for spec in zones]
-        # zone index of every MAX_ORDER chunk (zones are aligned to 1024 pages)
+        self.nr_nodes = 1 + max((spec.node for spec in zones), default=0)
+        # position in self.zones of every MAX_ORDER chunk (zones are aligned to 1024 pages)
         self.chunk_zone = array("b", [-1]) * ((nr_pages >> MAX_ORDER) + 1)
-        for zone in self.zones:
+        for position, zone in enumerate(self.zones):
             for chunk in range(zone.spec.start_pfn >> MAX_ORDER,
                                (zone.spec.end_pfn + (1 << MAX_ORDER) - 1) >> MAX_ORDER):
-                self.chunk_zone[chunk] = zone.index
+                self.chunk_zone[chunk] = position
         self.allocated_pages = 0
+        # v6.12.0 and older: steal_suitable_fallback(); see _rmqueue_fallback_old
+        self.steal_whole_buddy = False
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -218,10 +229,10 @@ class BuddyAllocator:
             raise ValueError(f"pfn {pfn:#x} is in no zone")
         return self.zones[index]
 
-    def zone_by_index(self, index: int) -> Zone | None:
-        """Return the zone with a ZONE_* index, or None when the machine has none."""
+    def zone_by_index(self, index: int, node: int = 0) -> Zone | None:
+        """Return a node's zone with a ZONE_* index, or None when the node has none."""
         for zone in self.zones:
-            if zone.index == index:
+            if zone.index == index and zone.node == node:
                 return zone
         return None
 
@@ -313,16 +324,31 @@ class BuddyAllocator:
             zone = self.zone_of(pfn)
             zone.present += min(end, pfn + (1 << MAX_ORDER)) - pfn
 
-    def setup_watermarks(self) -> None:
-        """Compute min/low/high watermarks and lowmem_reserve for every zone.
+    def min_free_kbytes(self, thp: bool) -> int:
+        """Return vm.min_free_kbytes: calculate_min_free_kbytes(), raised for THP.
 
-        min_free_kbytes = int_sqrt(lowmem_kbytes * 16) clamped to [128, 262144]; each zone
-        gets its share by managed pages; low and high add max(min/4, managed * 10/10000).
+        int_sqrt(lowmem_kbytes * 16) clamped to [128, 262144]. With THP enabled,
+        khugepaged's set_recommended_min_free_kbytes() raises it to two free pageblocks
+        per populated zone plus MIGRATE_PCPTYPES^2 pageblocks per zone for fallbacks,
+        capped at 5 % of RAM: about 2,900 pages instead of ~480 on 256 MiB.
         """
         total = self.managed_pages
-        lowmem_kbytes = total * 4
-        min_free_kbytes = max(128, min(262144, int((lowmem_kbytes * 16) ** 0.5)))
-        pages_min = min_free_kbytes >> 2
+        min_free_kbytes = max(128, min(262144, int((total * 4 * 16) ** 0.5)))
+        if thp:
+            zones = sum(1 for zone in self.zones if zone.managed)
+            recommended = PAGEBLOCK_PAGES * zones * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+            recommended = min(recommended, total // 20) * 4
+            min_free_kbytes = max(min_free_kbytes, recommended)
+        return min_free_kbytes
+
+    def setup_watermarks(self, thp: bool = False) -> None:
+        """Compute min/low/high watermarks and lowmem_reserve for every zone.
+
+        min_free_kbytes (see `min_free_kbytes`) is shared by managed pages; low and high
+        add max(min/4, managed * 10/10000).
+        """
+        total = self.managed_pages
+        pages_min = self.min_free_kbytes(thp) >> 2
         for zone in self.zones:
             share = pages_min * zone.managed // total if total else 0
             delta = max(share >> 2, zone.managed * WATERMARK_SCALE_FACTOR // 10000)
@@ -331,7 +357,7 @@ class BuddyAllocator:
             reserve = [0, 0, 0]
             above = 0
             for higher in sorted(self.zones, key=lambda z: z.index):
-                if higher.index <= zone.index:
+                if higher.index <= zone.index or higher.node != zone.node:
                     continue
                 above += higher.managed
                 reserve[higher.index] = above // LOWMEM_RESERVE_RATIO[zone.index]
@@ -459,6 +485,65 @@ class BuddyAllocator:
             return pfn
         return None
 
+    def _rmqueue_fallback_old(self, zone: Zone, order: int, start_mt: int,
+                              flags: int) -> int | None:
+        """Fall back the way v5.10-v6.12.0 did (__rmqueue_fallback, steal_suitable_fallback).
+
+        Take the largest block of a fallback type (the smallest one instead when a
+        movable request may not claim and a bigger order was found); claim its pageblock
+        when enough of it is free or alike, else move the whole buddy to the requester's
+        list; either way the request is then served from its own lists. 6.15 (and the
+        6.12.y stable backport) replaced this with try_to_claim_block/__rmqueue_steal,
+        which leave an unclaimed buddy's remainder on the fallback list.
+        """
+        min_order = order
+        if order < PAGEBLOCK_ORDER and flags & ALLOC_NOFRAGMENT:
+            min_order = PAGEBLOCK_ORDER
+        found = -1
+        for current in range(MAX_ORDER, min_order - 1, -1):
+            fallback = self._find_fallback(zone, current, start_mt)
+            if fallback < 0:
+                continue
+            found = current
+            break
+        if found < 0:
+            return None
+        current = found
+        can_claim = current >= PAGEBLOCK_ORDER or self._can_claim(current, start_mt)
+        if not can_claim and start_mt == MT_MOVABLE and current > order:
+            for smaller in range(order, NR_ORDERS):
+                if self._find_fallback(zone, smaller, start_mt) >= 0:
+                    current = smaller
+                    break
+        fallback = self._find_fallback(zone, current, start_mt)
+        pfn = zone.lists[current][fallback].head()
+        assert pfn is not None
+        block_mt = self.get_pageblock_mt(pfn)
+        if block_mt != MT_HIGHATOMIC and current >= PAGEBLOCK_ORDER:
+            self.set_pageblock_range(pfn, current, start_mt)
+        elif block_mt != MT_HIGHATOMIC and can_claim and self._claimable(zone, pfn, start_mt):
+            self._move_freepages_block(zone, pfn & ~(PAGEBLOCK_PAGES - 1), start_mt)
+            return self._smallest(zone, order, start_mt)
+        # move_to_free_list(): the whole buddy goes to the tail of the requester's list
+        self._del_free(zone, pfn)
+        self._add_free(zone, pfn, current, start_mt, tail=True)
+        return self._smallest(zone, order, start_mt)
+
+    def _claimable(self, zone: Zone, pfn: int, start_mt: int) -> bool:
+        """Tell whether half of a free block's pageblock is free or alike (whole_block)."""
+        start = pfn & ~(PAGEBLOCK_PAGES - 1)
+        if start < zone.spec.start_pfn or start + PAGEBLOCK_PAGES > zone.spec.end_pfn:
+            return False
+        block_mt = self.get_pageblock_mt(pfn)
+        free_pages, movable_pages = self._pageblock_census(start)
+        if start_mt == MT_MOVABLE:
+            alike = movable_pages
+        elif block_mt == MT_MOVABLE:
+            alike = PAGEBLOCK_PAGES - free_pages - movable_pages
+        else:
+            alike = 0
+        return free_pages + alike >= PAGEBLOCK_PAGES // 2
+
     def _rmqueue(self, zone: Zone, order: int, mt: int, flags: int) -> int | None:
         """Take a block from one zone: own type, CMA, claim, then steal (__rmqueue)."""
         if flags & ALLOC_CMA and zone.free_cma > zone.free // 2:
@@ -474,6 +559,8 @@ class BuddyAllocator:
                 return page
         if mt >= MIGRATE_PCPTYPES:
             return None
+        if self.steal_whole_buddy:
+            return self._rmqueue_fallback_old(zone, order, mt, flags)
         page = self._claim(zone, order, mt, flags)
         if page is not None:
             return page
@@ -488,15 +575,23 @@ class BuddyAllocator:
             free -= zone.free_cma
         return free - zone.watermark[mark] - zone.lowmem_reserve[highest] - ((1 << order) - 1)
 
-    def zonelist(self, highest: int) -> list[Zone]:
-        """Return the zones an allocation may use, preferred first (Normal, DMA32, DMA)."""
-        return [zone for zone in sorted(self.zones, key=lambda z: -z.index)
+    def zonelist(self, highest: int, node: int = 0) -> list[Zone]:
+        """Return the zones an allocation may use, preferred first (Normal, DMA32, DMA).
+
+        With NUMA the list is in node order (the default since v4.14): every zone of the
+        preferred node, then the next nodes' ("Fallback order for Node 0: 0 1").
+        """
+        nodes = self.nr_nodes
+        return [zone for zone in sorted(self.zones,
+                                        key=lambda z: ((z.node - node) % nodes, -z.index))
                 if zone.index <= highest and zone.managed]
 
-    def alloc(self, order: int, highest: int, mt: int, flags: int = 0) -> int | None:
+    def alloc(self, order: int, highest: int, mt: int, flags: int = 0,
+              node: int = 0) -> int | None:
         """Allocate a block: fast path at the low watermark, then at min; None on failure."""
-        zones = self.zonelist(highest)
-        nofragment = bool(zones) and zones[0].index == 2 and self.zone_by_index(1) is not None
+        zones = self.zonelist(highest, node)
+        nofragment = (bool(zones) and zones[0].index == 2
+                      and self.zone_by_index(1, zones[0].node) is not None)
         for mark in (WMARK_LOW, WMARK_MIN):
             passes = (flags | ALLOC_NOFRAGMENT, flags) if nofragment else (flags,)
             for pass_flags in passes:
@@ -509,14 +604,15 @@ class BuddyAllocator:
                         return pfn
         return None
 
-    def alloc_run(self, highest: int, mt: int, flags: int, limit: int) -> tuple[int, int] | None:
+    def alloc_run(self, highest: int, mt: int, flags: int, limit: int,
+                  node: int = 0) -> tuple[int, int] | None:
         """Allocate up to `limit` order-0 pages that are contiguous; return (pfn, count).
 
         Taking a whole free block of order k as 2^k order-0 pages leaves the lists exactly
         as 2^k single allocations would: expand() puts each buddy at the head of a lower
         list, and the next allocation takes it. A partial block leaves the same pieces.
         """
-        pfn = self.alloc(0, highest, mt, flags)
+        pfn = self.alloc(0, highest, mt, flags, node)
         if pfn is None:
             return None
         zone = self.zone_of(pfn)
@@ -541,7 +637,7 @@ class BuddyAllocator:
             if self.zone_usable(zone, 0, WMARK_MIN, highest, flags) <= 0:
                 break
             take = min(1 << order, limit - count)
-            if not self._may_take(zone, take, highest, flags):
+            if not self._may_take(zone, take, highest, flags, node):
                 break
             self._del_free(zone, nxt)
             if take < (1 << order):
@@ -553,12 +649,12 @@ class BuddyAllocator:
             self.allocated_pages += count - 1
         return pfn, count
 
-    def _may_take(self, zone: Zone, take: int, highest: int, flags: int) -> bool:
+    def _may_take(self, zone: Zone, take: int, highest: int, flags: int, node: int) -> bool:
         """Tell whether `take` more pages may come from this zone above the low mark."""
         return self.zone_usable(zone, 0, WMARK_LOW, highest, flags) - take >= 0 or (
             self.zone_usable(zone, 0, WMARK_MIN, highest, flags) - take >= 0
             and all(self.zone_usable(other, 0, WMARK_LOW, highest, flags) <= 0
-                    for other in self.zonelist(highest))
+                    for other in self.zonelist(highest, node))
         )
 
     def _expand_partial(self, zone: Zone, pfn: int, order: int, take: int, mt: int) -> None:
