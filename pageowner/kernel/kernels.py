@@ -110,6 +110,14 @@ class KernelVersion:
         return _since(self.version, "5.18")
 
     @property
+    def memcg_reparents(self) -> bool:
+        """Tell whether root-memcg and reparented pages print `Charged to memcg /` (7.3).
+
+        Measured on fixtures/real73: `Charged to offline memcg` never appears there.
+        """
+        return _since(self.version, "7.3")
+
+    @property
     def stackdepot(self) -> bool:
         """Tell whether stacks live in stackdepot (4.8 [likely]) or in page_ext (8 frames)."""
         return _since(self.version, "4.8")

@@ -195,11 +195,11 @@ class _Writer:
             if self.memcg_lines and machine.params.memcg:
                 if cls.slab:
                     text += "Slab cache page\n"
-                if cls.memcg:
-                    group = machine.memcgs[cls.memcg - 1]
-                    via = "(via objcg) " if cls.objcg else ""
-                    offline = "" if group.online else "offline "
-                    text += f"Charged {via}to {offline}memcg {group.name}\n"
+                charge = machine.memcg_charge(cls)
+                if charge is not None:
+                    via = "(via objcg) " if charge.via_objcg else ""
+                    offline = "offline " if charge.offline else ""
+                    text += f"Charged {via}to {offline}memcg {charge.name}\n"
             text += "\n"
             self.body_cache[key] = text
         return text
@@ -348,6 +348,8 @@ def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> 
     if machine.page_owner:
         with atomic_output(str(target)) as out:
             write_page_owner(machine, out)
+        # debugfs_create_file() modes: 0400, and 0600 from 7.3, which takes writes
+        _chmod(target, 0o600 if machine.kernel.print_modes else 0o400)
         written.append(str(target))
     else:
         with contextlib.suppress(FileNotFoundError):
@@ -359,6 +361,7 @@ def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> 
             stacks_dir.mkdir(exist_ok=True)
             with atomic_output(str(path)) as out:
                 out.write(encode(stacks_file_text(machine, name, threshold)))
+            _chmod(path, 0o600 if name == "count_threshold" else 0o400)
             written.append(str(path))
         else:
             with contextlib.suppress(FileNotFoundError):
@@ -367,6 +370,14 @@ def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> 
         if stacks_dir.exists() and not any(stacks_dir.iterdir()):
             os.rmdir(stacks_dir)
     return written
+
+
+def _chmod(path: Path, mode: int) -> None:
+    """Give a laid-out debugfs file the mode the kernel creates it with."""
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot set mode {mode:o}: {exc.strerror}") from None
 
 
 # What the simulated kernel was built with: the options page_owner needs and uses.

@@ -41,7 +41,7 @@ from pageowner.sim.buddy import (
     ZoneSpec,
 )
 from pageowner.sim.cmdline import BootParams, parse_cmdline
-from pageowner.sim.gfp import can_spin, gfp_migratetype, gfp_zone, to_version
+from pageowner.sim.gfp import GFP, can_spin, gfp_migratetype, gfp_zone, to_version
 from pageowner.sim.stackdepot import StackDepot
 from pageowner.sim.stacks import FamilyProfile, StackBuilder, family_of, load_profile
 from pageowner.sim.tasks import Task, TaskTable
@@ -691,6 +691,23 @@ class Machine:
             fields = (("node", str(node)), ("zone", str(zone)))
         return PageFlags(value, printed_names, fields)
 
+    def memcg_charge(self, cls: AllocClass) -> MemcgCharge | None:
+        """Return the `Charged ...` line of a class's pages, or None.
+
+        7.3 (fixtures/real73) prints `Charged to memcg /` for user pages of the root
+        memcg again, and never `offline`: a removed memcg's folios are reparented, here
+        to the root (our memcgs are its children).
+        """
+        if cls.memcg:
+            group = self.memcgs[cls.memcg - 1]
+            if not group.online and self.kernel.memcg_reparents:
+                return MemcgCharge("/", False, False)
+            return MemcgCharge(group.name, cls.objcg, not group.online)
+        user = GFP["__GFP_MOVABLE"] | GFP["__GFP_HARDWALL"]
+        if self.kernel.memcg_reparents and not cls.slab and cls.gfp & user == user:
+            return MemcgCharge("/", False, False)
+        return None
+
     def migrate_reason_name(self, reason: int) -> str:
         """Return the printed migrate reason; `contig_range` was `cma` before v5.1."""
         name = MIGRATE_REASON_NAMES[reason]
@@ -724,9 +741,7 @@ class Machine:
         migrate_line, memcg_lines = self.era
         if memcg_lines and self.params.memcg:
             slab = cls.slab
-            if cls.memcg:
-                group = self.memcgs[cls.memcg - 1]
-                memcg = MemcgCharge(group.name, cls.objcg, not group.online)
+            memcg = self.memcg_charge(cls)
         return PageRecord(
             order=order,
             gfp_mask=gfp,
