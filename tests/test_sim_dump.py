@@ -16,6 +16,7 @@ from pageowner.sim.dump import iter_stack_counts, stacks_file_text, write_page_o
 from pageowner.sim.gfp import can_spin, canonical_from
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
+from tests.sim_invariants import free_blocks_rebuild
 
 # Workloads that reach every kind of line: migration (compaction, CMA), memcg and slab
 # lines, modules, THP, page cache, the leaking driver.
@@ -257,7 +258,7 @@ def test_page_owner_data_matches_the_allocator(version: str) -> None:
     # THEN every allocated block has exactly its page_owner record, and nothing else does
     assert owned == allocated
     assert buddy.free_pages + buddy.allocated_pages == buddy.managed_pages
-    assert buddy.rebuild_free_blocks() == set(buddy.iter_free_blocks())
+    assert free_blocks_rebuild(buddy)
     # and each stack's count is the pages its records hold (early pages are never counted)
     pages: dict[int, int] = {}
     for pfn, order in owned.items():

@@ -253,3 +253,52 @@ def test_debugfs_tree_lays_out_the_7_3_files(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "page_owner").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "page_owner_stacks/show_stacks").stat().st_mode) == 0o400
     assert (tmp_path / "page_owner").read_text() == sim_dump()
+
+
+@pytest.mark.parametrize(("cmdline", "mem_mb", "spans"), [
+    # numa=fake=N: equal shares of RAM, each node's end rounded up to 32 MiB
+    ("numa=fake=2", 1024, [(0, 0x20000), (0x20000, 0x40000)]),
+    ("numa=fake=4", 512, [(0, 0x8000), (0x8000, 0x10000), (0x10000, 0x18000),
+                          (0x18000, 0x20000)]),
+    # numa=fake=<size>: nodes of that size while they fit (holes leave 1 GiB a little
+    # short of four), the last one takes the rest
+    ("numa=fake=256M", 1024, [(0, 0x10000), (0x10000, 0x20000), (0x20000, 0x40000)]),
+    ("numa=off", 256, [(0, 0x10000)]),
+])
+def test_numa_fake_splits_ram_into_nodes_with_their_own_zones(
+        cmdline: str, mem_mb: int, spans: list[tuple[int, int]]) -> None:
+    booted = Machine.create("7.3", mem_mb << 20, f"page_owner=on {cmdline}", 1)
+    zones = booted.buddy.zones
+    assert booted.buddy.nr_nodes == len(spans)
+    for node, (start, end) in enumerate(spans):
+        mine = [zone for zone in zones if zone.node == node]
+        assert min(zone.spec.start_pfn for zone in mine) == start
+        assert max(zone.spec.end_pfn for zone in mine) == end
+        # DMA is node 0's only: the first 16 MiB
+        assert [zone.name for zone in mine] == (["DMA", "DMA32"] if node == 0 else ["DMA32"])
+
+
+def test_too_many_fake_nodes_is_an_error() -> None:
+    with pytest.raises(Exception, match="less than 32 MiB"):
+        Machine.create("7.3", 128 << 20, "numa=fake=8", 1)
+
+
+def test_boot_nodes_is_numa_fake(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pageowner.cli import cli
+
+    result = CliRunner().invoke(cli, ["boot", "--kernel", "7.3", "--mem", "256M", "--nodes",
+                                      "2", "--cmdline", "page_owner=on", "--state",
+                                      str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Kernel command line: page_owner=on numa=fake=2" in result.output
+    assert "Node 1, zone    DMA32: page owner found early allocated" in result.output
+    dumped = CliRunner().invoke(cli, ["dump", "--mode", "handle", "--nid", "1", "--state",
+                                      str(tmp_path)], catch_exceptions=False)
+    assert dumped.exit_code == 0
+    records = _records(dumped.output)
+    assert records and all("node=1|" in r[1] and r[2].startswith("handle: ") for r in records)
+    refused = CliRunner().invoke(cli, ["dump", "--nid", "2", "--state", str(tmp_path)])
+    assert refused.exit_code == 1
+    assert "nid=2: node 2 has no memory (EINVAL)" in refused.output

@@ -201,9 +201,10 @@ def node_spans(ranges: list[tuple[int, int]], nr_pages: int,
                params: BootParams) -> list[tuple[int, int]]:
     """Split RAM into the nodes numa=fake= asks for; return each node's pfn span.
 
-    As x86's NUMA emulation does: every node gets an equal share of the present pages,
-    rounded down to 32 MiB, and its span runs on over holes to the next 32 MiB
-    boundary; the last node takes the rest. Nodes that would hold less than 32 MiB are
+    Like x86's NUMA emulation: every node gets an equal share of the present pages (or
+    `numa=fake=<size>` of them) and ends on a 32 MiB boundary (the nearest one here;
+    numa_emulation.c's rounding over holes differs by up to 32 MiB [approximation]);
+    the last node takes the rest. Nodes that would hold less than 32 MiB are
     an error (the kernel drops the request and keeps one node; we say so instead).
 
     >>> node_spans([(1, 0x9F), (0x100, 0x3FFE0)], 0x40000, parse_cmdline("numa=fake=2",
@@ -212,9 +213,12 @@ def node_spans(ranges: list[tuple[int, int]], nr_pages: int,
     """
     present = sum(end - start for start, end in ranges)
     nodes = params.numa_nodes
+    share = present // nodes
     if params.numa_node_bytes:
-        nodes = max(1, present // max(1, params.numa_node_bytes >> PAGE_SHIFT))
-    share = present // nodes // FAKE_NODE_MIN_PAGES * FAKE_NODE_MIN_PAGES
+        # nodes of the given size while they fit; the last one takes what is left
+        share = (params.numa_node_bytes >> PAGE_SHIFT) // FAKE_NODE_MIN_PAGES
+        share = max(1, share) * FAKE_NODE_MIN_PAGES
+        nodes = max(1, min(64, present // share))
     if nodes > 1 and share < FAKE_NODE_MIN_PAGES:
         raise PageOwnerError(f"numa=fake: {nodes} nodes of less than 32 MiB each do not fit "
                              f"in {present >> 8} MiB")
@@ -231,7 +235,8 @@ def node_spans(ranges: list[tuple[int, int]], nr_pages: int,
             seen += end - start
         else:
             pfn = nr_pages
-        bounds.append(min(nr_pages, -(-pfn // FAKE_NODE_MIN_PAGES) * FAKE_NODE_MIN_PAGES))
+        rounded = (pfn + FAKE_NODE_MIN_PAGES // 2) // FAKE_NODE_MIN_PAGES * FAKE_NODE_MIN_PAGES
+        bounds.append(min(nr_pages, rounded))
     bounds.append(nr_pages)
     return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if bounds[i] < bounds[i + 1]]
 
