@@ -163,6 +163,12 @@ REWRITES: dict[str, tuple[Rewrite, ...]] = {
         # between 6.12 and 7.3 [uncertain which release]; applied from 7.3 only.
         _r(r"^__alloc_pages_noprof$", "__alloc_frozen_pages_noprof", since="7.3"),
         _r(r"^alloc_pages_mpol_noprof$", "alloc_pages_mpol", since="7.3"),
+        # 7.3 slab: new slabs come straight from the buddy and most refills go through
+        # the per-CPU sheaves (refill_objects, __pcs_replace_empty_main), as in the real
+        # 7.3 boot dump (951 of its 979 new_slab records)
+        _s(("alloc_pages_mpol", "new_slab"), ("new_slab",), since="7.3"),
+        _s(("new_slab", "___slab_alloc"),
+           ("new_slab", "refill_objects", "__pcs_replace_empty_main"), since="7.3"),
     ),
 }
 
