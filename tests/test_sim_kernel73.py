@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pageowner.dump.dumpfile import format_record
 from pageowner.errors import InputError
 from pageowner.sim.dump import (
     iter_stack_counts,
@@ -302,3 +303,8 @@ def test_boot_nodes_is_numa_fake(tmp_path: Path) -> None:
     refused = CliRunner().invoke(cli, ["dump", "--nid", "2", "--state", str(tmp_path)])
     assert refused.exit_code == 1
     assert "nid=2: node 2 has no memory (EINVAL)" in refused.output
+
+
+def test_the_fast_writer_prints_what_format_record_prints_on_two_nodes() -> None:
+    # the writer caches text per class, node and zone; the typed record is built apart
+    assert "".join(format_record(record) for record in machine().records()) == sim_dump()

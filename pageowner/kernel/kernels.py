@@ -138,11 +138,6 @@ class KernelVersion:
         return _since(self.version, "7.3")
 
     @property
-    def stack_list_needs_spinning(self) -> bool:
-        """Tell whether a stack whose first allocation cannot spin stays off the list (6.18)."""
-        return _since(self.version, "6.18")
-
-    @property
     def steal_whole_buddy(self) -> bool:
         """Tell whether the buddy falls back with steal_suitable_fallback (before 6.12.y).
 
