@@ -308,3 +308,18 @@ def test_boot_nodes_is_numa_fake(tmp_path: Path) -> None:
 def test_the_fast_writer_prints_what_format_record_prints_on_two_nodes() -> None:
     # the writer caches text per class, node and zone; the typed record is built apart
     assert "".join(format_record(record) for record in machine().records()) == sim_dump()
+
+
+def test_the_boot_resembles_the_real_boot_it_was_learned_from(tmp_path: Path) -> None:
+    # in-sample (the 7.3 boot is learned from this dump): this checks that the boot laid
+    # over the 6.12 family replays whole, not that the simulator generalises
+    from tests.test_sim_realism import sorted_top
+
+    real_records, real_top = sorted_top(REAL73 / REAL_DUMPS["stack", None], tmp_path / "r")
+    dump = tmp_path / "sim.txt"
+    dump.write_text(sim_dump())
+    sim_records, sim_top = sorted_top(dump, tmp_path / "s")
+    assert abs(sim_records - real_records) <= real_records // 50, (sim_records, real_records)
+    # the fifth and sixth groups are a near tie (256 and 259 pages in the real boot)
+    sim_shapes = [shape for _, shape in sim_top]
+    assert sum(shape in sim_shapes for _, shape in real_top) >= 4

@@ -43,7 +43,7 @@ from pageowner.sim.buddy import (
 from pageowner.sim.cmdline import BootParams, parse_cmdline
 from pageowner.sim.gfp import GFP, can_spin, gfp_migratetype, gfp_zone, to_version
 from pageowner.sim.stackdepot import StackDepot
-from pageowner.sim.stacks import FamilyProfile, StackBuilder, family_of, load_profile
+from pageowner.sim.stacks import FamilyProfile, StackBuilder, family_of, profile_for
 from pageowner.sim.tasks import Task, TaskTable
 from pageowner.symbols.symtab import SymbolTable, TextSymbolTable
 
@@ -374,7 +374,7 @@ class Machine:
     @property
     def family(self) -> FamilyProfile:
         """Return the learned profile this version's behaviour comes from."""
-        return load_profile(family_of(self.version))
+        return profile_for(self.version)
 
     def symbol_note(self) -> str | None:
         """Say how many catalogue functions the machine's symbol table lacks, if any."""
@@ -550,13 +550,12 @@ class Machine:
     def node_of_task(self, task: int) -> int:
         """Return the node a task allocates from first: its CPU's (one CPU per node).
 
-        The simulator does not schedule; a task runs on CPU pid % nodes (PID 0 and 1 on
-        the boot CPU), as the real 2-node 7.3 boot spread its allocations over both nodes.
+        The simulator does not schedule; a task runs on CPU pid % nodes, as the real
+        2-node 7.3 boot spread its allocations over both nodes.
         """
         nodes = self.buddy.nr_nodes
         pid = self.tasks[task].pid
-        # PID 0 and 1 do their boot work on the boot CPU, which is node 0's
-        return pid % nodes if nodes > 1 and pid > 1 else 0
+        return pid % nodes if nodes > 1 else 0
 
     def _oom_message(self, alloc_class: AllocClass, order: int, pages: int = 0) -> str:
         """Describe a failed allocation the way the kernel's warning starts."""

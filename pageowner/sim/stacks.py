@@ -41,6 +41,8 @@ __all__ = [
     "TOP_FRAME",
     "family_of",
     "load_profile",
+    "merge_boot",
+    "profile_for",
 ]
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -396,6 +398,47 @@ def load_profile(family: str) -> FamilyProfile:
         return FamilyProfile(json.load(handle))
 
 
+# Versions whose boot was learned from their own real boot dump and is laid over their
+# family (tools/learn_sim_profiles.py): their work dumps are kept back, so all else is
+# the family's.
+BOOT_OVERLAYS = {"7.3": "sim-7.3-boot.json"}
+
+
+@functools.cache
+def profile_for(version: str) -> FamilyProfile:
+    """Return the profile a version simulates from: its family's, with its own boot if learned."""
+    base = load_profile(family_of(version))
+    name = BOOT_OVERLAYS.get(version)
+    if name is None:
+        return base
+    with (DATA_DIR / name).open(encoding="utf-8") as handle:
+        return FamilyProfile(merge_boot(base.data, json.load(handle)))
+
+
+def merge_boot(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Lay a learned boot over a family: its stacks, flags and lines appended, ids moved."""
+    frames_at, stacks_at = len(base["frames"]), len(base["stacks"])
+    flags_at, lines_at = len(base["flags"]), len(base["lines"])
+    data = dict(base)
+    data["frames"] = [*base["frames"], *overlay["frames"]]
+    data["stacks"] = [*base["stacks"], *([i + frames_at for i in ids]
+                                         for ids in overlay["stacks"])]
+    data["flags"] = [*base["flags"], *overlay["flags"]]
+    data["lines"] = [*base["lines"], *overlay["lines"]]
+    # the overlay's kernel measured these functions; the family's sizes fill the rest
+    data["symbols"] = {**base["symbols"], **overlay["symbols"]}
+    data["sites"] = {**base["sites"],
+                     **{site: stack + stacks_at for site, stack in overlay["sites"].items()}}
+    data["boot"] = [[stack + stacks_at, order, gfp, task, count, flags + flags_at,
+                     lines + lines_at, t0, t1, scale]
+                    for stack, order, gfp, task, count, flags, lines, t0, t1, scale
+                    in overlay["boot"]]
+    for key in ("tasks", "early", "boot_mem_mb"):
+        data[key] = overlay[key]
+    data["sources"] = [*base["sources"], *overlay["sources"]]
+    return data
+
+
 def _hash(*parts: object) -> int:
     """Return a stable 64-bit hash of some values."""
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
@@ -421,7 +464,7 @@ class StackBuilder:
         self.kernel = kernel
         self.version = kernel.version
         self.family = family_of(self.version)
-        self.profile = load_profile(self.family)
+        self.profile = profile_for(self.version)
         # The family's own kernel prints learned values unshifted; its learned stacks are
         # copied verbatim unless a symbol table re-resolves their frames.
         self.exact = self.version == FAMILY_KERNEL[self.family]
