@@ -176,6 +176,31 @@ BuddyMachine.TestCase.settings = settings(
 TestBuddyInvariants = BuddyMachine.TestCase
 
 
+class OldFallbackBuddyMachine(BuddyMachine):
+    """The same steps with the v5.10-v6.12.0 fallback (steal_suitable_fallback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buddy.steal_whole_buddy = True
+
+    @invariant()
+    def free_blocks_sit_on_their_pageblock_list(self) -> None:
+        # a stolen buddy's pieces may sit on the requester's list in another type's
+        # pageblock (what 6.10's free page accounting rework ended), never on CMA's
+        for pfn, _, mt in self.buddy.iter_free_blocks():
+            block_mt = self.buddy.get_pageblock_mt(pfn)
+            assert mt == block_mt or MT_CMA not in (mt, block_mt)
+
+    @invariant()
+    def free_lists_rebuild_from_the_allocated_set(self) -> None:
+        rebuilt = {(pfn, order) for pfn, order, _ in self.buddy.rebuild_free_blocks()}
+        assert rebuilt == {(pfn, order) for pfn, order, _ in self.buddy.iter_free_blocks()}
+
+
+OldFallbackBuddyMachine.TestCase.settings = BuddyMachine.TestCase.settings
+TestOldFallbackBuddyInvariants = OldFallbackBuddyMachine.TestCase
+
+
 def test_boot_free_order_decides_which_pages_go_first() -> None:
     # v5.10+ frees to the tail: the lowest block is handed out first; before, the highest
     assert boot(to_tail=True).alloc(MAX_ORDER, 1, MT_MOVABLE) == 4096
