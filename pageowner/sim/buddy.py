@@ -43,32 +43,30 @@ __all__ = [
     "ZoneSpec",
 ]
 
-MAX_ORDER = 10  # MAX_PAGE_ORDER, inclusive since v6.8 (MAX_ORDER - 1 before, same value)
-NR_ORDERS = MAX_ORDER + 1
-PAGEBLOCK_ORDER = 9
-PAGEBLOCK_PAGES = 1 << PAGEBLOCK_ORDER
-NO_ORDER = 0xFF  # "not the head of a block" in the per-page order arrays
-
-# Migratetype numbers of v4.4+ (MIGRATE_UNMOVABLE ...), used as list indices.
-MT_UNMOVABLE, MT_MOVABLE, MT_RECLAIMABLE, MT_HIGHATOMIC, MT_CMA, MT_ISOLATE = range(6)
-NR_MIGRATETYPES = 6
-MIGRATE_PCPTYPES = 3
-MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
-
-# mm/page_alloc.c fallbacks[]: which lists a type may take from, in order.
-FALLBACKS: dict[int, tuple[int, int]] = {
-    MT_UNMOVABLE: (MT_RECLAIMABLE, MT_MOVABLE),
-    MT_MOVABLE: (MT_RECLAIMABLE, MT_UNMOVABLE),
-    MT_RECLAIMABLE: (MT_UNMOVABLE, MT_MOVABLE),
-}
-
-# alloc_flags bits we model.
-ALLOC_CMA = 1 << 0
-ALLOC_NOFRAGMENT = 1 << 1
-WMARK_MIN, WMARK_LOW, WMARK_HIGH = range(3)
-# sysctl_lowmem_reserve_ratio: DMA 256, DMA32 256, Normal 32.
-LOWMEM_RESERVE_RATIO = (256, 256, 32)
-WATERMARK_SCALE_FACTOR = 10  # per 10000 of managed pages
+from pageowner.sim import fallback
+from pageowner.sim.mmzone import (
+    ALLOC_CMA,
+    ALLOC_NOFRAGMENT,
+    LOWMEM_RESERVE_RATIO,
+    MAX_ORDER,
+    MIGRATE_PCPTYPES,
+    MIGRATETYPE_NAMES,
+    MT_CMA,
+    MT_HIGHATOMIC,
+    MT_ISOLATE,
+    MT_MOVABLE,
+    MT_RECLAIMABLE,
+    MT_UNMOVABLE,
+    NO_ORDER,
+    NR_MIGRATETYPES,
+    NR_ORDERS,
+    PAGEBLOCK_ORDER,
+    PAGEBLOCK_PAGES,
+    WATERMARK_SCALE_FACTOR,
+    WMARK_HIGH,
+    WMARK_LOW,
+    WMARK_MIN,
+)
 
 
 class FreeList:
@@ -217,7 +215,7 @@ class BuddyAllocator:
                                (zone.spec.end_pfn + (1 << MAX_ORDER) - 1) >> MAX_ORDER):
                 self.chunk_zone[chunk] = position
         self.allocated_pages = 0
-        # v6.12.0 and older: steal_suitable_fallback(); see _rmqueue_fallback_old
+        # v6.12.0 and older: steal_suitable_fallback(); see fallback.steal_suitable
         self.steal_whole_buddy = False
 
     # -- lookups -------------------------------------------------------------------------
@@ -378,172 +376,6 @@ class BuddyAllocator:
             return pfn
         return None
 
-    def _find_fallback(self, zone: Zone, order: int, start_mt: int) -> int:
-        """Return the first fallback type with a free block of this order, or -1."""
-        for fallback in FALLBACKS[start_mt]:
-            if zone.lists[order][fallback].seq:
-                return fallback
-        return -1
-
-    @staticmethod
-    def _can_claim(order: int, start_mt: int) -> bool:
-        """can_steal_fallback(): big blocks and non-movable requests may claim blocks."""
-        return (order >= PAGEBLOCK_ORDER // 2 or start_mt in (MT_RECLAIMABLE, MT_UNMOVABLE))
-
-    def _claim(self, zone: Zone, order: int, start_mt: int, flags: int) -> int | None:
-        """Take the largest block of a fallback type and try to claim its pageblock."""
-        min_order = order
-        if order < PAGEBLOCK_ORDER and flags & ALLOC_NOFRAGMENT:
-            min_order = PAGEBLOCK_ORDER
-        for current in range(MAX_ORDER, min_order - 1, -1):
-            fallback = self._find_fallback(zone, current, start_mt)
-            if fallback < 0:
-                continue
-            if current < PAGEBLOCK_ORDER and not self._can_claim(current, start_mt):
-                break
-            pfn = zone.lists[current][fallback].head()
-            assert pfn is not None
-            page = self._try_claim_block(zone, pfn, current, order, start_mt)
-            if page is not None:
-                return page
-        return None
-
-    def _try_claim_block(self, zone: Zone, pfn: int, current: int, order: int,
-                         start_mt: int) -> int | None:
-        """Claim the pageblock of a free block for start_mt when enough of it suits."""
-        block_mt = self.get_pageblock_mt(pfn)
-        if block_mt == MT_HIGHATOMIC:
-            return None
-        if current >= PAGEBLOCK_ORDER:
-            self._del_free(zone, pfn)
-            self.set_pageblock_range(pfn, current, start_mt)
-            self._expand(zone, pfn, order, current, start_mt)
-            return pfn
-        start = pfn & ~(PAGEBLOCK_PAGES - 1)
-        if start < zone.spec.start_pfn or start + PAGEBLOCK_PAGES > zone.spec.end_pfn:
-            return None
-        free_pages, movable_pages = self._pageblock_census(start)
-        if start_mt == MT_MOVABLE:
-            alike = movable_pages
-        elif block_mt == MT_MOVABLE:
-            alike = PAGEBLOCK_PAGES - free_pages - movable_pages
-        else:
-            alike = 0
-        if free_pages + alike < PAGEBLOCK_PAGES // 2:
-            return None
-        self._move_freepages_block(zone, start, start_mt)
-        return self._smallest(zone, order, start_mt)
-
-    def _pageblock_census(self, start: int) -> tuple[int, int]:
-        """Count free pages and pages allocated as movable in one pageblock."""
-        free_pages = 0
-        movable = 0
-        pfn = start
-        end = start + PAGEBLOCK_PAGES
-        free_order = self.free_order
-        alloc_order = self.alloc_order
-        alloc_mt = self.alloc_mt
-        while pfn < end:
-            order = free_order[pfn]
-            if order != NO_ORDER:
-                free_pages += 1 << order
-                pfn += 1 << order
-                continue
-            order = alloc_order[pfn]
-            if order != NO_ORDER:
-                if alloc_mt[pfn] == MT_MOVABLE:
-                    movable += 1 << order
-                pfn += 1 << order
-                continue
-            pfn += 1
-        return free_pages, movable
-
-    def _move_freepages_block(self, zone: Zone, start: int, mt: int) -> None:
-        """Move every free block of a pageblock to mt's lists (tail) and retype the block."""
-        pfn = start
-        end = start + PAGEBLOCK_PAGES
-        while pfn < end:
-            order = self.free_order[pfn]
-            if order == NO_ORDER:
-                pfn += 1
-                continue
-            self._del_free(zone, pfn)
-            self._add_free(zone, pfn, order, mt, tail=True)
-            pfn += 1 << order
-        self.pageblock_mt[start >> PAGEBLOCK_ORDER] = mt
-
-    def _steal(self, zone: Zone, order: int, start_mt: int) -> int | None:
-        """Take the smallest fallback block without claiming its pageblock."""
-        for current in range(order, NR_ORDERS):
-            fallback = self._find_fallback(zone, current, start_mt)
-            if fallback < 0:
-                continue
-            pfn = zone.lists[current][fallback].head()
-            assert pfn is not None
-            self._del_free(zone, pfn)
-            self._expand(zone, pfn, order, current, fallback)
-            return pfn
-        return None
-
-    def _rmqueue_fallback_old(self, zone: Zone, order: int, start_mt: int,
-                              flags: int) -> int | None:
-        """Fall back the way v5.10-v6.12.0 did (__rmqueue_fallback, steal_suitable_fallback).
-
-        Take the largest block of a fallback type (the smallest one instead when a
-        movable request may not claim and a bigger order was found); claim its pageblock
-        when enough of it is free or alike, else move the whole buddy to the requester's
-        list; either way the request is then served from its own lists. 6.15 (and the
-        6.12.y stable backport) replaced this with try_to_claim_block/__rmqueue_steal,
-        which leave an unclaimed buddy's remainder on the fallback list.
-        """
-        min_order = order
-        if order < PAGEBLOCK_ORDER and flags & ALLOC_NOFRAGMENT:
-            min_order = PAGEBLOCK_ORDER
-        found = -1
-        for current in range(MAX_ORDER, min_order - 1, -1):
-            fallback = self._find_fallback(zone, current, start_mt)
-            if fallback < 0:
-                continue
-            found = current
-            break
-        if found < 0:
-            return None
-        current = found
-        can_claim = current >= PAGEBLOCK_ORDER or self._can_claim(current, start_mt)
-        if not can_claim and start_mt == MT_MOVABLE and current > order:
-            for smaller in range(order, NR_ORDERS):
-                if self._find_fallback(zone, smaller, start_mt) >= 0:
-                    current = smaller
-                    break
-        fallback = self._find_fallback(zone, current, start_mt)
-        pfn = zone.lists[current][fallback].head()
-        assert pfn is not None
-        block_mt = self.get_pageblock_mt(pfn)
-        if block_mt != MT_HIGHATOMIC and current >= PAGEBLOCK_ORDER:
-            self.set_pageblock_range(pfn, current, start_mt)
-        elif block_mt != MT_HIGHATOMIC and can_claim and self._claimable(zone, pfn, start_mt):
-            self._move_freepages_block(zone, pfn & ~(PAGEBLOCK_PAGES - 1), start_mt)
-            return self._smallest(zone, order, start_mt)
-        # move_to_free_list(): the whole buddy goes to the tail of the requester's list
-        self._del_free(zone, pfn)
-        self._add_free(zone, pfn, current, start_mt, tail=True)
-        return self._smallest(zone, order, start_mt)
-
-    def _claimable(self, zone: Zone, pfn: int, start_mt: int) -> bool:
-        """Tell whether half of a free block's pageblock is free or alike (whole_block)."""
-        start = pfn & ~(PAGEBLOCK_PAGES - 1)
-        if start < zone.spec.start_pfn or start + PAGEBLOCK_PAGES > zone.spec.end_pfn:
-            return False
-        block_mt = self.get_pageblock_mt(pfn)
-        free_pages, movable_pages = self._pageblock_census(start)
-        if start_mt == MT_MOVABLE:
-            alike = movable_pages
-        elif block_mt == MT_MOVABLE:
-            alike = PAGEBLOCK_PAGES - free_pages - movable_pages
-        else:
-            alike = 0
-        return free_pages + alike >= PAGEBLOCK_PAGES // 2
-
     def _rmqueue(self, zone: Zone, order: int, mt: int, flags: int) -> int | None:
         """Take a block from one zone: own type, CMA, claim, then steal (__rmqueue)."""
         if flags & ALLOC_CMA and zone.free_cma > zone.free // 2:
@@ -560,12 +392,12 @@ class BuddyAllocator:
         if mt >= MIGRATE_PCPTYPES:
             return None
         if self.steal_whole_buddy:
-            return self._rmqueue_fallback_old(zone, order, mt, flags)
-        page = self._claim(zone, order, mt, flags)
+            return fallback.steal_suitable(self, zone, order, mt, flags)
+        page = fallback.claim(self, zone, order, mt, flags)
         if page is not None:
             return page
         if not flags & ALLOC_NOFRAGMENT:
-            return self._steal(zone, order, mt)
+            return fallback.steal(self, zone, order, mt)
         return None
 
     def zone_usable(self, zone: Zone, order: int, mark: int, highest: int, flags: int) -> int:

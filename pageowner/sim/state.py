@@ -33,7 +33,7 @@ from typing import Any
 from pageowner import __version__
 from pageowner.dump.fileio import atomic_output
 from pageowner.errors import OutputError, PageOwnerError, StateError
-from pageowner.sim.buddy import NR_MIGRATETYPES, NR_ORDERS, ZoneSpec
+from pageowner.sim.buddy import ZoneSpec
 from pageowner.sim.machine import (
     AllocClass,
     Machine,
@@ -42,6 +42,7 @@ from pageowner.sim.machine import (
     _Arrays,
     load_symbols,
 )
+from pageowner.sim.mmzone import NR_MIGRATETYPES, NR_ORDERS
 from pageowner.sim.stackdepot import StackDepot
 from pageowner.sim.tasks import TaskTable
 
