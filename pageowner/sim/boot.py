@@ -5,9 +5,11 @@
 2. memblock_free_all(): free memory enters the buddy allocator, to the tail of the free
    lists since v5.10, so the lowest pfns are used first.
 3. Allocations made before page_owner starts: a few pages, and page_ext itself (one
-   table per 128 MiB section, allocated with alloc_pages_exact()).
+   table per 128 MiB section, allocated with alloc_pages_exact() on the section's node;
+   "allocated N bytes of page_ext").
 4. page_owner init: every page already allocated becomes an early page (order 0, mask 0,
-   the early stack) and each zone logs how many it found; or "page_owner is disabled".
+   the early stack) and each node's zones log how many they hold; or "page_owner is
+   disabled".
 5. The kernel's initcalls and PID 1's start, replayed from a real boot of the family
    (hash tables scale with memory), with the initrd freed once unpacked.
 6. The boot script ends by starting the dd that reads page_owner, as in the fixtures.
