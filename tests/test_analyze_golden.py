@@ -63,6 +63,8 @@ _CASES += [
     ("stats-modern-csv", ["stats", fixture("modern-6.12.txt"), "--format", "csv"]),
     ("frag-modern-json", ["frag", fixture("modern-6.12.txt"), "--format", "json"]),
     ("frag-modern-csv", ["frag", fixture("modern-6.12.txt"), "--format", "csv"]),
+    # the README's frag example: a CMA allocation on the simulated 6.12 (issue 15 item 11)
+    ("frag-sim-6.12-cma", ["frag", fixture("sim-6.12-cma.txt.xz"), "--top", "1"]),
     # diff: the issue's case (boot -> work show_stacks), across boots, across eras, itself.
     ("diff-6.12-stacks", ["diff", fixture(SHOW_STACKS[0]), fixture(SHOW_STACKS[1]),
                           "--top", "15"]),

@@ -14,6 +14,7 @@ from pageowner.errors import SpecError
 from pageowner.kernel.kernels import DEFAULT_VERSION, KERNEL_VERSIONS
 from pageowner.report.progress import Progress
 from pageowner.sim import api, state
+from pageowner.sim.dump import PRINT_MODES
 from pageowner.sim.machine import SYMBOL_SOURCES
 from pageowner.sim.workloads import WORKLOADS
 
@@ -56,12 +57,16 @@ def _symbols(options: dict[str, str | None]) -> tuple[str, str] | None:
 @click.option("--seed", type=click.IntRange(0), default=api.DEFAULT_SEED, show_default=True,
               help="Seed of every random choice (layout, hashed pointers).")
 @click.option("--force", is_flag=True, help="Replace a machine already booted here.")
+@click.option("--nodes", type=click.IntRange(1, 64), default=None, metavar="N",
+              help="NUMA nodes: a shortcut for numa=fake=N on the command line.")
 @_symbol_options
 @_state_option
 def boot_command(cmdline: str, version: str, mem_bytes: int, seed: int, force: bool,
-                 state_dir: str | None, **symbol_files: str | None) -> None:
+                 nodes: int | None, state_dir: str | None, **symbol_files: str | None) -> None:
     """Boot a simulated machine and print what the kernel logs about page_owner."""
     directory = state.default_state_dir(state_dir)
+    if nodes is not None:
+        cmdline = f"{cmdline} numa=fake={nodes}".strip()
     with Progress("booting", unit="steps"):
         result = api.boot(directory, version, mem_bytes, cmdline, seed, force,
                           _symbols(symbol_files))
@@ -115,12 +120,23 @@ def workloads_command() -> None:
               help="Lay out page_owner and page_owner_stacks/ under DIR, as in debugfs.")
 @click.option("--proc-tree", metavar="DIR",
               help="Lay out cmdline, sys/kernel/osrelease and config.gz under DIR, as in /proc.")
+@click.option("--mode", type=click.Choice(PRINT_MODES), default="stack", show_default=True,
+              help="7.3 print mode, as written to page_owner: frames, `handle: N` instead, "
+                   "or both.")
+@click.option("--nid", metavar="LIST", default=None,
+              help="7.3 node filter, as written to page_owner: only pages of these nodes "
+                   "(e.g. 0,2-3).")
 @_state_option
 def dump_command(output: str, stacks: str | None, threshold: int | None, tree: str | None,
-                 proc_tree: str | None, state_dir: str | None) -> None:
+                 proc_tree: str | None, mode: str, nid: str | None,
+                 state_dir: str | None) -> None:
     """Print what reading /sys/kernel/debug/page_owner prints on the machine."""
     directory = state.default_state_dir(state_dir)
     trees = tree is not None or proc_tree is not None
+    if (mode != "stack" or nid is not None) and (stacks is not None or threshold is not None
+                                                 or trees):
+        raise click.UsageError("--mode and --nid filter page_owner itself; drop --stacks, "
+                               "--threshold and the trees")
     if threshold is not None and stacks is None and not trees:
         stacks = "show_stacks"
     if trees and (stacks is not None or output != "-"):
@@ -128,7 +144,7 @@ def dump_command(output: str, stacks: str | None, threshold: int | None, tree: s
                                "--stacks")
     with Progress("dumping", unit="pages") as progress:
         count = api.dump(directory, sys.stdout.buffer, output, stacks, threshold or 0, tree,
-                         progress, proc_tree)
+                         progress, proc_tree, mode, nid)
     if trees:
         where = " and ".join(d for d in (tree, proc_tree) if d)
         click.echo(f"pageowner: {count} files written under {where}", err=True)

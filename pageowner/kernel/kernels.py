@@ -146,6 +146,14 @@ class KernelVersion:
         return _since(self.version, "5.18")
 
     @property
+    def memcg_reparents(self) -> bool:
+        """Tell whether root-memcg and reparented pages print `Charged to memcg /` (7.3).
+
+        Measured on fixtures/real73: `Charged to offline memcg` never appears there.
+        """
+        return _since(self.version, "7.3")
+
+    @property
     def stackdepot(self) -> bool:
         """Tell whether stacks live in stackdepot (4.8 [likely]) or in page_ext (8 frames)."""
         return _since(self.version, "4.8")
@@ -176,6 +184,15 @@ class KernelVersion:
         return _since(self.version, "7.3")
 
     @property
+    def steal_whole_buddy(self) -> bool:
+        """Tell whether the buddy falls back with steal_suitable_fallback (before 6.12.y).
+
+        6.15's try_to_claim_block/__rmqueue_steal reached 6.12 through the 6.12.y stable
+        backport; the simulated 6.12 is the learned 6.12.117, so it uses the new rule.
+        """
+        return not _since(self.version, "6.12")
+
+    @property
     def noprof(self) -> bool:
         """Tell whether allocator symbols carry the `_noprof` suffix (6.10)."""
         return _since(self.version, "6.10")
@@ -196,7 +213,8 @@ KERNEL_VERSIONS: tuple[str, ...] = (
     "3.19", "4.6", "4.19", "5.4", "5.10", "5.11", "5.14", "5.15", "5.18",
     "6.1", "6.6", "6.7", "6.9", "6.12", "6.19", "7.3",
 )  # fmt: skip
-# The simulator's default stays 6.19 until it models 7.3's NUMA layout (issue 14, item 5).
+# The newest version is supported, but the default stays the newest one learned from
+# dumps of a workload (6.19's stacks are 6.12's, renamed).
 DEFAULT_VERSION = "6.19"
 
 

@@ -22,6 +22,7 @@ from pageowner.sim.boot import run_boot
 from pageowner.sim.cmdline import memparse
 from pageowner.sim.dump import (
     check_file,
+    parse_nodelist,
     stacks_file_text,
     write_debugfs_tree,
     write_page_owner,
@@ -113,8 +114,11 @@ STACKS_KINDS = ("show_stacks", "show_handles", "show_stacks_handles")
 
 def dump(directory: Path, out: BinaryIO | None = None, output: str = "-",
          stacks: str | None = None, threshold: int = 0, tree: str | None = None,
-         progress: Progress | None = None, proc_tree: str | None = None) -> int:
+         progress: Progress | None = None, proc_tree: str | None = None,
+         mode: str = "stack", nid: str | None = None) -> int:
     """Print page_owner, a page_owner_stacks file, or lay out debugfs and /proc trees.
+
+    `mode` and `nid` (7.3) print page_owner as a descriptor with that filter reads it.
 
     Read-only: the machine is not changed, so two dumps in a row are identical.
     Returns the number of records (page_owner) or blocks (stacks files) or files (trees).
@@ -130,10 +134,11 @@ def dump(directory: Path, out: BinaryIO | None = None, output: str = "-",
         return len(files)
     name = stacks or "page_owner"
     check_file(machine, name)
+    nids = parse_nodelist(nid, machine) if nid is not None else None
     with _output(out, output, (str(directory / state.STATE_FILE), str(directory / state.LOCK_FILE))
                  ) as stream:
         if stacks is None:
-            return write_page_owner(machine, stream, progress)
+            return write_page_owner(machine, stream, progress, mode, nids)
         text = stacks_file_text(machine, stacks, threshold)
         stream.write(text.encode("utf-8", "surrogateescape"))
         return text.count("\n\n")

@@ -164,6 +164,8 @@ class _Parsed:
     cma_bytes: int = 0
     memcg: bool = True
     thp: str = "always"
+    numa_nodes: int = 1
+    numa_node_bytes: int = 0
     quiet: bool = False
     init: str | None = None
     argv: list[str] = field(default_factory=list)
@@ -216,6 +218,37 @@ def _early_cma(parsed: _Parsed, value: str | None) -> bool:
     return True
 
 
+# MAX_NUMNODES of x86_64_defconfig (NODES_SHIFT 6), the config of the real 7.3 dumps.
+MAX_NUMNODES = 64
+
+
+def _early_numa(parsed: _Parsed, value: str | None) -> bool:
+    """numa=fake=N or numa=fake=<size>[KMG]: x86 NUMA emulation (arch/x86/mm/numa.c).
+
+    `numa=off` (one node) and other `numa=` words are accepted; a malformed `fake=` is
+    ignored with the kernel's warning, and the machine keeps one node.
+    """
+    if value is None:
+        return False
+    if value == "off":
+        parsed.numa_nodes = 1
+        return True
+    if not value.startswith("fake="):
+        return True  # noacpi, nohmat, ...: accepted, nothing to model
+    spec = value[len("fake="):]
+    size, rest = memparse(spec)
+    if spec[:1].isdigit() and not spec.isdigit() and rest == "" and size:
+        # numa=fake=<size><suffix>: nodes of that size
+        parsed.numa_node_bytes = size
+        return True
+    if spec.isdigit() and 0 < int(spec) <= MAX_NUMNODES:
+        parsed.numa_nodes = int(spec)
+        return True
+    parsed.notes.append(f"numa=fake={spec}: not a node count from 1 to {MAX_NUMNODES}; "
+                        "the machine keeps one node")
+    return True
+
+
 def _early_quiet(parsed: _Parsed, value: str | None) -> bool:
     """quiet: console loglevel 4 (init/main.c)."""
     parsed.quiet = True
@@ -234,6 +267,7 @@ EARLY_PARAMS: dict[str, Callable[[_Parsed, str | None], bool]] = {
     "mem": _early_mem,
     "cma": _early_cma,
     "quiet": _early_quiet,
+    "numa": _early_numa,
     "debug": _early_ignore,
     "loglevel": _early_ignore,
     "earlyprintk": _early_ignore,
@@ -308,6 +342,9 @@ class BootParams:
     cma_bytes: int = 0
     memcg: bool = True
     thp: str = "always"
+    # NUMA emulation (numa=fake=N, or nodes of numa_node_bytes each)
+    numa_nodes: int = 1
+    numa_node_bytes: int = 0
     quiet: bool = False
     init: str | None = None
     init_argv: tuple[str, ...] = ()
@@ -404,6 +441,8 @@ def parse_cmdline(cmdline: str, kernel: KernelVersion) -> BootParams:
         cma_bytes=parsed.cma_bytes,
         memcg=parsed.memcg,
         thp=parsed.thp,
+        numa_nodes=parsed.numa_nodes,
+        numa_node_bytes=parsed.numa_node_bytes,
         quiet=parsed.quiet,
         init=parsed.init,
         init_argv=tuple(init_argv),

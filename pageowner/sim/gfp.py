@@ -18,6 +18,7 @@ __all__ = [
     "ZONE_DMA",
     "ZONE_DMA32",
     "ZONE_NORMAL",
+    "can_spin",
     "canonical_from",
     "gfp_migratetype",
     "gfp_zone",
@@ -101,6 +102,15 @@ def to_version(mask: int, version: str) -> int:
     for name in _names(mask):
         value |= _BITS_3_19.get(name, 0)
     return value
+
+
+def can_spin(mask: int) -> bool:
+    """Tell whether an allocation may spin on locks: it has a reclaim bit (gfpflags_allow_spinning).
+
+    >>> can_spin(GFP["__GFP_KSWAPD_RECLAIM"]), can_spin(GFP["__GFP_ZERO"])
+    (True, False)
+    """
+    return bool(mask & (GFP["__GFP_DIRECT_RECLAIM"] | GFP["__GFP_KSWAPD_RECLAIM"]))
 
 
 def gfp_zone(mask: int) -> int:

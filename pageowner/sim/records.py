@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pageowner.kernel.tables import decode_flags, migrate_reason_names
 from pageowner.model import MemcgCharge, MigrateType, PageRecord, PfnStyle
 from pageowner.sim.buddy import MIGRATETYPE_NAMES, NO_ORDER, PAGEBLOCK_ORDER
-from pageowner.sim.gfp import gfp_migratetype, to_version
-from pageowner.sim.machine import Machine
+from pageowner.sim.gfp import GFP, gfp_migratetype, to_version
+from pageowner.sim.machine import AllocClass, Machine
 
 __all__ = ["iter_heads", "migrate_reason_name", "record_at", "records"]
 
@@ -43,6 +43,24 @@ def migrate_reason_name(version: str, reason: int) -> str:
     return names[reason] if reason < len(names) else "(null)"
 
 
+def memcg_charge(machine: Machine, cls: AllocClass) -> MemcgCharge | None:
+    """Return the `Charged ...` line of a class's pages, or None.
+
+    7.3 (fixtures/real73) prints `Charged to memcg /` for user pages of the root memcg
+    again, and never `offline`: a removed memcg's folios are reparented, here to the root
+    (our memcgs are its children).
+    """
+    if cls.memcg:
+        group = machine.memcgs[cls.memcg - 1]
+        if not group.online and machine.kernel.memcg_reparents:
+            return MemcgCharge("/", False, False)
+        return MemcgCharge(group.name, cls.objcg, not group.online)
+    user = GFP["__GFP_MOVABLE"] | GFP["__GFP_HARDWALL"]
+    if machine.kernel.memcg_reparents and not cls.slab and cls.gfp & user == user:
+        return MemcgCharge("/", False, False)
+    return None
+
+
 def record_at(machine: Machine, pfn: int) -> PageRecord:
     """Return the record /sys/kernel/debug/page_owner prints for a head pfn."""
     page = machine.page
@@ -69,9 +87,7 @@ def record_at(machine: Machine, pfn: int) -> PageRecord:
     migrate_line, memcg_lines = machine.era
     if memcg_lines and machine.params.memcg:
         slab = cls.slab
-        if cls.memcg:
-            group = machine.memcgs[cls.memcg - 1]
-            memcg = MemcgCharge(group.name, cls.objcg, not group.online)
+        memcg = memcg_charge(machine, cls)
     return PageRecord(
         order=order,
         gfp_mask=gfp,
