@@ -20,6 +20,7 @@ import pytest
 
 from pageowner.dump.dumpfile import format_record
 from pageowner.errors import InputError
+from pageowner.sim.boot import run_boot
 from pageowner.sim.dump import (
     iter_stack_counts,
     parse_nodelist,
@@ -74,7 +75,7 @@ def shapes_of(text: str) -> set[str]:
 def machine() -> Machine:
     """Boot the real run's machine: 7.3, 1 GiB, two nodes, page_owner on."""
     booted = Machine.create("7.3", 1 << 30, f"{CMDLINE} numa=fake=2", 1)
-    booted.boot()
+    run_boot(booted)
     return booted
 
 
