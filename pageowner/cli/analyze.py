@@ -17,13 +17,15 @@ from pageowner.analyze.diff import DiffOptions, check_growth, diff_files
 from pageowner.analyze.flame import FlameOptions, Weight, read_flame_data
 from pageowner.analyze.frag import FragOptions, frag_file
 from pageowner.analyze.grep import FILTERS, Selection, grep_file
+from pageowner.analyze.pprof import ProfileData, ProfileOptions, read_profile, read_profile_pair
 from pageowner.analyze.stats import stats_file
 from pageowner.analyze.top import TopOptions, top_file
 from pageowner.cli.base import SpecParam, cli
 from pageowner.cli.sort import WarningPrinter
-from pageowner.dump.fileio import check_output_path
+from pageowner.dump.fileio import atomic_output, check_output_path
 from pageowner.report.flamegraph import FLAME_FORMATS, render_flame
 from pageowner.report.output import is_terminal, text_output
+from pageowner.report.pprof import write_profile
 from pageowner.report.progress import Progress
 from pageowner.report.summaries import (
     FORMATS,
@@ -56,6 +58,16 @@ _output = click.option("-o", "--output", default="-", metavar="FILE", show_defau
 _format = click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text",
                        show_default=True,
                        help="text: a rich table on a terminal, aligned text otherwise.")
+_PPROF = "pprof"
+_pprof_format = click.option(
+    "--format", "fmt", type=click.Choice([*FORMATS, _PPROF]), default="text",
+    show_default=True,
+    help="text: a rich table on a terminal, aligned text otherwise; pprof: a gzipped "
+         "profile.proto of every stack (needs -o FILE).")  # fmt: skip
+_base_output = click.option(
+    "--base-output", metavar="FILE",
+    help="With --format pprof: also write BEFORE's profile here, for "
+         "`pprof -diff_base FILE OUTPUT`.")  # fmt: skip
 _page_size = click.option("--page-size", type=SpecParam("SIZE", parse_page_size),
                           default=str(DEFAULT_PAGE_SIZE), metavar="SIZE", show_default=True,
                           help="Bytes per page for human sizes (4096, 4K, 64K...).")
@@ -98,7 +110,7 @@ def _write(report: Report, output: str, fmt: str, inputs: tuple[str, ...]) -> No
 @click.option("--threshold", type=click.IntRange(min=0), default=0, metavar="PAGES",
               help="Leave out groups with fewer pages.")
 @click.option("--times", "by_times", is_flag=True, help="Rank by times seen instead of pages.")
-@_options(_exact, _format, _page_size, _depth, _stacks, _strict, _jobs)
+@_options(_exact, _pprof_format, _page_size, _depth, _stacks, _strict, _jobs)
 def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
                 by_times: bool, exact: bool, fmt: str, page_size: int, depth: int,
                 show_stacks: bool, strict: bool, jobs: int) -> None:  # fmt: skip
@@ -107,6 +119,9 @@ def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
     INPUT is a page_owner dump or a show_stacks file (`-` for stdin; .xz and .gz too).
     """
     check_output_path(output, (input_path,))
+    if fmt == _PPROF:
+        _write_pprof(input_path, output, page_size, strict, jobs)
+        return
     options = TopOptions(by=by, top=top, threshold=threshold, by_times=by_times, exact=exact,
                          strict=strict, jobs=jobs)  # fmt: skip
     with _reading() as (warnings, progress):
@@ -124,17 +139,23 @@ def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
               help="Show this many groups (default: all that changed).")
 @click.option("--fail-on-growth", type=click.IntRange(min=0), default=None, metavar="PAGES",
               help="Exit with status 3 when any group grew by more than PAGES.")
-@_options(_format, _page_size, _depth, _stacks, _strict, _jobs)
+@_options(_pprof_format, _base_output, _page_size, _depth, _stacks, _strict, _jobs)
 def diff_command(before_path: str, after_path: str, output: str, by: str, exact: bool,
                  min_delta: int, top: int, fail_on_growth: int | None, fmt: str,
-                 page_size: int, depth: int, show_stacks: bool, strict: bool,
-                 jobs: int) -> None:  # fmt: skip
+                 base_output: str | None, page_size: int, depth: int, show_stacks: bool,
+                 strict: bool, jobs: int) -> None:  # fmt: skip
     """Rank the groups that grew (or shrank) between two dumps, most growth first.
 
     BEFORE and AFTER are page_owner dumps or show_stacks files, from any boot or kernel:
     timestamps and PFNs are ignored and stacks compare by function names and modules.
     """
     check_output_path(output, (before_path, after_path))
+    if fmt == _PPROF:
+        _write_pprof_pair(before_path, after_path, output, base_output, page_size, strict,
+                          jobs)  # fmt: skip
+        return
+    if base_output is not None:
+        raise click.UsageError("--base-output needs --format pprof")
     options = DiffOptions(by=by, exact=exact, min_delta=min_delta, top=top, strict=strict,
                           jobs=jobs)
     with _reading() as (warnings, progress):
@@ -185,24 +206,37 @@ def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
 @cli.command("flame")
 @_input
 @_options(_output)
-@click.option("--format", "fmt", type=click.Choice(list(FLAME_FORMATS)), default="html",
+@click.option("--format", "fmt", type=click.Choice([*FLAME_FORMATS, _PPROF]), default="html",
               show_default=True,
-              help="folded (flamegraph.pl, inferno), speedscope JSON, or a self-contained HTML "
-                   "page.")
+              help="folded (flamegraph.pl, inferno), speedscope JSON, a self-contained HTML "
+                   "page, or pprof (gzipped profile.proto, with labels for -tagfocus).")
 @click.option("--weight", type=click.Choice([w.value for w in Weight]), default="pages",
               show_default=True, help="What frame widths measure (times: dumps only).")
 @click.option("--diff", "before_path", metavar="BEFORE",
               help="A differential graph: widths from INPUT, colours from the change since "
                    "BEFORE.")
-@_options(_page_size, _strict, _jobs)
+@_options(_base_output, _page_size, _strict, _jobs)
 def flame_command(input_path: str, output: str, fmt: str, weight: str, before_path: str | None,
-                  page_size: int, strict: bool, jobs: int) -> None:  # fmt: skip
+                  base_output: str | None, page_size: int, strict: bool,
+                  jobs: int) -> None:  # fmt: skip
     """Draw the memory of a dump or show_stacks file as a flame graph.
 
     Stacks are folded root first and frames named without offsets.
     """
     inputs = (input_path,) if before_path is None else (input_path, before_path)
     check_output_path(output, inputs)
+    if fmt == _PPROF:
+        # pprof's values are pages, bytes and allocations at once: --weight does not apply.
+        if before_path is None:
+            if base_output is not None:
+                raise click.UsageError("--base-output needs --diff BEFORE")
+            _write_pprof(input_path, output, page_size, strict, jobs)
+        else:
+            _write_pprof_pair(before_path, input_path, output, base_output, page_size,
+                              strict, jobs)  # fmt: skip
+        return
+    if base_output is not None:
+        raise click.UsageError("--base-output needs --format pprof")
     options = FlameOptions(weight=Weight(weight), page_size=page_size, strict=strict,
                            jobs=jobs)
     with _reading() as (warnings, progress):
@@ -210,6 +244,45 @@ def flame_command(input_path: str, output: str, fmt: str, weight: str, before_pa
                                on_warning=warnings, on_progress=progress)  # fmt: skip
     with text_output(output, inputs=inputs) as out:
         render_flame(data, out, fmt, page_size)
+
+
+def _refuse_binary_terminal(output: str) -> None:
+    """Refuse to write a binary profile to a terminal."""
+    if is_terminal(output):
+        raise click.UsageError("a pprof profile is binary; use -o FILE")
+
+
+def _save_profile(data: ProfileData, output: str, inputs: tuple[str, ...]) -> None:
+    """Write one profile, whole or not at all."""
+    with atomic_output(output, inputs=inputs) as out:
+        write_profile(data, out)
+
+
+def _write_pprof(input_path: str, output: str, page_size: int, strict: bool,
+                 jobs: int) -> None:  # fmt: skip
+    """Write the pprof profile of one input."""
+    _refuse_binary_terminal(output)
+    options = ProfileOptions(page_size=page_size, strict=strict, jobs=jobs)
+    with _reading() as (warnings, progress):
+        data = read_profile(input_path, options, on_warning=warnings, on_progress=progress)
+    _save_profile(data, output, (input_path,))
+
+
+def _write_pprof_pair(before_path: str, after_path: str, output: str, base_output: str | None,
+                      page_size: int, strict: bool, jobs: int) -> None:  # fmt: skip
+    """Write AFTER's profile to OUTPUT and BEFORE's to the base output (or nowhere)."""
+    _refuse_binary_terminal(output)
+    inputs = (before_path, after_path)
+    if base_output is not None:
+        _refuse_binary_terminal(base_output)
+        check_output_path(base_output, inputs)
+    options = ProfileOptions(page_size=page_size, strict=strict, jobs=jobs)
+    with _reading() as (warnings, progress):
+        before, after = read_profile_pair(before_path, after_path, options,
+                                          on_warning=warnings, on_progress=progress)
+    if base_output is not None:
+        _save_profile(before, base_output, inputs)
+    _save_profile(after, output, inputs)
 
 
 def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
