@@ -13,6 +13,7 @@ MODULES = [
     "pageowner.live.clock",
     "pageowner.live.host",
     "pageowner.live.store",
+    "pageowner.live.textfile",
     "pageowner.live.trend",
     "pageowner.live.watch",
     "pageowner.report.live",

@@ -79,9 +79,15 @@ _SOURCES = ["auto"] + [kind.value for kind in SnapshotKind]
               help="Stop after N snapshots (default: until Ctrl-C).")
 @click.option("--source", type=click.Choice(_SOURCES), default="auto", show_default=True,
               help="What to read: the cheapest the kernel has, or one forced.")
+@click.option("--textfile", metavar="FILE",
+              help="Also replace this Prometheus textfile (node_exporter's textfile "
+                   "collector, FILE ending in .prom) at each snapshot.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Stacks written to --textfile (0: all; each is one series).")
 @_machine_options
 def watch_command(store: str, interval: float, count: int | None, source: str,
-                  debugfs: str, proc: str, boot: str) -> None:
+                  textfile: str | None, top: int, debugfs: str, proc: str,
+                  boot: str) -> None:  # fmt: skip
     """Snapshot the pages held by each stack every INTERVAL into STORE.
 
     Reads page_owner_stacks/show_handles (6.19+), else show_stacks (6.9+), else the whole
@@ -95,6 +101,8 @@ def watch_command(store: str, interval: float, count: int | None, source: str,
         count=count,
         source=None if source == "auto" else SnapshotKind(source),
         on_snapshot=lambda cost: click.echo(describe_snapshot(cost)),
+        textfile=textfile,
+        textfile_top=top,
     )
     click.echo(describe_watch(result))
 
