@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: test lint typecheck unit demo bench fuzz clean browser-deps tool-deps golden proto
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -19,7 +19,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict pageowner
 
-unit: $(STAMP) browser-deps tool-deps
+# The man page is written and installed by the build (setup.py); rewrite the venv's copy
+# when a command changes, without reinstalling everything.
+MAN_PAGE := $(VENV)/share/man/man1/pageowner.1
+$(MAN_PAGE): $(STAMP) $(wildcard pageowner/cli/*.py)
+	@mkdir -p $(dir $(MAN_PAGE))
+	$(BIN)/python -m pageowner.cli.manpage $(MAN_PAGE)
+
+unit: $(STAMP) $(MAN_PAGE) browser-deps tool-deps
 	$(BIN)/pytest -q
 
 # The HTML flame graph test drives headless Chromium. Install Debian's package when it is
