@@ -15,6 +15,7 @@ from pageowner.errors import EXIT_RUNTIME, PageOwnerError, SpecError
 
 __all__ = [
     "CONTEXT_SETTINGS",
+    "AliasChoice",
     "SpecParam",
     "cli",
     "main",
@@ -118,6 +119,25 @@ class SpecParam(_ParamType):
             return self._parse(value)
         except SpecError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class AliasChoice(click.Choice):  # type: ignore[type-arg]
+    """A choice that also takes old names, saying once on stderr which new name to use.
+
+    Help and completion list only the current names.
+    """
+
+    def __init__(self, choices: Sequence[str], aliases: dict[str, str]) -> None:
+        super().__init__(list(choices))
+        self.aliases = aliases
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value in self.aliases:
+            new = self.aliases[value]
+            option = param.opts[-1] if param is not None and param.opts else "the option"
+            warn(f"{option} {value} is deprecated; use {option} {new}")
+            value = new
+        return super().convert(value, param, ctx)
 
 
 def warn(message: str) -> None:

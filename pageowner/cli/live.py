@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import click
 
-from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.cli.base import AliasChoice, SpecParam, cli, warn
 from pageowner.dump.fileio import atomic_output
 from pageowner.live.capture import capture
 from pageowner.live.host import DEFAULT_DEBUGFS, Host, HostPaths
@@ -122,8 +122,10 @@ def _text_output(path: str, inputs: tuple[str, ...]) -> Iterator[TextIO]:
 
 @cli.command("trend")
 @click.argument("store")
-@click.option("--format", "fmt", type=click.Choice(list(RENDERERS)), default="table",
-              show_default=True, help="A terminal table, JSON, or a self-contained HTML page.")
+@click.option("--format", "fmt", type=AliasChoice(list(RENDERERS), {"table": "text"}),
+              default="text", show_default=True,
+              help="text: a rich table on a terminal, aligned text otherwise; JSON; or a "
+                   "self-contained HTML page.")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
               help="Where to write the report.")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
