@@ -17,7 +17,14 @@ from pageowner.analyze.diff import DiffResult
 from pageowner.analyze.frag import FragResult
 from pageowner.analyze.stats import StatsResult
 from pageowner.analyze.top import TopResult
-from pageowner.report.tables import Column, Table, render_csv, render_rich, render_text
+from pageowner.report.tables import (
+    CSV_DECIMALS,
+    Column,
+    Table,
+    render_csv,
+    render_rich,
+    render_text,
+)
 from pageowner.report.units import format_percent, format_signed, human_size
 
 __all__ = [
@@ -60,7 +67,7 @@ def _signed_pct(value: Any) -> str:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+    return None if value is None else round(value, CSV_DECIMALS)
 
 
 def _group_noun(by: str, kind: InputKind) -> str:
