@@ -37,6 +37,9 @@ from pageowner.report.summaries import (
     top_report,
 )
 
+# grep(1)'s status when no line was selected (a usage error is still 2).
+EXIT_NOTHING_SELECTED = 1
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 _BY_KEYS = [key.name for key in GROUP_KEYS]
@@ -221,10 +224,15 @@ def flame_command(input_path: str, output: str, fmt: str, weight: str, before_pa
                   jobs: int) -> None:  # fmt: skip
     """Draw the memory of a dump or show_stacks file as a flame graph.
 
-    Stacks are folded root first and frames named without offsets.
+    Stacks are folded root first and frames named without offsets. Only folded lines go
+    to a terminal; the other formats are documents for a file (-o FILE).
     """
     inputs = (input_path,) if before_path is None else (input_path, before_path)
     check_output_path(output, inputs)
+    if fmt != "folded" and is_terminal(output):
+        # 85 KB of HTML (or binary pprof) on a screen helps nobody.
+        raise click.UsageError(f"--format {fmt} writes a document for a file or a program; "
+                               "use -o FILE (or --format folded)")
     if fmt == _PPROF:
         # pprof's values are pages, bytes and allocations at once: --weight does not apply.
         if before_path is None:
@@ -306,17 +314,20 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("-v", "--invert-match", "invert", is_flag=True,
               help="Keep the records whose stack does NOT match -e.")
 @click.option("-c", "--count", "count_only", is_flag=True,
-              help="Print only the number of matching records.")
+              help="Print only the number of matching records (0 too, with exit status 1).")
 @_strict
 def grep_command(input_path: str, output: str, invert: bool, count_only: bool, strict: bool,
                  **filters: Any) -> None:  # fmt: skip
     """Print the records that pass every filter, as a dump that `sort` reads.
 
     Lists are comma-separated; a repeated option adds alternatives. On a show_stacks file
-    only -e and --module apply.
+    only -e and --module apply. As grep(1): exit status 0 when a record was selected, 1
+    when none was (with -c too), 2 for a usage error.
     """
     given = [(name, (True,) if value is True else (value or ())) for name, value in filters.items()]
     selection = Selection.build(given, invert_regex=invert)
     with _reading() as (warnings, progress):
-        grep_file(input_path, output, selection, count_only=count_only, strict=strict,
-                  on_warning=warnings, on_progress=progress)  # fmt: skip
+        result = grep_file(input_path, output, selection, count_only=count_only,
+                           strict=strict, on_warning=warnings, on_progress=progress)  # fmt: skip
+    if result.selected == 0:
+        raise click.exceptions.Exit(EXIT_NOTHING_SELECTED)
