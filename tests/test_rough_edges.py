@@ -65,3 +65,29 @@ def test_grep_follows_grep_exit_status() -> None:
     assert (empty.exit_code, empty.stdout) == (1, "")
     assert "exit status 0 when a record was selected, 1 when none was" in " ".join(
         run_cli(["grep", "--help"]).stdout.split())
+
+
+@pytest.mark.parametrize(("command", "old", "new"), [
+    (["top", MODERN, "--top", "2"], "--stacks", "--full-stacks"),
+    (["diff", fixture("6.12.117-boot.show_stacks.txt.xz"), fixture("6.12.117-work.show_stacks.txt.xz"),
+      "--top", "2"], "--stacks", "--full-stacks"),
+])
+def test_full_stacks_is_the_one_name_and_stacks_still_works(command: list[str], old: str,
+                                                            new: str) -> None:
+    current = run_cli([*command, new])
+    former = run_cli([*command, old])
+    assert current.exit_code == former.exit_code == 0
+    assert current.stdout == former.stdout
+    assert current.stdout != run_cli(command).stdout  # the stacks are printed
+    assert former.stderr == f"pageowner: warning: {old} is now {new}; the old name will go away\n"
+    helped = run_cli([command[0], "--help"]).stdout
+    assert new in helped and f"{old} " not in helped
+
+
+def test_each_stacks_option_names_one_thing() -> None:
+    # top/diff print whole stacks, dump reads show_stacks, capture copies page_owner_stacks.
+    spelled = {name: run_cli([name, "--help"]).stdout for name in ("top", "dump", "capture")}
+    assert "--full-stacks" in spelled["top"]
+    assert "--show-stacks" in spelled["dump"]
+    assert "--page-owner-stacks" in spelled["capture"]
+    assert all(" --stacks " not in text for text in spelled.values())

@@ -148,9 +148,9 @@ def test_workloads_lists_the_registry() -> None:
 
 
 @pytest.mark.parametrize(("version", "flag", "ok"), [
-    ("6.12", "--stacks", True),
-    ("6.9", "--stacks", True),
-    ("6.7", "--stacks", False),
+    ("6.12", "--show-stacks", True),
+    ("6.9", "--show-stacks", True),
+    ("6.7", "--show-stacks", False),
     ("6.12", "--handles", False),
     ("6.12", "--stacks-handles", False),
     ("6.19", "--handles", True),
@@ -164,7 +164,7 @@ def test_page_owner_stacks_files_by_version(tmp_path: Path, version: str, flag: 
     if ok:
         assert result.exit_code == 0 and result.stdout.endswith("\n\n")
         return
-    name = {"--stacks": "show_stacks", "--handles": "show_handles",
+    name = {"--show-stacks": "show_stacks", "--handles": "show_handles",
             "--stacks-handles": "show_stacks_handles"}[flag]
     assert result.exit_code == 1
     assert result.stderr == (f"pageowner: /sys/kernel/debug/page_owner_stacks/{name}: "
@@ -173,7 +173,7 @@ def test_page_owner_stacks_files_by_version(tmp_path: Path, version: str, flag: 
 
 
 def test_threshold_filters_show_stacks(machine: Path) -> None:
-    everything = invoke("dump", "--stacks", state=machine).stdout
+    everything = invoke("dump", "--show-stacks", state=machine).stdout
     counts = [int(line.split(": ")[1]) for line in everything.splitlines()
               if line.startswith("nr_base_pages: ")]
     big = invoke("dump", "--threshold", "100", state=machine).stdout
@@ -188,7 +188,7 @@ def test_debugfs_tree(machine: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert (tree / "page_owner").read_bytes() == invoke("dump", state=machine).stdout_bytes
     assert (tree / "page_owner_stacks" / "show_stacks").read_bytes() == invoke(
-        "dump", "--stacks", state=machine).stdout_bytes
+        "dump", "--show-stacks", state=machine).stdout_bytes
     assert (tree / "page_owner_stacks" / "count_threshold").read_text() == "0\n"
     assert not (tree / "page_owner_stacks" / "show_handles").exists()
     # a machine without page_owner: the files disappear, as in a real debugfs
@@ -259,6 +259,6 @@ def test_proc_tree_describes_the_simulated_kernel(machine: Path, tmp_path: Path)
 
 
 def test_trees_exclude_output_options(machine: Path, tmp_path: Path) -> None:
-    result = invoke("dump", "--debugfs-tree", str(tmp_path / "d"), "--stacks", state=machine)
+    result = invoke("dump", "--debugfs-tree", str(tmp_path / "d"), "--show-stacks", state=machine)
     assert result.exit_code == 2
-    assert "drop -o and --stacks" in result.stderr
+    assert "drop -o and --show-stacks" in result.stderr

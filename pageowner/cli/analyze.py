@@ -20,7 +20,7 @@ from pageowner.analyze.grep import FILTERS, Selection, grep_file
 from pageowner.analyze.pprof import ProfileData, ProfileOptions, read_profile, read_profile_pair
 from pageowner.analyze.stats import stats_file
 from pageowner.analyze.top import TopOptions, top_file
-from pageowner.cli.base import SpecParam, cli
+from pageowner.cli.base import SpecParam, cli, old_spelling
 from pageowner.cli.sort import WarningPrinter
 from pageowner.dump.fileio import atomic_output, check_output_path
 from pageowner.report.flamegraph import FLAME_FORMATS, render_flame
@@ -81,8 +81,12 @@ _exact = click.option("--exact", is_flag=True,
                            "function names and modules).")
 _depth = click.option("--depth", type=click.IntRange(min=0), default=3, show_default=True,
                       help="Frames shown from the first caller outside the allocator (0: all).")
-_stacks = click.option("--stacks", "show_stacks", is_flag=True,
-                       help="Print each ranked stack in full after the table (text format).")
+_full_stacks = click.option("--full-stacks", "show_stacks", is_flag=True,
+                            help="Print each ranked stack in full after the table (text "
+                                 "format).")
+# `--stacks` meant three things (here, in dump and in capture); it is --full-stacks here.
+_stacks = _options(_full_stacks, old_spelling("--stacks", "--full-stacks", "show_stacks",
+                                              is_flag=True))
 _by = click.option("--by", type=click.Choice(_BY_KEYS), default="stack", show_default=True,
                    help="Group by this key.")  # fmt: skip
 _input = click.argument("input_path", metavar="INPUT")

@@ -19,6 +19,7 @@ __all__ = [
     "SpecParam",
     "cli",
     "main",
+    "old_spelling",
     "warn",
 ]
 
@@ -138,6 +139,21 @@ class AliasChoice(click.Choice):  # type: ignore[type-arg]
             warn(f"{option} {value} is deprecated; use {option} {new}")
             value = new
         return super().convert(value, param, ctx)
+
+
+def old_spelling(old: str, new: str, dest: str, **attrs: Any) -> Callable[[Any], Any]:
+    """Keep an option's old name working, hidden from help, with a warning naming the new one."""
+
+    def said(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:
+            warn(f"{old} is now {new}; the old name will go away")
+            ctx.params[dest] = value
+            # So that the new option's default, processed later, does not replace it.
+            ctx.set_parameter_source(dest, click.core.ParameterSource.COMMANDLINE)
+
+    # A name of its own (not exposed): the new option's value stands unless this was given.
+    return click.option(old, f"{dest}_old_spelling", hidden=True, callback=said,
+                        expose_value=False, **attrs)
 
 
 def warn(message: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import click
 
-from pageowner.cli.base import AliasChoice, SpecParam, cli, warn
+from pageowner.cli.base import AliasChoice, SpecParam, cli, old_spelling, warn
 from pageowner.dump.fileio import atomic_output
 from pageowner.live.capture import capture
 from pageowner.live.host import DEFAULT_DEBUGFS, Host, HostPaths
@@ -48,8 +48,9 @@ def _host(debugfs: str, proc: str, boot: str) -> Host:
 @cli.command("capture")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
               help="Where to write the dump; `-` is stdout (then no sidecar).")
-@click.option("--stacks", is_flag=True,
-              help="Also take the page_owner_stacks files that exist (6.9+), beside FILE.")
+@click.option("--page-owner-stacks", "stacks", is_flag=True,
+              help="Also copy the page_owner_stacks files that exist (6.9+), beside FILE.")
+@old_spelling("--stacks", "--page-owner-stacks", "stacks", is_flag=True)
 @_machine_options
 def capture_command(output: str, stacks: bool, debugfs: str, proc: str, boot: str) -> None:
     """Copy /sys/kernel/debug/page_owner byte for byte, with a FILE.meta.json sidecar.

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.cli.base import SpecParam, cli, old_spelling, warn
 from pageowner.demo import demo
 from pageowner.errors import SpecError
 from pageowner.kernel.kernels import DEFAULT_VERSION, KERNEL_VERSIONS
@@ -103,14 +103,16 @@ def workloads_command() -> None:
 @cli.command("dump")
 @click.option("-o", "--output", default="-", metavar="FILE",
               help="Write here (whole or not at all) instead of stdout.")
-@click.option("--stacks", "stacks", flag_value="show_stacks",
+@click.option("--show-stacks", "stacks", flag_value="show_stacks",
               help="page_owner_stacks/show_stacks (6.9+).")
+@old_spelling("--stacks", "--show-stacks", "stacks", flag_value="show_stacks")
 @click.option("--handles", "stacks", flag_value="show_handles",
               help="page_owner_stacks/show_handles (6.19+).")
 @click.option("--stacks-handles", "stacks", flag_value="show_stacks_handles",
               help="page_owner_stacks/show_stacks_handles (6.19+).")
 @click.option("--threshold", type=click.IntRange(0), default=None, metavar="N",
-              help="count_threshold: only stacks holding at least N pages (implies --stacks).")
+              help="count_threshold: only stacks holding at least N pages (implies "
+                   "--show-stacks).")
 @click.option("--debugfs-tree", "tree", metavar="DIR",
               help="Lay out page_owner and page_owner_stacks/ under DIR, as in debugfs.")
 @click.option("--proc-tree", metavar="DIR",
@@ -125,7 +127,7 @@ def dump_command(output: str, stacks: str | None, threshold: int | None, tree: s
         stacks = "show_stacks"
     if trees and (stacks is not None or output != "-"):
         raise click.UsageError("--debugfs-tree/--proc-tree write every file; drop -o and "
-                               "--stacks")
+                               "--show-stacks/--handles/--stacks-handles")
     with Progress("dumping", unit="pages") as progress:
         count = api.dump(directory, sys.stdout.buffer, output, stacks, threshold or 0, tree,
                          progress, proc_tree)

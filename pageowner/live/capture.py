@@ -217,7 +217,8 @@ def capture(
     host = host or Host()
     clock = clock or SystemClock()
     if stacks and output == "-":
-        raise SpecError("--stacks needs -o FILE: the stacks files are written beside it")
+        raise SpecError("--page-owner-stacks needs -o FILE: the stacks files are written "
+                        "beside it")
     started = clock.time()
     start = clock.monotonic()
     paths = host.paths
