@@ -91,3 +91,49 @@ def test_each_stacks_option_names_one_thing() -> None:
     assert "--show-stacks" in spelled["dump"]
     assert "--page-owner-stacks" in spelled["capture"]
     assert all(" --stacks " not in text for text in spelled.values())
+
+
+def test_run_workload_help_shows_that_workload() -> None:
+    result = run_cli(["run", "leak", "--help"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == "Usage: pageowner run leak [OPTIONS]"
+    assert "  --pages INT: pages leaked (default 4096)" in result.stdout.splitlines()
+    assert "--state" not in result.stdout  # not run's own help
+    assert "pageowner run WORKLOAD --help" in run_cli(["run", "--help"]).stdout
+
+
+def test_the_command_list_has_one_whole_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    text = run_cli(["--help"]).stdout
+    commands = text.split("Commands:\n", 1)[1].splitlines()
+    assert len(commands) == 16
+    for line in commands:
+        assert len(line) <= 80 and not line.endswith("..."), line
+        assert len(line.split(None, 1)) == 2, line
+
+
+def _boot(tmp_path: Path, *args: str) -> tuple[int, str]:
+    result = run_cli(["boot", "--state", str(tmp_path / "m"), "--force", "--kernel", "6.12",
+                      *args])
+    return result.exit_code, result.stderr
+
+
+def test_boot_reports_the_memory_mem_leaves(tmp_path: Path) -> None:
+    code, err = _boot(tmp_path, "--mem", "256M", "--cmdline", "page_owner=on mem=128M")
+    assert code == 0
+    assert err.splitlines()[-1].startswith("booted 6.12 with 128 MiB (mem=128M of 256 MiB of RAM; ")
+
+
+def test_boot_says_when_mem_is_above_the_ram(tmp_path: Path) -> None:
+    code, err = _boot(tmp_path, "--mem", "256M", "--cmdline", "page_owner=on mem=4G")
+    assert code == 0
+    assert ("pageowner: warning: mem=4G is not below the machine's 256 MiB of RAM (--mem): "
+            "nothing is removed, the kernel keeps all of it") in err.splitlines()
+    assert err.splitlines()[-1].startswith("booted 6.12 with 256 MiB (")
+
+
+def test_boot_bad_mem_names_the_option_once(tmp_path: Path) -> None:
+    result = run_cli(["boot", "--state", str(tmp_path / "m"), "--mem", "0"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == ("Error: Invalid value for '--mem': want a size of "
+                                              "at least 32M, like 256M or 4G: '0'")

@@ -16,6 +16,7 @@ from pageowner.errors import EXIT_RUNTIME, PageOwnerError, SpecError
 __all__ = [
     "CONTEXT_SETTINGS",
     "AliasChoice",
+    "PageOwnerCommand",
     "SpecParam",
     "cli",
     "main",
@@ -60,6 +61,28 @@ COMMAND_MODULES: dict[str, str] = {
 }
 
 
+# One line per command for `pageowner --help` (click would cut each first sentence at the
+# terminal's width; these fit 80 columns whole).
+SHORT_HELP: dict[str, str] = {
+    "boot": "Boot a simulated machine with page_owner",
+    "capture": "Copy a live machine's page_owner dump, with a sidecar",
+    "demo": "Boot, run a leaky workload, dump and sort: a tour",
+    "diff": "Rank what grew (or shrank) between two dumps",
+    "dump": "Print the simulated machine's page_owner files",
+    "flame": "Draw a flame graph: HTML, folded, speedscope or pprof",
+    "frag": "Count mixed pageblocks and the stacks that mixed them",
+    "grep": "Keep the records that pass every filter, as a dump",
+    "run": "Run a workload on the simulated machine",
+    "sort": "Sort a dump byte for byte as page_owner_sort does",
+    "stats": "Total a dump by order, GFP flag, zone, node, migratetype",
+    "symbolize": "Add file:line to the frames of a dump",
+    "top": "Show the stacks (or pids, names...) holding most memory",
+    "trend": "Rank the stacks of a watch store by growth",
+    "watch": "Snapshot the pages of each stack into a store, repeatedly",
+    "workloads": "List the workloads `run` knows, with their options",
+}
+
+
 class PageOwnerCommand(click.Command):
     """A command whose SpecError is a usage error showing the command's own usage line."""
 
@@ -82,7 +105,10 @@ class PageOwnerGroup(click.Group):
         module = COMMAND_MODULES.get(cmd_name)
         if module is not None and cmd_name not in self.commands:
             importlib.import_module(module)  # its decorators register the commands
-        return self.commands.get(cmd_name)
+        command = self.commands.get(cmd_name)
+        if command is not None and command.short_help is None:
+            command.short_help = SHORT_HELP.get(cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -153,7 +179,7 @@ def old_spelling(old: str, new: str, dest: str, **attrs: Any) -> Callable[[Any],
 
     # A name of its own (not exposed): the new option's value stands unless this was given.
     return click.option(old, f"{dest}_old_spelling", hidden=True, callback=said,
-                        expose_value=False, **attrs)
+                        expose_value=False, help=f"The old name of {new}.", **attrs)
 
 
 def warn(message: str) -> None:

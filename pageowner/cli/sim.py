@@ -8,14 +8,14 @@ from typing import Any
 
 import click
 
-from pageowner.cli.base import SpecParam, cli, old_spelling, warn
+from pageowner.cli.base import PageOwnerCommand, SpecParam, cli, old_spelling, warn
 from pageowner.demo import demo
 from pageowner.errors import SpecError
 from pageowner.kernel.kernels import DEFAULT_VERSION, KERNEL_VERSIONS
 from pageowner.report.progress import Progress
 from pageowner.sim import api, state
 from pageowner.sim.machine import SYMBOL_SOURCES
-from pageowner.sim.workloads import WORKLOADS
+from pageowner.sim.workloads import WORKLOADS, Workload
 
 # `boot --KIND FILE` for every symbol table kind in pageowner.sim.machine.SYMBOL_SOURCES
 # (an ELF vmlinux is one more entry there): parameter name -> kind.
@@ -75,13 +75,44 @@ def boot_command(cmdline: str, version: str, mem_bytes: int, seed: int, force: b
     click.echo(result.summary, err=True)
 
 
-@cli.command("run", context_settings={"ignore_unknown_options": True,
-                                      "allow_extra_args": False})
+def _workload_lines(workload: Workload, indent: int) -> list[str]:
+    """Describe a workload's options, one line each."""
+    lines = []
+    for param in workload.params:
+        value = "" if param.kind == "flag" else " " + param.kind.upper()
+        shown = param.kind != "flag" and param.default not in ("", None)
+        default = f" (default {param.default})" if shown else ""
+        if param.choices:
+            value = " " + "|".join(param.choices)
+        lines.append(f"{'':{indent}}{param.option}{value}: {param.help}{default}")
+    return lines
+
+
+class _RunCommand(PageOwnerCommand):
+    """`run`: `run WORKLOAD --help` describes that workload, not `run` itself."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] in WORKLOADS and any(a in ("-h", "--help") for a in args[1:]):
+            workload = WORKLOADS[args[0]]
+            click.echo(f"Usage: pageowner run {workload.name} [OPTIONS]\n")
+            click.echo(f"  {workload.summary[:1].upper()}{workload.summary[1:]}.\n")
+            click.echo("Options:" if workload.params else "No options.")
+            for line in _workload_lines(workload, 2):
+                click.echo(line)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+
+@cli.command("run", cls=_RunCommand, context_settings={"ignore_unknown_options": True,
+                                                      "allow_extra_args": False})
 @click.argument("name", metavar="WORKLOAD")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[OPTIONS]")
 @_state_option
 def run_command(name: str, args: tuple[str, ...], state_dir: str | None) -> None:
-    """Drive the machine with a workload (see `pageowner workloads`)."""
+    """Drive the machine with a workload (see `pageowner workloads`).
+
+    `pageowner run WORKLOAD --help` lists that workload's options.
+    """
     directory = state.default_state_dir(state_dir)
     click.echo(api.run(directory, name, list(args)))
 
@@ -91,13 +122,8 @@ def workloads_command() -> None:
     """List the workloads `pageowner run` knows, with their options."""
     for workload in WORKLOADS.values():
         click.echo(f"{workload.name:10} {workload.summary}")
-        for param in workload.params:
-            value = "" if param.kind == "flag" else " " + param.kind.upper()
-            shown = param.kind != "flag" and param.default not in ("", None)
-            default = f" (default {param.default})" if shown else ""
-            if param.choices:
-                value = " " + "|".join(param.choices)
-            click.echo(f"{'':12}{param.option}{value}: {param.help}{default}")
+        for line in _workload_lines(workload, 12):
+            click.echo(line)
 
 
 @cli.command("dump")
