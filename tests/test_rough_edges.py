@@ -137,3 +137,17 @@ def test_boot_bad_mem_names_the_option_once(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == ("Error: Invalid value for '--mem': want a size of "
                                               "at least 32M, like 256M or 4G: '0'")
+
+
+def test_top_on_show_stacks_says_what_each_count_is() -> None:
+    import lzma
+    import re
+
+    name = fixture("6.12.117-work.show_stacks.txt.xz")
+    blocks = lzma.decompress((ROOT / name).read_bytes()).decode().count("nr_base_pages:")
+    header = run_cli(["top", name, "--top", "3"]).stdout.splitlines()[0]
+    match = re.search(r" in (\d+) show_stacks blocks; top 3 of (\d+) stacks by pages$", header)
+    assert match is not None, header
+    every = run_cli(["top", name, "--top", "0", "--format", "csv"]).stdout.splitlines()
+    assert (int(match[1]), int(match[2])) == (blocks, len(every) - 1)
+    assert blocks > len(every) - 1  # blocks differing only in offsets are one stack

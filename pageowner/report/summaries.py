@@ -85,7 +85,10 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
     total = human_size(result.total_pages * page_size)
     header = (
         f"{result.source}: {result.total_pages} pages ({total})"
-        f" in {result.total_times} {'records' if result.kind is InputKind.DUMP else 'stacks'};"
+        # A show_stacks file's blocks are counted apart from the stacks they group into:
+        # blocks whose frames differ only in offsets (or build suffixes) are one stack.
+        f" in {result.total_times}"
+        f" {'records' if result.kind is InputKind.DUMP else 'show_stacks blocks'};"
         f" top {len(result.entries)} of {result.groups} {noun} by {counted}"
     )
     if result.threshold:
