@@ -16,12 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pageowner.dump.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_release
+from pageowner.dump.era import (
+    SIDECAR_SUFFIX,
+    sniff_dump_format,
+    version_from_release,
+    versions_printing,
+)
 from pageowner.dump.fileio import atomic_output
 from pageowner.errors import SpecError
 from pageowner.live.clock import Clock, SystemClock
 from pageowner.live.diagnose import PartialReadError, diagnose_open_error
 from pageowner.live.host import STACKS_FILES, Host
+from pageowner.model import DumpFormat
 
 __all__ = [
     "READ_SIZE",
@@ -272,12 +278,30 @@ def _sidecar(
         "debugfs": host.paths.debugfs,
         "records": stats.records,
         "bytes": stats.bytes_read,
-        "format": str(fmt) if fmt is not None else None,
+        # The kernel era whose records the dump's text matches, then the line shapes.
+        "format": _format_era(fmt),
         "complete": stats.error is None and stats.lost_records == 0,
         "lost_records": stats.lost_records,
         "error": None if stats.error is None else (stats.error.strerror or str(stats.error)),
         "files": [taken.to_json() for taken in files],
     }
+
+
+def _format_era(fmt: DumpFormat | None) -> str | None:
+    """Name the kernels (in the registry) printing records of this shape.
+
+    >>> from pageowner.kernel.kernels import dump_format_for
+    >>> _format_era(dump_format_for("6.1"))
+    'as kernels 5.18 to 6.1 print it (header 5.18, pfn 5.14, frames 5.2)'
+    """
+    if fmt is None:
+        return None
+    versions = versions_printing(fmt)
+    if not versions:
+        return f"as no known kernel prints it ({fmt})"
+    if len(versions) == 1:
+        return f"as kernel {versions[0]} prints it ({fmt})"
+    return f"as kernels {versions[0]} to {versions[-1]} print it ({fmt})"
 
 
 def _raise_if_partial(source: str, output: str, stats: ReadStats) -> None:
