@@ -151,3 +151,20 @@ def test_top_on_show_stacks_says_what_each_count_is() -> None:
     every = run_cli(["top", name, "--top", "0", "--format", "csv"]).stdout.splitlines()
     assert (int(match[1]), int(match[2])) == (blocks, len(every) - 1)
     assert blocks > len(every) - 1  # blocks differing only in offsets are one stack
+
+
+@pytest.mark.parametrize("flags", [["-r"], ["-f"], ["-f", "-r"], ["--sort=ft"], ["--cull=f"]])
+def test_sort_free_ts_options_warn_once_without_free_ts(flags: list[str], tmp_path: Path) -> None:
+    result = run_cli(["sort", *flags, MODERN, str(tmp_path / "out.txt")])
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"pageowner: warning: {MODERN}: -f, -r, --sort=ft and --cull=f read free_ts, which "
+        "only 5.14-6.6 kernels print; this dump's records (shaped as 6.7-6.19 print them) "
+        "have none, so each reads as 0\n")
+
+
+def test_sort_free_ts_options_are_quiet_on_a_dump_with_free_ts(tmp_path: Path) -> None:
+    result = run_cli(["sort", "-f", "-r", fixture("era-5.14.txt"), str(tmp_path / "out.txt")])
+    assert (result.exit_code, result.stderr) == (0, "")
+    plain = run_cli(["sort", MODERN, str(tmp_path / "plain.txt")])
+    assert (plain.exit_code, plain.stderr) == (0, "")
