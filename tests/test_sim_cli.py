@@ -227,12 +227,27 @@ def test_a_missing_symbol_table_is_an_error(tmp_path: Path) -> None:
     assert "nope: No such file or directory" in result.stderr
 
 
-def test_demo_runs_end_to_end() -> None:
-    result = invoke("demo", "--lines", "60")
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = invoke("demo", "--lines", "60", "--dir", str(folder))
     assert result.exit_code == 0
     assert result.stdout.startswith("$ pageowner boot --kernel ")
     assert "leaky_refill+" in result.stdout
     assert " times, " in result.stdout and "pages:" in result.stdout
+    # The files the steps name are left in the folder the demo names at the end, and the
+    # printed report is the head of sorted.txt, with the cut marked.
+    report = (folder / "sorted.txt").read_text().splitlines()
+    assert (folder / "page_owner.txt").stat().st_size > 0
+    assert (folder / "state").is_dir()
+    out = result.stdout.splitlines()
+    marker = f"[... cut here: {len(report) - 60} more lines in {folder / 'sorted.txt'}]"
+    cut = out.index(marker)
+    assert out[cut - 60:cut] == report[:60]
+    assert f"The demo's files are in {folder}: page_owner.txt (the dump), sorted.txt (the whole" \
+        in out
+    # A folder holding something else is refused, not overwritten.
+    again = invoke("demo", "--dir", str(folder))
+    assert again.exit_code == 2 and "new or empty folder" in again.stderr
 
 
 def test_proc_tree_describes_the_simulated_kernel(machine: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -175,14 +176,25 @@ big: `leaky_refill [leaky]` is the driver that never frees what it allocates.
 """
 
 
+_DEMO_FILES = """\
+The demo's files are in {folder}: page_owner.txt (the dump), sorted.txt (the whole
+report) and state/ (the machine). Try, for instance:
+  pageowner top {folder}/page_owner.txt
+  PAGEOWNER_STATE={folder}/state pageowner run leak --pages 1000
+"""
+
+
 @cli.command("demo")
 @click.option("--lines", default=40, show_default=True, help="How much of the report to show.")
 @click.option("--kernel", "version", type=click.Choice(KERNEL_VERSIONS),
               default=DEFAULT_VERSION, show_default=True, help="The kernel version.")
-def demo_command(lines: int, version: str) -> None:
+@click.option("--dir", "folder", metavar="DIR",
+              help="Leave the machine, page_owner.txt and sorted.txt here (a new or empty "
+                   "folder; default: a new temporary one).")
+def demo_command(lines: int, version: str, folder: str | None) -> None:
     """Boot a simulated machine, run a workload, dump page_owner and sort it by memory."""
     with Progress("demo", unit="steps"):
-        result = demo(version, lines)
+        result = demo(version, lines, folder)
     for step in result.steps:
         click.echo(f"$ {step}")
     click.echo("")
@@ -190,4 +202,10 @@ def demo_command(lines: int, version: str) -> None:
                                  groups=result.groups))
     for line in result.report_head:
         click.echo(line)
+    where = os.path.join(result.folder, "sorted.txt")
+    if result.report_lines > len(result.report_head):
+        click.echo(f"[... cut here: {result.report_lines - len(result.report_head)} more "
+                   f"lines in {where}]")
+    click.echo("")
+    click.echo(_DEMO_FILES.format(folder=result.folder))
 
