@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pageowner.errors import SpecError
-
 from pageowner.kernel.kernels import DEFAULT_VERSION
 from pageowner.sim.api import DEFAULT_MEM, DEFAULT_SEED, boot, dump, run
 from pageowner.sort.engine import build_options, parse_cull_spec, sort_dump
