@@ -193,7 +193,8 @@ def cli() -> None:
     """Read, simulate, sort and compare Linux page_owner dumps.
 
     Exit codes: 0 done, 1 runtime error (file, parse, state), 2 usage error,
-    3 a --fail-on-... threshold tripped.
+    3 a --fail-on-... threshold tripped; grep, as grep(1), exits 1 when it selected
+    nothing.
     """
 
 

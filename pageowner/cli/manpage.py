@@ -20,7 +20,7 @@ __all__ = ["render_manpage", "write_manpage"]
 _EXIT_STATUS = (
     ("0", "Done."),
     ("1", "A runtime error: a file that cannot be read or written, a dump that does not "
-          "parse, a missing machine state."),
+          "parse, a missing machine state. grep, as grep(1): nothing was selected."),
     ("2", "A usage error: a bad option or argument."),
     ("3", "A --fail-on-... threshold tripped (diff --fail-on-growth, trend --fail-on-slope)."),
 )  # fmt: skip
