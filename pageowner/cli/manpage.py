@@ -68,6 +68,7 @@ def render_manpage(group: click.Group = cli) -> str:
     summary = summary.strip().rstrip(".")
     lines = [
         f'.TH PAGEOWNER 1 "" "pageowner {__version__}" "User Commands"',
+        ".ad l",  # ragged right: option lists such as --kernel's cannot be justified
         ".SH NAME",
         f"pageowner \\- {_escape(summary[:1].lower() + summary[1:])}",
         ".SH SYNOPSIS",
