@@ -21,7 +21,7 @@ from pageowner.cli.manpage import write_manpage  # noqa: E402
 os.makedirs(os.path.join(HERE, "build", "man"), exist_ok=True)
 write_manpage(os.path.join(HERE, MAN_PAGE))
 
-class _Distribution(Distribution):  # type: ignore[misc]
+class _Distribution(Distribution):
     """A distribution whose data files an editable install (`pip install -e`) installs too.
 
     setuptools' editable_wheel installs data only if the distribution has `has_data()`

@@ -173,3 +173,17 @@ def test_base_output_needs_a_pprof_diff(args: list[str]) -> None:
     result = run_cli(args)
     assert result.exit_code == 2
     assert "--base-output" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "shown"), [
+    (["flame", WORK], "pages"),
+    (["flame", WORK, "--weight", "bytes"], "bytes"),
+    (["flame", WORK, "--weight", "times"], "allocations"),
+    (["top", WORK, "--times"], "allocations"),
+])
+def test_weight_picks_the_value_pprof_shows_first(tmp_path: Path, args: list[str],
+                                                  shown: str) -> None:
+    profile = _decode(_profile(tmp_path, *args))
+    assert profile.string_table[profile.default_sample_type] == shown
+    text = run_tool([*go_pprof(), "-top", "-nodecount=1", str(tmp_path / "p0.pb.gz")], tmp_path)
+    assert f"Type: {shown}\n" in text

@@ -168,3 +168,10 @@ def test_sort_free_ts_options_are_quiet_on_a_dump_with_free_ts(tmp_path: Path) -
     assert (result.exit_code, result.stderr) == (0, "")
     plain = run_cli(["sort", MODERN, str(tmp_path / "plain.txt")])
     assert (plain.exit_code, plain.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("command", [["top", MODERN], ["diff", MODERN, MODERN]])
+def test_a_pprof_profile_is_never_written_to_a_terminal(command: list[str]) -> None:
+    status, out, err = _on_a_terminal([*command, "--format", "pprof"])
+    assert (status, out) == (2, "")
+    assert err.splitlines()[-1] == "Error: a pprof profile is binary; use -o FILE"

@@ -127,7 +127,8 @@ def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
     """
     check_output_path(output, (input_path,))
     if fmt == _PPROF:
-        _write_pprof(input_path, output, page_size, strict, jobs)
+        _write_pprof(input_path, output, page_size, strict, jobs,
+                     "times" if by_times else "pages")
         return
     options = TopOptions(by=by, top=top, threshold=threshold, by_times=by_times, exact=exact,
                          strict=strict, jobs=jobs)  # fmt: skip
@@ -218,7 +219,9 @@ def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
               help="folded (flamegraph.pl, inferno), speedscope JSON, a self-contained HTML "
                    "page, or pprof (gzipped profile.proto, with labels for -tagfocus).")
 @click.option("--weight", type=click.Choice([w.value for w in Weight]), default="pages",
-              show_default=True, help="What frame widths measure (times: dumps only).")
+              show_default=True,
+              help="What frame widths measure (times: dumps only); for pprof, the value "
+                   "shown first.")
 @click.option("--diff", "before_path", metavar="BEFORE",
               help="A differential graph: widths from INPUT, colours from the change since "
                    "BEFORE.")
@@ -238,14 +241,15 @@ def flame_command(input_path: str, output: str, fmt: str, weight: str, before_pa
         raise click.UsageError(f"--format {fmt} writes a document for a file or a program; "
                                "use -o FILE (or --format folded)")
     if fmt == _PPROF:
-        # pprof's values are pages, bytes and allocations at once: --weight does not apply.
+        # pprof's samples hold pages, bytes and allocations at once: --weight picks the
+        # one pprof shows first.
         if before_path is None:
             if base_output is not None:
                 raise click.UsageError("--base-output needs --diff BEFORE")
-            _write_pprof(input_path, output, page_size, strict, jobs)
+            _write_pprof(input_path, output, page_size, strict, jobs, weight)
         else:
             _write_pprof_pair(before_path, input_path, output, base_output, page_size,
-                              strict, jobs)  # fmt: skip
+                              strict, jobs, weight)  # fmt: skip
         return
     if base_output is not None:
         raise click.UsageError("--base-output needs --format pprof")
@@ -264,24 +268,30 @@ def _refuse_binary_terminal(output: str) -> None:
         raise click.UsageError("a pprof profile is binary; use -o FILE")
 
 
-def _save_profile(data: ProfileData, output: str, inputs: tuple[str, ...]) -> None:
+# The pprof sample type shown first for each --weight (every profile has all three).
+_PPROF_TYPES = {"pages": "pages", "bytes": "bytes", "times": "allocations"}
+
+
+def _save_profile(data: ProfileData, output: str, inputs: tuple[str, ...],
+                  weight: str = "pages") -> None:  # fmt: skip
     """Write one profile, whole or not at all."""
     with atomic_output(output, inputs=inputs) as out:
-        write_profile(data, out)
+        write_profile(data, out, _PPROF_TYPES[weight])
 
 
-def _write_pprof(input_path: str, output: str, page_size: int, strict: bool,
-                 jobs: int) -> None:  # fmt: skip
+def _write_pprof(input_path: str, output: str, page_size: int, strict: bool, jobs: int,
+                 weight: str = "pages") -> None:  # fmt: skip
     """Write the pprof profile of one input."""
     _refuse_binary_terminal(output)
     options = ProfileOptions(page_size=page_size, strict=strict, jobs=jobs)
     with _reading() as (warnings, progress):
         data = read_profile(input_path, options, on_warning=warnings, on_progress=progress)
-    _save_profile(data, output, (input_path,))
+    _save_profile(data, output, (input_path,), weight)
 
 
 def _write_pprof_pair(before_path: str, after_path: str, output: str, base_output: str | None,
-                      page_size: int, strict: bool, jobs: int) -> None:  # fmt: skip
+                      page_size: int, strict: bool, jobs: int,
+                      weight: str = "pages") -> None:  # fmt: skip
     """Write AFTER's profile to OUTPUT and BEFORE's to the base output (or nowhere)."""
     _refuse_binary_terminal(output)
     inputs = (before_path, after_path)
@@ -293,8 +303,8 @@ def _write_pprof_pair(before_path: str, after_path: str, output: str, base_outpu
         before, after = read_profile_pair(before_path, after_path, options,
                                           on_warning=warnings, on_progress=progress)
     if base_output is not None:
-        _save_profile(before, base_output, inputs)
-    _save_profile(after, output, inputs)
+        _save_profile(before, base_output, inputs, weight)
+    _save_profile(after, output, inputs, weight)
 
 
 def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:

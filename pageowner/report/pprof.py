@@ -15,6 +15,7 @@ from typing import BinaryIO
 from pageowner import __version__
 from pageowner.analyze.analysis import InputKind
 from pageowner.analyze.pprof import ProfileData
+from pageowner.errors import SpecError
 from pageowner.kernel.frames import frame_label
 from pageowner.model import Frame
 from pageowner.report.pprof_proto import profile_pb2
@@ -106,14 +107,16 @@ class _Builder:
         return location_id
 
 
-def encode_profile(data: ProfileData) -> profile_pb2.Profile:
-    """Build the profile message of some profile data."""
+def encode_profile(data: ProfileData, default_type: str = "pages") -> profile_pb2.Profile:
+    """Build the profile message of some profile data; pprof shows `default_type` first."""
+    if default_type not in {kind for kind, _ in SAMPLE_TYPES}:
+        raise SpecError(f"no sample type {default_type!r} in a pageowner profile")
     profile = profile_pb2.Profile()
     build = _Builder(profile)
     string = build.string
     for kind, unit in SAMPLE_TYPES:
         profile.sample_type.add(type=string(kind), unit=string(unit))
-    profile.default_sample_type = string("pages")
+    profile.default_sample_type = string(default_type)
     profile.period_type.type = string("pages")
     profile.period_type.unit = string("count")
     profile.period = 1
@@ -135,8 +138,8 @@ def encode_profile(data: ProfileData) -> profile_pb2.Profile:
     return profile
 
 
-def write_profile(data: ProfileData, out: BinaryIO) -> None:
+def write_profile(data: ProfileData, out: BinaryIO, default_type: str = "pages") -> None:
     """Write profile data gzip-compressed, the way pprof stores it (mtime 0: reproducible)."""
-    payload = encode_profile(data).SerializeToString(deterministic=True)
+    payload = encode_profile(data, default_type).SerializeToString(deterministic=True)
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as compressed:
         compressed.write(payload)
