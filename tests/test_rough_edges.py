@@ -175,3 +175,11 @@ def test_a_pprof_profile_is_never_written_to_a_terminal(command: list[str]) -> N
     status, out, err = _on_a_terminal([*command, "--format", "pprof"])
     assert (status, out) == (2, "")
     assert err.splitlines()[-1] == "Error: a pprof profile is binary; use -o FILE"
+
+
+def test_the_license_is_an_spdx_expression() -> None:
+    from importlib.metadata import metadata
+
+    # project.license = "MIT" (PEP 639), not the deprecated { text = "MIT" } table.
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text().splitlines()
+    assert metadata("pageowner").get("License-Expression") == "MIT"
