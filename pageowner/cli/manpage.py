@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import click
 
 from pageowner import __version__
-from pageowner.cli.base import cli
+from pageowner.cli.base import CONTEXT_SETTINGS, cli
 
 __all__ = ["render_manpage", "write_manpage"]
 
@@ -63,7 +63,8 @@ def _command_section(name: str, command: click.Command, parent: click.Context) -
 
 def render_manpage(group: click.Group = cli) -> str:
     """Return the man page of the command group, in roff."""
-    ctx = click.Context(group, info_name="pageowner")
+    # The settings `pageowner` runs with (-h too), as click caches each help option once.
+    ctx = click.Context(group, info_name="pageowner", **CONTEXT_SETTINGS)  # type: ignore[arg-type]
     summary, _, rest = (group.help or "").partition("\n")
     summary = summary.strip().rstrip(".")
     lines = [
