@@ -15,6 +15,7 @@ MODULES = [
     "pageowner.live.diagnose",
     "pageowner.live.host",
     "pageowner.live.store",
+    "pageowner.live.textfile",
     "pageowner.live.trend",
     "pageowner.live.watch",
     "pageowner.report.live",

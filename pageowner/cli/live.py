@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import click
 
-from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.cli.base import AliasChoice, SpecParam, cli, old_spelling, warn
 from pageowner.dump.fileio import atomic_output
 from pageowner.live.capture import capture
 from pageowner.live.filtertool import USAGE, FilterRequest, FilterToolError, run_filter
@@ -55,8 +55,9 @@ def _host(debugfs: str, proc: str, boot: str) -> Host:
 @cli.command("capture")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
               help="Where to write the dump; `-` is stdout (then no sidecar).")
-@click.option("--stacks", is_flag=True,
-              help="Also take the page_owner_stacks files that exist (6.9+), beside FILE.")
+@click.option("--page-owner-stacks", "stacks", is_flag=True,
+              help="Also copy the page_owner_stacks files that exist (6.9+), beside FILE.")
+@old_spelling("--stacks", "--page-owner-stacks", "stacks", is_flag=True)
 @click.option("--mode", type=click.Choice([mode.value for mode in PrintMode]), default=None,
               help="7.3+: print stacks, handles (smaller, faster; show_stacks_handles is "
                    "saved beside FILE to join them), or both.")
@@ -125,9 +126,15 @@ _SOURCES = ["auto"] + [kind.value for kind in SnapshotKind]
               help="Stop after N snapshots (default: until Ctrl-C).")
 @click.option("--source", type=click.Choice(_SOURCES), default="auto", show_default=True,
               help="What to read: the cheapest the kernel has, or one forced.")
+@click.option("--textfile", metavar="FILE",
+              help="Also replace this Prometheus textfile (node_exporter's textfile "
+                   "collector, FILE ending in .prom) at each snapshot.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Stacks written to --textfile (0: all; each is one series).")
 @_machine_options
 def watch_command(store: str, interval: float, count: int | None, source: str,
-                  debugfs: str, proc: str, boot: str) -> None:
+                  textfile: str | None, top: int, debugfs: str, proc: str,
+                  boot: str) -> None:  # fmt: skip
     """Snapshot the pages held by each stack every INTERVAL into STORE.
 
     Reads page_owner_stacks/show_handles (6.19+), else show_stacks (6.9+), else the whole
@@ -141,6 +148,8 @@ def watch_command(store: str, interval: float, count: int | None, source: str,
         count=count,
         source=None if source == "auto" else SnapshotKind(source),
         on_snapshot=lambda cost: click.echo(describe_snapshot(cost)),
+        textfile=textfile,
+        textfile_top=top,
     )
     click.echo(describe_watch(result))
 
@@ -160,8 +169,10 @@ def _text_output(path: str, inputs: tuple[str, ...]) -> Iterator[TextIO]:
 
 @cli.command("trend")
 @click.argument("store")
-@click.option("--format", "fmt", type=click.Choice(list(RENDERERS)), default="table",
-              show_default=True, help="A terminal table, JSON, or a self-contained HTML page.")
+@click.option("--format", "fmt", type=AliasChoice(list(RENDERERS), {"table": "text"}),
+              default="text", show_default=True,
+              help="text: a rich table on a terminal, aligned text otherwise; JSON; or a "
+                   "self-contained HTML page.")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE",
               help="Where to write the report.")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,

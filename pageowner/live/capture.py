@@ -26,7 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pageowner.dump.era import SIDECAR_SUFFIX, sniff_dump_format, version_from_release
+from pageowner.dump.era import (
+    SIDECAR_SUFFIX,
+    sniff_dump_format,
+    version_from_release,
+    versions_printing,
+)
 from pageowner.dump.fileio import atomic_output
 from pageowner.dump.handles import SIDECAR_STACKS_KEY
 from pageowner.errors import CaptureError, SpecError
@@ -39,7 +44,7 @@ from pageowner.live.diagnose import (
     diagnose_open_error,
 )
 from pageowner.live.host import STACKS_FILES, Host, parse_count_threshold
-from pageowner.model import PrintMode
+from pageowner.model import DumpFormat, PrintMode
 
 __all__ = [
     "READ_SIZE",
@@ -333,7 +338,8 @@ def capture(
     host = host or Host()
     clock = clock or SystemClock()
     if stacks and output == "-":
-        raise SpecError("--stacks needs -o FILE: the stacks files are written beside it")
+        raise SpecError("--page-owner-stacks needs -o FILE: the stacks files are written "
+                        "beside it")
     if mode is PrintMode.HANDLE and output == "-":
         raise SpecError("--mode handle needs -o FILE: show_stacks_handles is saved beside it")
     filtered = mode is not None or nid is not None
@@ -419,7 +425,8 @@ def _sidecar(
         "debugfs": host.paths.debugfs,
         "records": stats.records,
         "bytes": stats.bytes_read,
-        "format": str(fmt) if fmt is not None else None,
+        # The kernel era whose records the dump's text matches, then the line shapes.
+        "format": _format_era(fmt),
         # Where node and zone sit in page->flags, from the kernel's .config: what readers
         # need for dumps that print no node=/zone= fields (before 5.14).
         "flags_layout": _flags_layout(host),
@@ -448,6 +455,23 @@ def _captured_threshold(files: list[CapturedFile]) -> int | None:
                 return None
             return parse_count_threshold(text)
     return None
+
+
+def _format_era(fmt: DumpFormat | None) -> str | None:
+    """Name the kernels (in the registry) printing records of this shape.
+
+    >>> from pageowner.kernel.kernels import dump_format_for
+    >>> _format_era(dump_format_for("6.1"))
+    'as kernels 5.18 to 6.1 print it (header 5.18, pfn 5.14, frames 4.15)'
+    """
+    if fmt is None:
+        return None
+    versions = versions_printing(fmt)
+    if not versions:
+        return f"as no known kernel prints it ({fmt})"
+    if len(versions) == 1:
+        return f"as kernel {versions[0]} prints it ({fmt})"
+    return f"as kernels {versions[0]} to {versions[-1]} print it ({fmt})"
 
 
 def _raise_if_partial(source: str, output: str, stats: ReadStats) -> None:

@@ -36,6 +36,7 @@ from pageowner.live.clock import Clock, SystemClock
 from pageowner.live.diagnose import diagnose_missing, diagnose_open_error
 from pageowner.live.host import Host
 from pageowner.live.store import StackSample, Store
+from pageowner.live.textfile import TextfileSnapshot, write_textfile
 from pageowner.model import Frame
 
 __all__ = [
@@ -392,11 +393,14 @@ def watch(
     read_size: int = READ_SIZE,
     on_snapshot: Callable[[SnapshotCost], None] | None = None,
     filter_opener: Callable[[str], FilterFile] = open_raw_rw,
+    textfile: str | None = None,
+    textfile_top: int = 10,
 ) -> WatchResult:
     """Take `count` snapshots (or until Ctrl-C) `interval` seconds apart into a store.
 
     Snapshots are spaced from the first one's start, so reading time does not drift the
     series. Ctrl-C ends the watch cleanly: every snapshot already taken is in the store.
+    With `textfile`, each snapshot also replaces that Prometheus textfile (top stacks).
     """
     host = host or Host()
     clock = clock or SystemClock()
@@ -436,6 +440,10 @@ def watch(
                 nr_base_pages=sum(s.nr_base_pages for s in reading.samples),
             )
             costs.append(cost)
+            if textfile is not None:
+                write_textfile(textfile, TextfileSnapshot(
+                    kind.value, taken_at, reading.bytes_read, cost.seconds, reading.samples,
+                ), textfile_top)  # fmt: skip
             if on_snapshot is not None:
                 on_snapshot(cost)
     except KeyboardInterrupt:

@@ -17,7 +17,14 @@ from pageowner.analyze.diff import DiffResult
 from pageowner.analyze.frag import FragResult
 from pageowner.analyze.stats import StatsResult
 from pageowner.analyze.top import TopResult
-from pageowner.report.tables import Column, Table, render_csv, render_rich, render_text
+from pageowner.report.tables import (
+    CSV_DECIMALS,
+    Column,
+    Table,
+    render_csv,
+    render_rich,
+    render_text,
+)
 from pageowner.report.units import format_percent, format_signed, human_size
 
 __all__ = [
@@ -60,7 +67,7 @@ def _signed_pct(value: Any) -> str:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+    return None if value is None else round(value, CSV_DECIMALS)
 
 
 def _group_noun(by: str, kind: InputKind) -> str:
@@ -78,7 +85,10 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
     total = human_size(result.total_pages * page_size)
     header = (
         f"{result.source}: {result.total_pages} pages ({total})"
-        f" in {result.total_times} {'records' if result.kind is InputKind.DUMP else 'stacks'};"
+        # A show_stacks file's blocks are counted apart from the stacks they group into:
+        # blocks whose frames differ only in offsets (or build suffixes) are one stack.
+        f" in {result.total_times}"
+        f" {'records' if result.kind is InputKind.DUMP else 'show_stacks blocks'};"
         f" top {len(result.entries)} of {result.groups} {noun} by {counted}"
     )
     if result.threshold:

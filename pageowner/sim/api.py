@@ -55,10 +55,10 @@ def parse_mem(text: str) -> int:
     """
     size, rest = memparse(text)
     if rest not in ("", "B", "iB") or size < (32 << 20):
-        raise SpecError(f"--mem: want a size of at least 32M, like 256M or 4G: {text!r}")
+        # click names the option ("Invalid value for '--mem'"): the message does not.
+        raise SpecError(f"want a size of at least 32M, like 256M or 4G: {text!r}")
     if size > MAX_MEM:
-        raise SpecError(f"--mem: the simulator keeps every page in memory; at most 64G: "
-                        f"{text!r}")
+        raise SpecError(f"at most 64G (the simulator keeps every page in memory): {text!r}")
     return size
 
 
@@ -93,10 +93,24 @@ def boot(directory: Path, version: str = DEFAULT_VERSION, mem_bytes: int = DEFAU
         run_boot(machine)
         state.save(machine, directory)
     managed = machine.buddy.managed_pages
-    summary = (f"booted {version} with {mem_bytes >> 20} MiB ({managed * 4 // 1024} MiB "
-               f"managed), {machine.buddy.allocated_pages} pages allocated; state in "
-               f"{directory}")
-    return BootResult(machine.dmesg, machine.notes, summary, machine.page_owner)
+    limit = machine.params.mem_limit
+    notes = list(machine.notes)
+    if limit is not None and limit < mem_bytes:
+        # x86 parse_memopt() drops the RAM above mem=: the kernel has that much, not --mem.
+        memory = f"{limit >> 20} MiB (mem={_mib(limit)} of {mem_bytes >> 20} MiB of RAM; "
+    else:
+        memory = f"{mem_bytes >> 20} MiB ("
+        if limit is not None:
+            notes.append(f"mem={_mib(limit)} is not below the machine's {mem_bytes >> 20} MiB "
+                         "of RAM (--mem): nothing is removed, the kernel keeps all of it")
+    summary = (f"booted {version} with {memory}{managed * 4 // 1024} MiB managed), "
+               f"{machine.buddy.allocated_pages} pages allocated; state in {directory}")
+    return BootResult(machine.dmesg, notes, summary, machine.page_owner)
+
+
+def _mib(size: int) -> str:
+    """Name a size in MiB, or GiB when whole."""
+    return f"{size >> 30}G" if size % (1 << 30) == 0 else f"{size >> 20}M"
 
 
 def run(directory: Path, name: str, args: list[str]) -> str:

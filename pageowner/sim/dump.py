@@ -65,8 +65,15 @@ def check_file(machine: Machine, name: str) -> None:
     else:
         exists = machine.page_owner and machine.kernel_key >= STACKS_FILES[name]
         name = f"page_owner_stacks/{name}"
+    if not exists and not machine.page_owner:
+        # What `capture` says on a real machine booted without it (live/diagnose.py).
+        raise InputError(f"{DEBUGFS}/{name}: No such file or directory: page_owner is not "
+                         "enabled (the machine was booted without page_owner=on)\n"
+                         "hint: boot with page_owner=on on the kernel command line: "
+                         "pageowner boot --force --cmdline page_owner=on")
     if not exists:
-        raise InputError(f"{DEBUGFS}/{name}: No such file or directory")
+        raise InputError(f"{DEBUGFS}/{name}: No such file or directory (kernel "
+                         f"{machine.kernel.version} does not have it)")
 
 
 # 7.3's print modes (`mode=` written to page_owner): what follows the PFN line.
