@@ -8,6 +8,7 @@ peak RSS of the forked worker (RUSAGE_CHILDREN), on top of the parent's.
 
     python bench/analyze_bench.py            # REPEAT=3
     REPEAT=5 python bench/analyze_bench.py
+    ONLY="top -j 1,pprof" python bench/analyze_bench.py   # names containing one of these
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ COMMANDS: dict[str, list[str]] = {
                                "-j", "1"],
     "flame --diff boot -j 2": ["flame", "DUMP", "--diff", "BOOT", "--format", "speedscope",
                                "-j", "2"],
+    "flame --format pprof -j 1": ["flame", "DUMP", "--format", "pprof", "-j", "1"],
+    "flame --format pprof -j 2": ["flame", "DUMP", "--format", "pprof", "-j", "2"],
     "grep -c --name dd": ["grep", "-c", "--name", "dd", "DUMP"],
 }
 
@@ -113,7 +116,10 @@ def main() -> int:
         print(f"analysis commands on {DUMP.name} ({size_mb:.0f} MB, 179,205 records), "
               f"median of {repeat}, one process each")
         print(f"{'command':<30}{'median s':>10}{'min s':>8}{'peak RSS MB':>13}{'child MB':>10}")
+        only = [part for part in os.environ.get("ONLY", "").split(",") if part]
         for name, argv in COMMANDS.items():
+            if only and not any(part in name for part in only):
+                continue
             argv = [files.get(arg, arg) for arg in argv]
             runs = []
             for _ in range(repeat):

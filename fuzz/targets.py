@@ -2,7 +2,7 @@
 
 `check_dump(data)` feeds one byte string to the typed reader (`pageowner.dump.dumpfile`:
 `iter_blocks`, `iter_blocks_read`, `parse_block` through `DumpReader`, lenient and strict),
-to the sort engine's scanner (`pageowner.sort.engine.SortEngine.feed_stream`, whole and in small
+to the sort engine's scanner (`pageowner.sort.scan.SortEngine.feed_stream`, whole and in small
 reads) and to the show_stacks reader, and raises AssertionError when a promise breaks. Any
 exception other than the library's own `ParseError` where one is allowed is a crash.
 Both drivers in fuzz/run.py (atheris, or our own mutator) call it.
@@ -26,7 +26,9 @@ from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.errors import ParseError
 from pageowner.kernel.frames import StackInterner
 from pageowner.model import PageRecord
-from pageowner.sort.engine import SortEngine, SortOptions, build_options, render_groups
+from pageowner.sort.options import SortOptions, build_options
+from pageowner.sort.render import render_groups
+from pageowner.sort.scan import SortEngine
 
 __all__ = ["SORT_MODES", "check_dump"]
 

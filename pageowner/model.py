@@ -19,6 +19,7 @@ __all__ = [
     "PageFlags",
     "PageRecord",
     "PfnStyle",
+    "PrintMode",
     "StackCount",
     "StacksFileKind",
 ]
@@ -74,14 +75,22 @@ class PfnStyle(enum.Enum):
     LETTERS = "3.19"  # "PFN %lu Block %lu type %d %s Flags <12 letter columns>"
     DEC_RAW_FLAGS = "4.6"  # "PFN %lu type %s Block %lu type %s Flags %#lx(%pGp)" (names only)
     DEC = "5.14"  # "... Flags %pGp" where %pGp prints value, names and node/zone fields
-    HEX = "6.6"  # "PFN 0x%lx ..."
+    HEX = "6.5"  # "PFN 0x%lx ...": "show pfn in hex format" (Kassey Li, June 2023)
 
 
 class FrameStyle(enum.Enum):
     """How each stack frame is printed."""
 
-    ADDRESS = "3.19"  # " [<%p>] %pS" until v5.1
-    PLAIN = "5.2"  # " %pS"
+    ADDRESS = "3.19"  # " [<%p>] %pS", unhashed, until v4.14 [uncertain: 4.9-4.14]
+    PLAIN = "4.15"  # " %pS" (kernel.kernels.FRAME_ADDRESS_UNTIL)
+
+
+class PrintMode(enum.Enum):
+    """What a 7.3 page_owner descriptor prints after the PFN line (`mode=`, kernel-7.3.md 2)."""
+
+    STACK = "stack"  # the frames (the default, and every kernel before 7.3)
+    HANDLE = "handle"  # `handle: %u` instead of the frames
+    STACK_HANDLE = "stack_handle"  # the frames, then `handle: %u`
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +102,7 @@ class DumpFormat:
     frames: FrameStyle = FrameStyle.PLAIN
 
     def __str__(self) -> str:
-        """Name the format by its parts, e.g. 'header 6.7, pfn 6.6, frames 5.2'."""
+        """Name the format by its parts, e.g. 'header 6.7, pfn 6.5, frames 4.15'."""
         return (
             f"header {self.header.value}, pfn {self.pfn.value}, frames {self.frames.value}"
         )
@@ -213,6 +222,9 @@ class PageRecord:
     block_mt: MigrateType | None = None
     flags: PageFlags | None = None
     stack: tuple[Frame, ...] = ()
+    # The stack depot handle that 7.3's `mode=handle` prints instead of the frames and
+    # `mode=stack_handle` after them (`handle: %u`, kernel-7.3.md 2); None in stack mode.
+    handle: int | None = None
     migrate_reason: str | None = None
     slab_cache: bool = False
     memcg: MemcgCharge | None = None
@@ -228,6 +240,18 @@ class PageRecord:
     def nr_pages(self) -> int:
         """Return the number of base pages the allocation covers (2^order)."""
         return 1 << self.order
+
+    @property
+    def print_mode(self) -> PrintMode:
+        """Return the 7.3 print mode the record was printed in."""
+        if self.handle is None:
+            return PrintMode.STACK
+        return PrintMode.STACK_HANDLE if self.stack else PrintMode.HANDLE
+
+    @property
+    def handle_only(self) -> bool:
+        """Tell whether the record names its stack by handle only (7.3 `mode=handle`)."""
+        return self.handle is not None and not self.stack
 
     @property
     def has_pfn_line(self) -> bool:

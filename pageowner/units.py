@@ -1,4 +1,4 @@
-"""Units a user types: durations (10s, 500ms, 2m, 1h) and ranges of them."""
+"""Units a user types: durations (10s, 500ms, 2m, 1h), ranges of them, and lists of ids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pageowner.errors import SpecError
 
-__all__ = ["parse_duration", "parse_duration_ns", "parse_duration_range"]
+__all__ = ["parse_duration", "parse_duration_ns", "parse_duration_range", "parse_int_list"]
 
 # Exact: a ts in a dump is an integer of nanoseconds, and a bound typed as printed
 # (4319044.756014165s) must land on it, which a float does not after ~50 days.
@@ -69,3 +69,31 @@ def parse_duration_range(text: str) -> tuple[int, int | None]:
     if end is not None and end < start:
         raise SpecError(f"empty time range {text!r}: the end is before the start")
     return start, end
+
+
+_INT_WORD = re.compile(r"\s*[+-]?[0-9]+")
+_INT_MIN = -(1 << 31)
+_INT_MAX = (1 << 31) - 1
+
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """Parse a comma-separated pid/tgid list the way strtol reads each element.
+
+    page_owner_sort's --pid and --tgid take such lists; the analysis commands take the
+    same form for pids, orders and nodes.
+
+    >>> parse_int_list("1,412,977")
+    (1, 412, 977)
+    """
+    values = []
+    for word in text.split(","):
+        if not _INT_WORD.fullmatch(word):
+            raise SpecError(f"not a number: {word!r}")
+        sign, digits = (-1, word.strip()[1:]) if word.strip()[0] == "-" else (1, word.strip())
+        significant = digits.lstrip("+").lstrip("0")
+        # More than 10 digits is past an int whatever they are; int() refuses 4300+.
+        value = sign * int(significant or "0") if len(significant) <= 10 else _INT_MAX + 1
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise SpecError(f"out of range for a pid: {word!r}")
+        values.append(value)
+    return tuple(values)

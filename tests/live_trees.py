@@ -8,11 +8,14 @@ made from the real show_stacks stacks with our writer.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import errno
 import functools
 import lzma
+import os
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -147,30 +150,111 @@ class FakeMachine:
         return path
 
 
-class KernelLikeFile:
-    """A reader that behaves like read_page_owner(): one record per read(), ENOMEM when
-    the record does not fit, and the offset already past that record then."""
+_PFN_RE = re.compile(rb"\nPFN (0x[0-9a-f]+|[0-9]+) ")
+_NODE_RE = re.compile(rb"\|node=([0-9]+)\|")
+_MODES = (b"stack", b"handle", b"stack_handle")
 
-    def __init__(self, data: bytes, fail_after: int | None = None,
-                 error: int = errno.EIO) -> None:
-        self.records = [block + b"\n\n" for block in data.split(b"\n\n") if block]
+
+class KernelLikeFile:
+    """A page_owner descriptor with the kernel's and the VFS's semantics (kernel-7.3.md 1, 6).
+
+    The offset is the PFN the next scan starts from; each read() returns one record and
+    moves the offset to that PFN + 1. A record longer than min(size, PAGE_SIZE) fails the
+    read with ENOMEM, and the offset stays where it was (the VFS stores a new position
+    only on success). skip() is lseek(fd, 1, SEEK_CUR). write() takes the 7.3 filter
+    tokens all or nothing (EINVAL, ERANGE for nid >= 64, EINVAL over 416 bytes, EBADF
+    when opened read-only). Records given with frames and `handle: N` (a stack_handle
+    dump) print in the mode written; records without a handle print as given.
+    """
+
+    PAGE_SIZE = 4096
+
+    def __init__(self, data: bytes, fail_after: int | None = None, error: int = errno.EIO,
+                 *, writable: bool = True, nodes_with_memory: Sequence[int] = (0, 1),
+                 accepts_writes: bool = True) -> None:  # fmt: skip
+        self.records: list[bytes] = [block + b"\n\n" for block in data.split(b"\n\n") if block]
+        self.pfns: list[int] = []
+        for record in self.records:
+            match = _PFN_RE.search(record)
+            pfn = int(match[1], 0) if match else (self.pfns[-1] + 1 if self.pfns else 0)
+            self.pfns.append(pfn)
         self.position = 0
         self.reads = 0
         self.fail_after = fail_after
         self.error = error
+        self.writable = writable
+        self.accepts_writes = accepts_writes  # False: a kernel before 7.3 (no write op)
+        self.nodes_with_memory = set(nodes_with_memory)
+        self.mode = b"stack"
+        self.nids: set[int] | None = None
         self.closed = False
+
+    def _render(self, record: bytes) -> bytes:
+        """Print a record in the descriptor's mode."""
+        lines = record.split(b"\n")
+        if not any(line.startswith(b"handle: ") for line in lines):
+            return record
+        if self.mode == b"stack":
+            lines = [line for line in lines if not line.startswith(b"handle: ")]
+        elif self.mode == b"handle":
+            lines = [line for line in lines if not line.startswith(b" ")]
+        return b"\n".join(lines)
 
     def read(self, size: int) -> bytes:
         self.reads += 1
         if self.fail_after is not None and self.reads > self.fail_after:
-            raise OSError(self.error, "Input/output error")
-        if self.position >= len(self.records):
-            return b""
-        record = self.records[self.position]
+            raise OSError(self.error, os.strerror(self.error))
+        index = bisect.bisect_left(self.pfns, self.position)
+        for pfn, record in zip(self.pfns[index:], self.records[index:], strict=True):
+            node = _NODE_RE.search(record)
+            if self.nids is not None and (node is None or int(node[1]) not in self.nids):
+                continue
+            text = self._render(record)
+            if len(text) > min(size, self.PAGE_SIZE):
+                raise OSError(errno.ENOMEM, "Cannot allocate memory")
+            self.position = pfn + 1
+            return text
+        return b""
+
+    def skip(self) -> None:
         self.position += 1
-        if len(record) > size:
-            raise OSError(errno.ENOMEM, "Cannot allocate memory")
-        return record
+
+    def write(self, data: bytes) -> int:
+        if not self.writable:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        if not self.accepts_writes or len(data) > 416:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        mode, nids = self.mode, self.nids
+        for token in data.split(b"\0")[0].split():
+            key, _, value = token.partition(b"=")
+            if key == b"mode" and value in _MODES:
+                mode = value
+            elif key == b"nid":
+                nids = self._nodes(value)
+            else:
+                raise OSError(errno.EINVAL, "Invalid argument")
+        self.mode, self.nids = mode, nids
+        return len(data)
+
+    def _nodes(self, text: bytes) -> set[int]:
+        """Parse a node list as the kernel does; raise its errno."""
+        nodes: set[int] = set()
+        parts = text.split(b",")
+        if parts and parts[-1] == b"" and len(parts) > 1:
+            parts = parts[:-1]  # `nid=0,` is accepted
+        for part in parts:
+            start, dash, end = part.partition(b"-")
+            if not start.isdigit() or (dash and not end.isdigit()):
+                raise OSError(errno.EINVAL, "Invalid argument")
+            first, last = int(start), int(end) if dash else int(start)
+            if first > last:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            if last >= 64:
+                raise OSError(errno.ERANGE, "Numerical result out of range")
+            nodes.update(range(first, last + 1))
+        if not nodes or not nodes <= self.nodes_with_memory:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return nodes
 
     def close(self) -> None:
         self.closed = True

@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from pageowner.sort.engine import SHORT_SORT_FLAGS
+from pageowner.sort.options import SHORT_SORT_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEXES = sorted((ROOT / "fixtures").glob("*/expected/index.tsv"))
@@ -53,13 +53,13 @@ class Case:
 
     @property
     def sort_ignored_by_tool(self) -> bool:
-        """Tell whether the 6.12 tool ignored this row's --sort (docs/compat.md, 1).
+        """Tell whether the 6.12 or 7.3 tool ignored this row's --sort (docs/compat.md, 1).
 
-        tools/mm/page_owner_sort of 6.12 resets the sort order to "times" after parsing
-        when no short sort flag was given, so its --sort does nothing.
+        tools/mm/page_owner_sort of 6.12 and 7.3 resets the sort order to "times" after
+        parsing when no short sort flag was given, so its --sort does nothing.
         """
         return (
-            self.tool == "page_owner_sort-6.12"
+            self.tool in ("page_owner_sort-6.12", "page_owner_sort-7.3")
             and any(arg.startswith("--sort") for arg in self.args)
             and not self.short_flags
         )

@@ -172,10 +172,12 @@ def page_records(draw: st.DrawFn, fmt: DumpFormat | None = None) -> PageRecord:
     stack = draw(st.lists(frames(with_address), max_size=8))
     if with_address:
         stack.append(Frame(draw(SYMBOL), 1, 2, None, draw(st.integers(0, 2**64 - 1))))
+    # 7.3 print modes: a handle after the frames (stack_handle) or instead of them (handle).
+    fields["handle"] = draw(st.one_of(st.none(), st.sampled_from([0, 1, 1048577, 2**32 - 1])))
     fields["migrate_reason"] = draw(st.one_of(st.none(), st.sampled_from(["compaction", "contig_range"])))
     fields["slab_cache"] = draw(st.booleans())
     fields["memcg"] = draw(st.one_of(st.none(), st.builds(
         MemcgCharge, st.sampled_from(["wl", "/", "user@1000.service", "a b"]), st.booleans(), st.booleans())))
-    fields["extra"] = tuple(draw(st.lists(st.sampled_from(["handle: 42", "Something new"]), max_size=2)))
+    fields["extra"] = tuple(draw(st.lists(st.sampled_from(["handle: -1", "handle: 042", "Something new"]), max_size=2)))
     return PageRecord(order=draw(st.integers(0, 10)), gfp_mask=draw(st.integers(0, 2**32 - 1)),
                       stack=tuple(stack), fmt=fmt, **fields)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import lzma
+import re
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,27 @@ def test_a_dump_of_which_nothing_parses_is_an_error(tmp_path: Path) -> None:
         f"pageowner: {path}:1: malformed page_owner header: 'Page allocated via order x, mask y'"
         " (and no other block could be read)"
     )
+
+
+@pytest.mark.parametrize("command", [["top", "--by", "name"], ["stats"]])
+def test_csv_rounds_percentages_as_json_does(command: list[str]) -> None:
+    import csv
+    import json
+
+    path = fixture("6.12.117-work.page_owner.txt.xz")
+    text = run_cli([command[0], path, *command[1:], "--format", "csv"]).stdout
+    document = json.loads(run_cli([command[0], path, *command[1:], "--format", "json"]).stdout)
+    csv_percents = [row["percent"] for row in csv.DictReader(io.StringIO(text))
+                    if row.get("percent")]
+    assert csv_percents
+    assert all(re.fullmatch(r"\d+(\.\d{1,2})?", value) for value in csv_percents), csv_percents
+
+    def json_percents(node: object) -> list[float]:
+        if isinstance(node, dict):
+            return [v for k, v in node.items() if k == "percent" and v is not None] + [
+                p for v in node.values() for p in json_percents(v)]
+        if isinstance(node, list):
+            return [p for v in node for p in json_percents(v)]
+        return []
+
+    assert sorted(float(v) for v in csv_percents) == sorted(json_percents(document))

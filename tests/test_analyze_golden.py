@@ -52,7 +52,7 @@ _CASES += [
     ("top-6.12-work-times", ["top", fixture(REAL_DUMPS[3]), "--times", "--top", "5"]),
     ("top-6.12-work-threshold", ["top", fixture(REAL_DUMPS[3]), "--threshold", "600",
                                  "--top", "0", "--depth", "0"]),
-    ("top-6.12-work-stacks", ["top", fixture(REAL_DUMPS[3]), "--top", "3", "--stacks"]),
+    ("top-6.12-work-stacks", ["top", fixture(REAL_DUMPS[3]), "--top", "3", "--full-stacks"]),
     ("top-6.12-work-exact", ["top", fixture(REAL_DUMPS[3]), "--top", "5", "--exact"]),
     ("top-6.12-work-page-size", ["top", fixture(REAL_DUMPS[3]), "--top", "3",
                                  "--page-size", "64K"]),
@@ -63,11 +63,13 @@ _CASES += [
     ("stats-modern-csv", ["stats", fixture("modern-6.12.txt"), "--format", "csv"]),
     ("frag-modern-json", ["frag", fixture("modern-6.12.txt"), "--format", "json"]),
     ("frag-modern-csv", ["frag", fixture("modern-6.12.txt"), "--format", "csv"]),
+    # the README's frag example: a CMA allocation on the simulated 6.12 (issue 15 item 11)
+    ("frag-sim-6.12-cma", ["frag", fixture("sim-6.12-cma.txt.xz"), "--top", "1"]),
     # diff: the issue's case (boot -> work show_stacks), across boots, across eras, itself.
     ("diff-6.12-stacks", ["diff", fixture(SHOW_STACKS[0]), fixture(SHOW_STACKS[1]),
                           "--top", "15"]),
     ("diff-6.12-stacks-json", ["diff", fixture(SHOW_STACKS[0]), fixture(SHOW_STACKS[1]),
-                               "--top", "5", "--format", "json", "--stacks"]),
+                               "--top", "5", "--format", "json", "--full-stacks"]),
     ("diff-5.10-boot-work", ["diff", fixture(REAL_DUMPS[0]), fixture(REAL_DUMPS[1]),
                              "--min-delta", "100"]),
     ("diff-5.10-6.12-by-caller", ["diff", fixture(REAL_DUMPS[1]), fixture(REAL_DUMPS[3]),

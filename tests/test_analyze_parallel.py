@@ -138,7 +138,7 @@ def test_top_by_every_key_is_the_same_on_two_cores(
 
 
 @pytest.mark.parametrize("args", [
-    ["--exact", "--times", "--stacks", "--threshold", "2", "--depth", "0"],
+    ["--exact", "--times", "--full-stacks", "--threshold", "2", "--depth", "0"],
     ["--by", "name", "--format", "csv"],
     ["--by", "caller", "--top", "5", "--format", "text"],
 ])  # fmt: skip
@@ -190,7 +190,7 @@ def test_unreadable_input_is_the_same_error(dumps: dict[str, Path], run: Run) ->
 
 @pytest.mark.parametrize("args", [
     ["--format", "json"],
-    ["--by", "caller", "--min-delta", "3", "--stacks"],
+    ["--by", "caller", "--min-delta", "3", "--full-stacks"],
     ["--by", "allocator", "--format", "csv"],
 ])  # fmt: skip
 def test_diff_is_the_same_on_two_cores(

@@ -39,7 +39,8 @@ def _argument(values: list[object]) -> str:
 
 def _grep_then_sort(dump: bytes, option: str, value: str, sort_args: list[str]) -> bytes:
     grepped = run_cli(["grep", f"{option}={value}", "-"], stdin=dump)
-    assert grepped.exit_code == 0, grepped.stderr
+    # grep(1): 1 when nothing was selected
+    assert grepped.exit_code == (0 if grepped.stdout_bytes else 1), grepped.stderr
     if any(arg.startswith("--cull") for arg in sort_args):
         sort_args = [*sort_args, f"{option}={value}"]
     sorted_ = run_cli(["sort", *sort_args, "-", "-"], stdin=grepped.stdout_bytes)

@@ -145,8 +145,9 @@ def test_bad_page_size(text: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["pageowner.kernel.frames", "pageowner.analyze.analysis", "pageowner.analyze.grep", "pageowner.sort.engine",
-     "pageowner.report.units"],
+    ["pageowner.kernel.frames", "pageowner.analyze.analysis", "pageowner.analyze.grep",
+     "pageowner.sort.fields", "pageowner.sort.options", "pageowner.sort.render",
+     "pageowner.dump.classify", "pageowner.units", "pageowner.report.units"],
 )  # fmt: skip
 def test_doctests(module: str) -> None:
     failures, tried = doctest.testmod(importlib.import_module(module))

@@ -25,7 +25,8 @@ from tests.strategies import page_records
 
 DUMPS = sorted(
     str(p.relative_to(FIXTURES))
-    for p in [*FIXTURES.glob("real/*.page_owner.txt.xz"), *FIXTURES.glob("cases/*.txt")]
+    for p in [*FIXTURES.glob("real/*.page_owner.txt.xz"), *FIXTURES.glob("cases/*.txt"),
+              *FIXTURES.glob("real73/*.page_owner*.txt.xz")]
 )
 
 

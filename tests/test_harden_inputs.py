@@ -59,8 +59,12 @@ def check_outcome(result: Result, source: str, output: Path) -> None:
         assert line.startswith("pageowner: "), line
         if "warning" in line and ("skipped" in line or "dropped" in line):
             assert re.search(rf"{re.escape(source)}:\d+: ", line), line
+    errors = [line for line in result.stderr.splitlines() if "warning" not in line]
     if result.exit_code == 0:
         assert output.exists(), "exit 0 without the output"
+    elif not errors:
+        # grep(1)'s "nothing selected": exit 1 with no error, and the output written empty.
+        assert output.read_bytes() == b"", "exit 1 without an error, yet output"
     else:
         message = result.stderr.strip().splitlines()[-1]
         assert source in message, message

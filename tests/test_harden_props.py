@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from fuzz.targets import check_dump
 from pageowner.dump.dumpfile import DumpReader, iter_blocks
 from pageowner.dump.fileio import CrLfReader, iter_lines
-from pageowner.sort.engine import SortEngine, SortOptions, build_options, render_groups
+from pageowner.sort.options import SortOptions, build_options
+from pageowner.sort.render import render_groups
+from pageowner.sort.scan import SortEngine
 from tests.strategies import dumps, sort_args
 from tests.test_sort_properties import REFERENCE, count_both_ways, options_of, report
 

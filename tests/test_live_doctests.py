@@ -9,10 +9,13 @@ import pytest
 
 MODULES = [
     "pageowner.dump.era",
+    "pageowner.dump.handles",
     "pageowner.live.capture",
     "pageowner.live.clock",
+    "pageowner.live.diagnose",
     "pageowner.live.host",
     "pageowner.live.store",
+    "pageowner.live.textfile",
     "pageowner.live.trend",
     "pageowner.live.watch",
     "pageowner.report.live",

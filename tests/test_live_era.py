@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,18 @@ def test_stacks_files_are_recognised(tmp_path: Path) -> None:
     handles_era = detect_kernel(str(handles))
     # THEN each names its file kind and the kernels that have it
     assert stacks_era.stacks_kind is StacksFileKind.SHOW_STACKS
-    assert stacks_era.candidates == ("6.9", "6.12", "6.19")
-    assert handles_era.candidates == ("6.19",)
-    assert handles_era.describe() == "stacks file, kernels 6.19 (from the text)"
+    assert stacks_era.candidates == ("6.9", "6.12", "6.19", "7.3")
+    assert handles_era.candidates == ("6.19", "7.3")
+    assert handles_era.describe() == "stacks file, kernels 6.19-7.3 (from the text)"
+
+
+def test_handle_lines_mean_7_3(plain_fixture: Callable[[str], Path]) -> None:
+    # GIVEN the real 7.3 dumps in handle mode and in the default stack mode
+    handle = detect_kernel(str(plain_fixture("real73/7.3-boot.page_owner.handle.txt.xz")))
+    stack = detect_kernel(str(plain_fixture("real73/7.3-boot.page_owner.txt.xz")))
+    # THEN only the handle lines pin the kernel to 7.3; stack mode prints as 6.7 did
+    assert handle.candidates == ("7.3",)
+    assert stack.candidates == ("6.7", "6.9", "6.12", "6.19", "7.3")
 
 
 def test_unknown_text(tmp_path: Path) -> None:

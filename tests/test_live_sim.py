@@ -119,7 +119,7 @@ def test_capture_takes_the_era_from_the_simulated_proc(tmp_path: Path) -> None:
     sim.lay_out()
     # WHEN captured with the CLI, as on a live machine
     out = tmp_path / "d.txt"
-    code, _, err = _invoke("capture", "-o", str(out), "--stacks", "--debugfs",
+    code, _, err = _invoke("capture", "-o", str(out), "--page-owner-stacks", "--debugfs",
                            str(sim.debugfs), "--proc", str(sim.proc))  # fmt: skip
     assert code == 0, err
     # THEN the dump and stacks file are the simulated kernel's bytes, and the sidecar names
@@ -183,8 +183,8 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     # THEN it succeeds, the trend table ranks the leaking driver first as a steady growth,
     # and the HTML report is written
     assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if re.match(r"│\s+\d+ │", line)]
-    assert rows and re.match(r"│\s+1 │ ● │.*leaky_refill\+0x[0-9a-f]+/0x[0-9a-f]+ \[leaky\]",
+    rows = [line for line in done.stdout.splitlines() if re.match(r"\d+  [● ]  ", line)]
+    assert rows and re.match(r"1  ●  .*leaky_refill\+0x[0-9a-f]+/0x[0-9a-f]+ \[leaky\]",
                              rows[0]), done.stdout  # fmt: skip
     assert sum("●" in row for row in rows) == 1
     # (under the walk-through's own temporary folder: nothing is left in the checkout)

@@ -286,3 +286,29 @@ def test_trend_of_a_missing_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["trend", str(tmp_path / "none.db")])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"pageowner: {tmp_path / 'none.db'}: no such store")
+
+
+def test_text_off_a_terminal_is_aligned_plain_text(tmp_path: Path) -> None:
+    # GIVEN the leak series, WHEN rendered to a pipe and to -o FILE
+    store = _leak_store(tmp_path)
+    piped = CliRunner().invoke(cli, ["trend", store, "--top", "3"])
+    out = tmp_path / "trend.txt"
+    written = CliRunner().invoke(cli, ["trend", store, "--top", "3", "-o", str(out)])
+    assert piped.exit_code == written.exit_code == 0
+    # THEN both are the same plain text: the title on one line, no box, no trailing spaces
+    assert out.read_text() == piped.stdout
+    lines = piped.stdout.splitlines()
+    assert lines[0].endswith("8 stacks, 1 growing steadily")
+    assert not any(line != line.rstrip() for line in lines)
+    assert not set("┏┃━│└┡") & set(piped.stdout)
+
+
+def test_format_table_is_a_deprecated_alias_of_text(tmp_path: Path) -> None:
+    store = _leak_store(tmp_path)
+    old = CliRunner().invoke(cli, ["trend", store, "--format", "table"])
+    new = CliRunner().invoke(cli, ["trend", store, "--format", "text"])
+    assert old.exit_code == new.exit_code == 0
+    assert old.stdout == new.stdout
+    assert old.stderr == "pageowner: warning: --format table is deprecated; use --format text\n"
+    helped = CliRunner().invoke(cli, ["trend", "--help"]).stdout
+    assert "[text|json|html]" in helped and "table" not in helped.split("--format")[1][:30]

@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
+from pageowner.sim.boot import run_boot
 from pageowner.sim.buddy import (
     ALLOC_CMA,
     MAX_ORDER,
@@ -176,6 +177,31 @@ BuddyMachine.TestCase.settings = settings(
 TestBuddyInvariants = BuddyMachine.TestCase
 
 
+class OldFallbackBuddyMachine(BuddyMachine):
+    """The same steps with the v5.10-v6.12.0 fallback (steal_suitable_fallback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buddy.steal_whole_buddy = True
+
+    @invariant()
+    def free_blocks_sit_on_their_pageblock_list(self) -> None:
+        # a stolen buddy's pieces may sit on the requester's list in another type's
+        # pageblock (what 6.10's free page accounting rework ended), never on CMA's
+        for pfn, _, mt in self.buddy.iter_free_blocks():
+            block_mt = self.buddy.get_pageblock_mt(pfn)
+            assert mt == block_mt or MT_CMA not in (mt, block_mt)
+
+    @invariant()
+    def free_lists_rebuild_from_the_allocated_set(self) -> None:
+        rebuilt = {(pfn, order) for pfn, order, _ in self.buddy.rebuild_free_blocks()}
+        assert rebuilt == {(pfn, order) for pfn, order, _ in self.buddy.iter_free_blocks()}
+
+
+OldFallbackBuddyMachine.TestCase.settings = BuddyMachine.TestCase.settings
+TestOldFallbackBuddyInvariants = OldFallbackBuddyMachine.TestCase
+
+
 def test_boot_free_order_decides_which_pages_go_first() -> None:
     # v5.10+ frees to the tail: the lowest block is handed out first; before, the highest
     assert boot(to_tail=True).alloc(MAX_ORDER, 1, MT_MOVABLE) == 4096
@@ -293,3 +319,75 @@ def test_cma_holds_only_movable_allocations() -> None:
 
 def test_pageblock_size() -> None:
     assert PAGEBLOCK_PAGES == 512 and MAX_ORDER == 10
+
+
+def _fallback_from_a_mostly_used_pageblock(steal_whole_buddy: bool) -> tuple[int, BuddyAllocator]:
+    """Free 100 pages of pageblock 20 (blocks of order 6, 5 and 2), then ask for one
+    unmovable page; return where it came from and the allocator."""
+    buddy = boot()
+    buddy.steal_whole_buddy = steal_whole_buddy
+    for zone in buddy.zones:
+        zone.watermark = [0, 0, 0]  # let the fill take every page: block 20 is all that is free
+        zone.lowmem_reserve = [0, 0, 0]
+    _fill_then_free(buddy, 20, 100)
+    assert {p >> PAGEBLOCK_ORDER for p, _, _ in buddy.iter_free_blocks()} == {20}
+    pfn = buddy.alloc(0, 1, MT_UNMOVABLE)
+    assert pfn is not None
+    return pfn, buddy
+
+
+def test_before_6_12_y_the_whole_largest_buddy_goes_to_the_requester() -> None:
+    # v5.10-v6.12.0 steal_suitable_fallback(): the largest fallback block (order 6 at the
+    # pageblock's start) is taken; the pageblock is not claimed (100 free pages of 512),
+    # so the whole buddy moves to the unmovable list and is split there
+    pfn, buddy = _fallback_from_a_mostly_used_pageblock(True)
+    start = 20 * PAGEBLOCK_PAGES
+    assert pfn == start
+    assert buddy.pageblock_mt[20] == MT_MOVABLE
+    pieces = {(p, order, mt) for p, order, mt in buddy.iter_free_blocks()
+              if start <= p < start + 64}
+    assert pieces == {(start + (1 << order), order, MT_UNMOVABLE) for order in range(6)}
+
+
+def test_from_6_15_the_smallest_block_is_stolen_and_its_rest_stays() -> None:
+    # 6.15 (and 6.12.y) __rmqueue_steal(): the smallest fallback block (order 2 at +96)
+    # is split on its own list; the order 6 and 5 blocks stay whole and movable
+    pfn, buddy = _fallback_from_a_mostly_used_pageblock(False)
+    start = 20 * PAGEBLOCK_PAGES
+    assert pfn == start + 96
+    assert buddy.pageblock_mt[20] == MT_MOVABLE
+    pieces = {(p, order, mt) for p, order, mt in buddy.iter_free_blocks()
+              if start <= p < start + PAGEBLOCK_PAGES}
+    assert pieces == {(start, 6, MT_MOVABLE), (start + 64, 5, MT_MOVABLE),
+                      (start + 97, 0, MT_MOVABLE), (start + 98, 1, MT_MOVABLE)}
+
+
+def test_the_kernel_versions_pick_their_fallback_rule() -> None:
+    from pageowner.sim.machine import Machine
+
+    rules = {version: Machine.create(version, 64 << 20, "", 1).buddy.steal_whole_buddy
+             for version in ("5.10", "6.1", "6.9", "6.12", "6.19", "7.3")}
+    # the 6.12 profile is the learned 6.12.117, a 6.12.y with the 6.15 rule backported
+    assert rules == {"5.10": True, "6.1": True, "6.9": True, "6.12": False, "6.19": False,
+                     "7.3": False}
+
+
+def test_thp_raises_min_free_kbytes_as_khugepaged_does() -> None:
+    from pageowner.sim.machine import Machine
+
+    def total_min(cmdline: str) -> tuple[int, int]:
+        machine = Machine.create("6.12", 256 << 20, cmdline, 1)
+        run_boot(machine)
+        zones = machine.buddy.zones
+        return sum(zone.watermark[0] for zone in zones), machine.buddy.managed_pages
+
+    # set_recommended_min_free_kbytes(): 2 + 3 * 3 pageblocks per populated zone (two
+    # here: 11,264 pages), capped at 5 % of RAM: about 2,900 pages on 256 MiB (the
+    # watermarks are set before the initrd is freed, so RAM is a little less than now)
+    with_thp, managed = total_min("page_owner=on")
+    assert abs(with_thp - managed // 20) <= managed // 20 // 50
+    assert 2700 <= with_thp <= 3100
+    # without THP khugepaged never starts: int_sqrt(lowmem_kbytes * 16) kB, ~480 pages
+    without, managed = total_min("page_owner=on transparent_hugepage=never")
+    assert abs(without - int((managed * 4 * 16) ** 0.5) // 4) <= 10
+    assert 400 <= without <= 560

@@ -12,9 +12,13 @@ from pageowner.dump.dumpfile import format_record, iter_records
 from pageowner.dump.stacksfile import iter_stack_counts as read_stack_counts
 from pageowner.kernel.kernels import KERNEL_VERSIONS, version_key
 from pageowner.model import PageRecord
+from pageowner.sim.boot import run_boot
 from pageowner.sim.dump import iter_stack_counts, stacks_file_text, write_page_owner
+from pageowner.sim.gfp import can_spin, canonical_from
 from pageowner.sim.machine import Machine
+from pageowner.sim.records import iter_heads, records
 from pageowner.sim.workloads import run_workload
+from tests.sim_invariants import free_blocks_rebuild
 
 # Workloads that reach every kind of line: migration (compaction, CMA), memcg and slab
 # lines, modules, THP, page cache, the leaking driver.
@@ -35,7 +39,7 @@ MIX = [
 def machine_for(version: str) -> Machine:
     """Boot a small machine of a version and run the mix."""
     machine = Machine.create(version, 192 << 20, "page_owner=on cma=16M", 7)
-    machine.boot()
+    run_boot(machine)
     for name, args in MIX:
         run_workload(machine, name, args)
     return machine
@@ -52,7 +56,7 @@ def dump_text(version: str) -> bytes:
 @functools.cache
 def records_for(version: str) -> list[PageRecord]:
     """Return the machine's records (cached: they are compared several times)."""
-    return machine_for(version).records()
+    return records(machine_for(version))
 
 
 @functools.cache
@@ -85,9 +89,10 @@ PFNS = [
           r"Flags [K ][E ][R ][U ][D ][L ][A ][S ][W ][C ][B ][M ]"),
 ]
 SYMBOL = r"[A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[\w+\])?"
+# The `[<%p>]` column printed plain addresses until 4.14 and never a hashed value
+# (kernel.kernels.FRAME_ADDRESS_UNTIL; real 4.18/4.19 dumps print ` sym+off/size`).
 FRAMES = [
-    ("5.2", rf" {SYMBOL}"),
-    ("4.15", rf" \[<00000000[0-9a-f]{{8}}>\] {SYMBOL}"),
+    ("4.15", rf" {SYMBOL}"),
     ("0", rf" \[<ffffffff[0-9a-f]{{8}}>\] {SYMBOL}"),
 ]
 TRAILERS = [
@@ -166,7 +171,11 @@ def test_stacks_start_where_that_era_starts_them(version: str) -> None:
 def test_noprof_names_appear_from_6_10(version: str) -> None:
     names = {name for stack in _stack_functions(version) for name in stack}
     noprof = {name for name in names if name.endswith("_noprof")}
-    if version_key(version) >= (6, 10):
+    if version_key(version) >= (7, 3):
+        # the real 7.3 dumps (fixtures/real73) enter the buddy through this one
+        assert "__alloc_frozen_pages_noprof" in noprof
+        assert "__alloc_pages_noprof" not in noprof
+    elif version_key(version) >= (6, 10):
         assert "__alloc_pages_noprof" in noprof
     else:
         assert not noprof
@@ -181,9 +190,18 @@ def test_stacks_file_exists_from_6_9_and_counts_the_pages(version: str) -> None:
         return
     text = stacks_file_text(machine, "show_stacks").encode()
     blocks = list(read_stack_counts(io.BytesIO(text)))
-    # every page allocated since page_owner started is counted once, early pages never
-    counted = sum(r.nr_pages for r in records_for(version)
-                  if r.stack[0].function != "register_early_stack")
+    # every page allocated since page_owner started is counted once, early pages never;
+    # from 6.18 a stack whose first allocation could not spin is never listed
+    records = [r for r in records_for(version) if r.stack[0].function != "register_early_stack"]
+    listed = {block.stack for block in blocks}
+    if version_key(version) >= (6, 18):
+        unlisted = [r for r in records if r.stack not in listed]
+        assert unlisted, "6.18+ show_stacks must leave out the stacks that could not spin"
+        cannot_spin = {r.stack for r in records
+                       if not can_spin(canonical_from(r.gfp_mask, version))}
+        assert {r.stack for r in unlisted} <= cannot_spin
+        records = [r for r in records if r.stack in listed]
+    counted = sum(r.nr_pages for r in records)
     assert sum(block.nr_base_pages or 0 for block in blocks) == counted
     assert all((block.nr_base_pages or 0) >= 1 for block in blocks)
     biggest = max(block.nr_base_pages or 0 for block in blocks)
@@ -220,17 +238,20 @@ def test_two_dumps_are_byte_identical() -> None:
     assert first.getvalue() == second.getvalue()
 
 
-def test_the_same_seed_gives_the_same_dump_and_another_seed_another() -> None:
-    def dump(seed: int) -> bytes:
-        machine = Machine.create("4.19", 128 << 20, "page_owner=on", seed)
-        machine.boot()
+def test_the_same_seed_gives_the_same_dump_and_another_seed_another_layout() -> None:
+    def boot(seed: int) -> tuple[bytes, object]:
+        machine = Machine.create("4.19", 256 << 20, "page_owner=on", seed)
+        run_boot(machine)
         run_workload(machine, "anon", ["--mb", "2"])
         out = io.BytesIO()
         write_page_owner(machine, out)
-        return out.getvalue()
+        return out.getvalue(), machine.layout.reserved
 
-    assert dump(3) == dump(3)
-    assert dump(3) != dump(4)  # KASLR-like placement and hashed %p values move
+    assert boot(3) == boot(3)
+    # KASLR-like placement of the kernel image moves with the seed. (Until the frame
+    # column's era was corrected, 4.19 also printed seeded hashes of the addresses; no
+    # kernel printed hashed `[<%p>]` columns, so a 4.19 dump no longer shows the seed.)
+    assert boot(3)[1] != boot(4)[1]
 
 
 @pytest.mark.parametrize("version", ["3.19", "5.10", "6.1", "6.19"])
@@ -238,12 +259,12 @@ def test_page_owner_data_matches_the_allocator(version: str) -> None:
     # GIVEN a machine after the whole mix (migrations, CMA, frees, splits)
     machine = machine_for(version)
     buddy = machine.buddy
-    owned = {pfn: machine.page.order[pfn] for pfn in machine.iter_heads()}
+    owned = {pfn: machine.page.order[pfn] for pfn in iter_heads(machine)}
     allocated = dict(buddy.iter_allocated())
     # THEN every allocated block has exactly its page_owner record, and nothing else does
     assert owned == allocated
     assert buddy.free_pages + buddy.allocated_pages == buddy.managed_pages
-    assert buddy.rebuild_free_blocks() == set(buddy.iter_free_blocks())
+    assert free_blocks_rebuild(buddy)
     # and each stack's count is the pages its records hold (early pages are never counted)
     pages: dict[int, int] = {}
     for pfn, order in owned.items():

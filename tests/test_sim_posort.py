@@ -14,18 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from pageowner.sim.boot import run_boot
 from pageowner.sim.dump import write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
-from pageowner.sort.engine import (
+from pageowner.sort.engine import sort_dump
+from pageowner.sort.options import (
     SHORT_SORT_FLAGS,
     build_options,
     parse_cull_spec,
-    parse_int_list,
     parse_name_list,
     parse_sort_spec,
-    sort_dump,
 )
+from pageowner.units import parse_int_list
 
 POS612 = Path("/opt/posort/pos612")
 POS61 = Path("/opt/posort/pos61")
@@ -42,7 +43,7 @@ def simulated_dump(directory: Path, version: str) -> Path:
     """Write a dump of a busy simulated machine of a version."""
     path = directory / f"{version}.txt"
     machine = Machine.create(version, 256 << 20, "page_owner=on cma=16M", 11)
-    machine.boot()
+    run_boot(machine)
     for name, args in (("capture", ["--mb", "16"]), ("cma", ["--mb", "4"]),
                        ("memcg", ["--name", "a.slice", "--mb", "4", "--offline"]),
                        ("leak", ["--pages", "300"]), ("vmalloc", ["--kind", "bpf"]),

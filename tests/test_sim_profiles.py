@@ -38,3 +38,12 @@ def test_committed_profile_is_reproducible(family: str, kernel: str, boot: str |
     learned = learner().learn(family, kernel, boot, work, mem, work_mem, mb)
     committed = json.loads((ROOT / "pageowner" / "data" / f"sim-{family}.json").read_text())
     assert json.loads(json.dumps(learned)) == committed
+
+
+def test_committed_7_3_boot_overlay_is_reproducible() -> None:
+    # the real 7.3 boot only: its work dumps are kept back (fixtures/real73/README.md)
+    learned = learner().learn_boot_overlay("7.3", "7.3.0-rc7", "7.3-boot.page_owner.txt.xz",
+                                           1024, "6.12")
+    committed = json.loads((ROOT / "pageowner" / "data" / "sim-7.3-boot.json").read_text())
+    assert json.loads(json.dumps(learned)) == committed
+    assert committed["sources"] == ["7.3-boot.page_owner.txt.xz"]

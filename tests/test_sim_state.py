@@ -17,9 +17,11 @@ import pytest
 
 from pageowner.errors import StateError
 from pageowner.sim import api, state
+from pageowner.sim.boot import run_boot
 from pageowner.sim.dump import write_page_owner
 from pageowner.sim.machine import Machine
 from pageowner.sim.workloads import run_workload
+from tests.sim_invariants import free_blocks_rebuild
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,13 +47,13 @@ def test_a_saved_machine_loads_back_exactly(booted: Path) -> None:
     again = state.load(booted)
     assert dump_bytes(machine) == dump_bytes(again)
     assert set(machine.buddy.iter_free_blocks()) == set(again.buddy.iter_free_blocks())
-    assert machine.buddy.rebuild_free_blocks() == set(machine.buddy.iter_free_blocks())
+    assert free_blocks_rebuild(machine.buddy)
 
 
 def test_a_reload_between_workloads_changes_nothing(tmp_path: Path) -> None:
     # GIVEN the same workloads run in one process and through save/load in between
     machine = Machine.create("6.12", 128 << 20, "page_owner=on", 9)
-    machine.boot()
+    run_boot(machine)
     state.save(machine, tmp_path)
     for name, args in (("anon", ["--mb", "4", "--exit"]), ("leak", ["--pages", "100"])):
         run_workload(machine, name, args)

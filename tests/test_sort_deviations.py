@@ -70,7 +70,7 @@ def visible_key(chunk: bytes, name: str) -> object | None:
 
 def parse_sort_arg(case: Case) -> list[tuple[str, bool]]:
     """Return the (key, descending) terms of a case's --sort value."""
-    from pageowner.sort.engine import parse_sort_spec
+    from pageowner.sort.options import parse_sort_spec
 
     arg = next(a for a in case.args if a.startswith("--sort"))
     value = arg.split("=", 1)[1] if "=" in arg else case.args[case.args.index(arg) + 1]
@@ -287,6 +287,19 @@ def test_11_numbers_are_exact(tmp_path: Path, runner: CliRunner) -> None:
     assert report == b"1 times, 1099511627776 pages, PID 4294967297\n"
 
 
+def test_13_a_30_digit_pid_is_out_of_range(tmp_path: Path, runner: CliRunner) -> None:
+    # GIVEN a pid 30 digits long: the 6.12 tool copies it into a 25-byte buffer unchecked
+    pid = b"123456789012345678901234567890"
+    source = tmp_path / "long-pid.txt"
+    source.write_bytes(
+        b"Page allocated via order 0, mask 0x0(), pid %s, tgid 7 (x), ts 1 ns\n"
+        b" foo+0x1/0x2\n\n" % pid
+    )
+    # WHEN culled by pid THEN it is out of range, -1, as the 7.3 tool reads it (no overflow)
+    report = run_sort(runner, ["--cull=p"], source, tmp_path)
+    assert report == b"1 times, 1 pages, PID -1\n"
+
+
 def test_12_f_alone_sorts_by_times(plain_fixture: Callable[[str], Path], tmp_path: Path,
                                    runner: CliRunner) -> None:
     # GIVEN a dump with free_ts WHEN sorted with -f and no sort flag
@@ -301,7 +314,22 @@ def test_12_f_alone_sorts_by_times(plain_fixture: Callable[[str], Path], tmp_pat
     assert report == run_sort(runner, ["-f", "-t"], source, tmp_path)
 
 
-def test_13_damaged_text_is_sorted_as_the_dump_it_came_from(
+def test_13_pre_5_18_dumps_are_sorted_as_6_12_does(
+    plain_fixture: Callable[[str], Path], tmp_path: Path, runner: CliRunner
+) -> None:
+    # GIVEN the real 5.10 dump, on which page_owner_sort 7.3 prints "Out of memory",
+    # writes nothing and exits 0 (kernel-7.3.md 5)
+    source = plain_fixture("real/5.10.223-boot.page_owner.txt.xz")
+    output = tmp_path / "sorted.txt"
+    # WHEN pageowner sort reads it
+    result = runner.invoke(cli, ["sort", str(source), str(output)])
+    # THEN it writes the 6.12 tool's report, byte for byte
+    expected = lzma.decompress((FIXTURES / "real/expected/5.10.223-boot.default.txt.xz").read_bytes())
+    assert result.exit_code == 0 and "Out of memory" not in result.output
+    assert output.read_bytes() == expected
+
+
+def test_14_damaged_text_is_sorted_as_the_dump_it_came_from(
     plain_fixture: Callable[[str], Path], tmp_path: Path, runner: CliRunner
 ) -> None:
     # GIVEN a real dump, and the same dump mail-quoted with its frames indented by a tab
@@ -326,7 +354,7 @@ def test_13_damaged_text_is_sorted_as_the_dump_it_came_from(
 
 
 @pytest.mark.parametrize("content", [b"", b"\x7fELF\x02\x01\x01\x00\x00\x00", b"not a dump\n"])
-def test_14_nothing_to_read_is_an_error(content: bytes, tmp_path: Path,
+def test_15_nothing_to_read_is_an_error(content: bytes, tmp_path: Path,
                                         runner: CliRunner) -> None:  # fmt: skip
     # GIVEN an input without a single record (the C tool writes an empty report, exit 0)
     source = tmp_path / "nothing.txt"

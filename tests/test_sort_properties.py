@@ -14,15 +14,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import pageowner.sort.engine as posort
-from pageowner.sort.engine import (
-    SortEngine,
-    SortOptions,
-    build_options,
-    parse_cull_spec,
-    parse_int_list,
-    parse_name_list,
-    render_groups,
-)
+from pageowner.sort.options import SortOptions, build_options, parse_cull_spec, parse_name_list
+from pageowner.sort.render import render_groups
+from pageowner.sort.scan import SortEngine
+from pageowner.units import parse_int_list
 from tests.strategies import dumps, sort_args
 
 REFERENCE = os.environ.get("PAGEOWNER_REFERENCE_SORT", "/opt/posort/pos612")

@@ -1,9 +1,11 @@
 """Learn the simulator's per-kernel profiles from the real dumps in fixtures/real.
 
 Writes pageowner/data/sim-<family>.json for the three kernels we have real dumps of
-(5.10.223, 6.1.192, 6.12.117): the stacks that appear (as frame text, interned), symbol
-sizes and call-site offsets, the allocations a boot leaves behind (stack, order, gfp mask,
-task, count, page flags, trailing lines, time window), and the allocations of the
+(5.10.223, 6.1.192, 6.12.117), and sim-7.3-boot.json, the boot of the real 7.3 boot
+dump (fixtures/real73) that 7.3 lays over the 6.12 family: the stacks that appear (as
+frame text, interned), symbol sizes and call-site offsets, the allocations a boot
+leaves behind (stack, order, gfp mask, task, count, page flags, trailing lines, time
+window), and the allocations of the
 fixtures' init-script workload that are not the big tmpfs files (which the `capture`
 workload generates itself from --mb). Run from the repository root:
 
@@ -32,7 +34,8 @@ SECTION_PAGES = 32768  # 128 MiB sparsemem sections on x86_64
 
 # Bytes of page_ext per page (struct page_ext + page_owner data), per family: the early
 # page count is one table per section plus a few other pages found at page_owner init.
-PAGE_EXT_BYTES = {"5.10": 36, "6.1": 64, "6.12": 72}
+PAGE_EXT_BYTES = {"5.10": 36, "6.1": 64, "6.12": 72, "7.3": 72}
+REAL73 = ROOT / "fixtures" / "real73"
 
 # 5.10 dumps print no task: which task a stack ran in, by the first function found in it.
 TASK_BY_FUNCTION_5_10 = (
@@ -93,9 +96,9 @@ class Profile:
         return self.lines.setdefault(tuple(lines), len(self.lines))
 
 
-def load(name: str) -> list[PageRecord]:
+def load(name: str, folder: Path = REAL) -> list[PageRecord]:
     """Read one real dump."""
-    with lzma.open(REAL / name, "rb") as stream:
+    with lzma.open(folder / name, "rb") as stream:
         return list(iter_records(stream, name))
 
 
@@ -206,25 +209,12 @@ def early_info(family: str, records: list[PageRecord], mem_pages: int) -> dict[s
     }
 
 
-def learn(family: str, kernel: str, boot_name: str | None, work_name: str,
-          mem_mb: int, work_mem_mb: int, learned_mb: int) -> dict[str, Any]:
-    """Build one family's profile."""
-    profile = Profile(family, {}, {}, {}, {})
-    work = load(work_name)
-    has_ts = work[0].ts_nsec is not None
-    if has_ts:
-        dd_pids = sorted({r.pid for r in work if r.comm == "dd" and is_shmem_write(r)
-                          and r.order == 0}, key=lambda pid: -sum(
-                              1 for r in work if r.pid == pid))
-        start = min(r.ts_nsec or 0 for r in work if r.comm == "dd")
-    else:
-        dd_pids = []
-        start = 0
-    boot_records = load(boot_name) if boot_name else [r for r in work if (r.ts_nsec or 0) < start]
-    mem_pages = mem_mb * 256
-    early = early_info(family, boot_records, mem_pages)
+def learn_boot(profile: Profile, boot_records: list[PageRecord], has_ts: bool
+               ) -> tuple[dict[str, int], list[list[Any]], tuple[list[PageRecord], list[int]]]:
+    """Learn a boot: its tasks, its entries (early pages and the reader left out), the reader.
 
-    # -- the boot profile: everything but early pages and the dd that read the file
+    Everything but early pages and the dd that read the file.
+    """
     if has_ts:
         reader_pid = max(r.pid or 0 for r in boot_records if r.comm == "dd") if any(
             r.comm == "dd" for r in boot_records) else None
@@ -261,6 +251,28 @@ def learn(family: str, kernel: str, boot_name: str | None, work_name: str,
             scale = "mem" if "alloc_large_system_hash" in names else ""
             boot_entries.append([*entry[:3], task_index, *entry[3:], scale])
     boot_entries.sort(key=lambda e: (e[7], e[0]))
+    return tasks, boot_entries, reader
+
+
+def learn(family: str, kernel: str, boot_name: str | None, work_name: str,
+          mem_mb: int, work_mem_mb: int, learned_mb: int) -> dict[str, Any]:
+    """Build one family's profile."""
+    profile = Profile(family, {}, {}, {}, {})
+    work = load(work_name)
+    has_ts = work[0].ts_nsec is not None
+    if has_ts:
+        dd_pids = sorted({r.pid for r in work if r.comm == "dd" and is_shmem_write(r)
+                          and r.order == 0}, key=lambda pid: -sum(
+                              1 for r in work if r.pid == pid))
+        start = min(r.ts_nsec or 0 for r in work if r.comm == "dd")
+    else:
+        dd_pids = []
+        start = 0
+    boot_records = load(boot_name) if boot_name else [r for r in work if (r.ts_nsec or 0) < start]
+    mem_pages = mem_mb * 256
+    early = early_info(family, boot_records, mem_pages)
+
+    tasks, boot_entries, reader = learn_boot(profile, boot_records, has_ts)
 
     # -- the capture workload's residue, by role
     sites: dict[str, int] = {}
@@ -420,6 +432,44 @@ def learn(family: str, kernel: str, boot_name: str | None, work_name: str,
     }
 
 
+def learn_boot_overlay(version: str, kernel: str, boot_name: str, mem_mb: int,
+                       family: str) -> dict[str, Any]:
+    """Learn only the boot of a kernel whose work dumps are not here, over a family.
+
+    The real 7.3 work runs are kept back to measure the simulator on a run it has not
+    seen, so 7.3 takes its boot (tasks, allocations, early pages, page_owner's own
+    stacks) from the real 7.3 boot dump and everything else from `family`
+    (pageowner.sim.stacks.load_overlay merges the two).
+    """
+    profile = Profile(version, {}, {}, {}, {})
+    boot_records = load(boot_name, REAL73)
+    tasks, boot_entries, _ = learn_boot(profile, boot_records, True)
+    sites = {"early": next(profile.stack_id(r) for r in boot_records if is_early(r))}
+    dummy = [r for r in boot_records
+             if r.stack and r.stack[0].function == "register_dummy_stack"]
+    if dummy:
+        sites["dummy"] = profile.stack_id(dummy[0])
+    frames = [text for text, _ in sorted(profile.frames.items(), key=lambda item: item[1])]
+    stacks = [list(ids) for ids, _ in sorted(profile.stacks.items(), key=lambda item: item[1])]
+    return {
+        "overlay_of": family,
+        "kernel": kernel,
+        "sources": [boot_name],
+        "boot_mem_mb": mem_mb,
+        "frames": frames,
+        "stacks": stacks,
+        "symbols": symbol_table(profile),
+        "flags": [list(names) for names, _ in sorted(profile.flags.items(),
+                                                      key=lambda item: item[1])],
+        "lines": [list(lines) for lines, _ in sorted(profile.lines.items(),
+                                                      key=lambda item: item[1])],
+        "sites": sites,
+        "early": early_info(version, boot_records, mem_mb * 256),
+        "tasks": [name for name, _ in sorted(tasks.items(), key=lambda item: item[1])],
+        "boot": boot_entries,
+    }
+
+
 def profile_functions(profile: Profile, stack_id: int) -> list[str]:
     """Return the function names of an interned stack."""
     by_id = {index: text for text, index in profile.frames.items()}
@@ -443,6 +493,11 @@ def main() -> int:
         print(f"{path.relative_to(ROOT)}: {len(data['stacks'])} stacks, "
               f"{len(data['boot'])} boot entries, {len(data['capture'])} roles",
               file=sys.stderr)
+    overlay = learn_boot_overlay("7.3", "7.3.0-rc7", "7.3-boot.page_owner.txt.xz", 1024, "6.12")
+    path = OUT / "sim-7.3-boot.json"
+    path.write_text(json.dumps(overlay, separators=(",", ":"), sort_keys=True) + "\n")
+    print(f"{path.relative_to(ROOT)}: {len(overlay['stacks'])} stacks, "
+          f"{len(overlay['boot'])} boot entries", file=sys.stderr)
     return 0
 
 

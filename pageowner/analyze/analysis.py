@@ -16,10 +16,11 @@ import json
 import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from pageowner.dump import parallel
+from pageowner.dump.classify import ALLOCATOR_LABELS, classify_block
 from pageowner.dump.dumpfile import (
     HEADER_PREFIX,
     DumpReader,
@@ -28,14 +29,15 @@ from pageowner.dump.dumpfile import (
     format_record,
     iter_blocks,
 )
+from pageowner.dump.era import sidecar_flags_layout
 from pageowner.dump.fileio import InputSource, line_body, open_input
+from pageowner.dump.handles import HandleJoin, load_handle_stacks, sidecar_stacks_file
 from pageowner.dump.repair import Tolerance, tolerate
 from pageowner.dump.stacksfile import parse_stack_block, sniff_kind
 from pageowner.errors import InputError, ParseError, SpecError
 from pageowner.kernel.frames import StackInfo, StackInterner
-from pageowner.kernel.tables import ZONE_NAMES
+from pageowner.kernel.tables import DEFAULT_FLAGS_LAYOUT, FLAGS_LAYOUTS, ZONE_NAMES, FlagsLayout
 from pageowner.model import Frame, PageRecord, StackCount, StacksFileKind
-from pageowner.sort.engine import ALLOCATOR_LABELS, classify_block
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -52,14 +54,18 @@ __all__ = [
     "aggregate_file",
     "allocator_bits",
     "allocator_label",
+    "sample_allocator_bits",
     "get_group_key",
     "frames_from_json",
     "frames_to_json",
     "group_samples",
     "key_from_json",
+    "make_join",
     "node_of",
     "open_samples",
+    "parse_flags_layout",
     "parse_page_size",
+    "resolve_flags_layout",
     "zone_label",
     "zone_of",
 ]
@@ -86,6 +92,18 @@ class Sample:
     times: int
     record: PageRecord | None = None
     entry: StackCount | None = None  # the show_stacks block, for show_stacks input
+    # How to read node and zone from the flags word when the kernel printed no fields.
+    layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT
+
+    @property
+    def zone(self) -> int | None:
+        """Return the record's zone, printed or derived with the sample's layout."""
+        return zone_of(self.record, self.layout) if self.record is not None else None
+
+    @property
+    def node(self) -> int | None:
+        """Return the record's NUMA node, printed or derived with the sample's layout."""
+        return node_of(self.record, self.layout) if self.record is not None else None
 
 
 @dataclass
@@ -96,6 +114,12 @@ class SampleStream:
     kind: InputKind
     samples: Iterator[Sample]
     reader: DumpReader | None = None
+    join: HandleJoin | None = None  # how 7.3 handle-only records got their frames
+    layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT
+
+    def handle_note(self) -> str | None:
+        """Say which handle-only records stayed `handle N` groups (after reading), or None."""
+        return self.join.warning() if self.join is not None else None
 
     def require_records(self, what: str) -> None:
         """Refuse a show_stacks input for something only a dump carries."""
@@ -199,17 +223,39 @@ _DROPPED = ": the dump ends inside a record"
 
 
 def _record_samples(
-    reader: DumpReader, interner: StackInterner, watch: _SkipWatch, *, check: bool = True
-) -> Iterator[Sample]:
-    """Turn dump records into samples (`check`: fail at the end if none could be read)."""
+    reader: DumpReader, interner: StackInterner, watch: _SkipWatch, *, check: bool = True,
+    join: HandleJoin | None = None,
+    layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT,
+) -> Iterator[Sample]:  # fmt: skip
+    """Turn dump records into samples (`check`: fail at the end if none could be read).
+
+    `join` gives 7.3 handle-only records their frames (or a `handle N` stand-in).
+    """
     intern = interner.intern
+    join = join if join is not None else HandleJoin(reader.path)
+    frames = join.frames
     count = 0
     for record in reader:
         count += 1
-        yield Sample(intern(record.stack), record.nr_pages, 1, record)
+        yield Sample(intern(frames(record)), record.nr_pages, 1, record, layout=layout)
     watch.samples += count
     if check:
         watch.check(watch.samples)
+        _warn_join(join, watch)
+
+
+def _warn_join(join: HandleJoin, watch: _SkipWatch) -> None:
+    """Report the handle-only records left as `handle N`, in one warning."""
+    message = join.warning()
+    if message is not None:
+        watch(message)
+
+
+def make_join(path: str, stacks_from: str | None = None) -> HandleJoin:
+    """Prepare the handle join of a dump: --stacks-from, else its capture sidecar's file."""
+    stacks_path = stacks_from if stacks_from is not None else sidecar_stacks_file(path)
+    stacks = load_handle_stacks(stacks_path) if stacks_path is not None else None
+    return HandleJoin(path, stacks)
 
 
 def _stack_samples(
@@ -241,24 +287,32 @@ def open_samples(
     on_warning: WarningHandler | None = None,
     on_progress: ProgressHandler | None = None,
     interner: StackInterner | None = None,
+    stacks_from: str | None = None,
+    layout: FlagsLayout | None = None,
 ) -> Iterator[SampleStream]:
     """Open a dump or show_stacks file (`-` for stdin) and stream its samples.
 
     Blocks that cannot be read are skipped with a warning (unless `strict`); an input of
     which no block at all can be read raises InputError naming the first bad line.
+    `stacks_from` names the frames of 7.3 handle-only records (see `dump.handles`).
+    `layout` (else the capture sidecar's, else the x86_64 default) places node and zone
+    in the flags word of dumps that print no node=/zone= fields (before 5.14).
     """
     interner = interner if interner is not None else StackInterner()
     watch = _SkipWatch(on_warning)
+    join = make_join(path, stacks_from)
+    chosen = resolve_flags_layout(path, layout)
     with open_input(path) as opened:
         source = tolerate(opened, Tolerance(strict, watch))
         read = source.read if on_progress is None else _counting(
             source.read, on_progress, source.size)
-        yield _sample_stream(source, read, strict, watch, interner)
+        yield _sample_stream(source, read, strict, watch, interner, join=join, layout=chosen)
 
 
 def _sample_stream(
     source: InputSource, read: Callable[[int], bytes], strict: bool, watch: _SkipWatch,
-    interner: StackInterner, *, check: bool = True,
+    interner: StackInterner, *, check: bool = True, join: HandleJoin | None = None,
+    layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT,
 ) -> SampleStream:  # fmt: skip
     """Sniff an opened input and stream its samples through `read`."""
     buffer = source.buffered(read)
@@ -267,8 +321,9 @@ def _sample_stream(
         # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
         stream = _Replay(b"".join(head), buffer.read)
         reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
-        samples = _record_samples(reader, interner, watch, check=check)
-        return SampleStream(source.name, kind, samples, reader)
+        samples = _record_samples(reader, interner, watch, check=check, join=join,
+                                  layout=layout)
+        return SampleStream(source.name, kind, samples, reader, join, layout)
     lines = itertools.chain(head, buffer)
     return SampleStream(source.name, kind, _stack_samples(source.name, lines, interner,
                                                           strict, watch))  # fmt: skip
@@ -363,7 +418,8 @@ def _count_lines(fd: int, end: int) -> int:
 
 
 def _read_later_part(
-    fd: int, start: int, name: str, strict: bool, partial: Partial
+    fd: int, start: int, name: str, strict: bool, partial: Partial, join: HandleJoin,
+    layout: FlagsLayout,
 ) -> bytes:
     """Feed the samples from `start` to the end of a dump file into `partial` (the child).
 
@@ -376,11 +432,12 @@ def _read_later_part(
                         first_lineno=_count_lines(fd, start) + 1)  # fmt: skip
     error = None
     try:
-        partial.feed(_record_samples(reader, StackInterner(), watch, check=False))
+        partial.feed(_record_samples(reader, StackInterner(), watch, check=False, join=join,
+                                     layout=layout))
     except ParseError as exc:
         error = [exc.path, exc.lineno, exc.line, exc.reason]
     payload = {"samples": watch.samples, "warnings": warnings, "error": error,
-               "partial": None if error else partial.to_json()}  # fmt: skip
+               "partial": None if error else partial.to_json(), "join": join.to_json()}  # fmt: skip
     return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
@@ -405,6 +462,8 @@ def aggregate_file(
     interner: StackInterner | None = None,
     jobs: int = 2,
     check: Callable[[SampleStream], None] | None = None,
+    stacks_from: str | None = None,
+    layout: FlagsLayout | None = None,
 ) -> tuple[SampleStream, P]:
     """Feed every sample of an input into `make()`; a big dump file is read on two cores.
 
@@ -412,18 +471,21 @@ def aggregate_file(
     The first half of the file is read here, the second in a forked child whose partial
     aggregate, warnings and --strict error come back as JSON and are merged in file order:
     the result, the warnings and the errors are those of reading the file in one process.
-    The returned stream's samples are consumed.
+    The returned stream's samples are consumed. `stacks_from` is as for `open_samples`.
     """
     interner = interner if interner is not None else StackInterner()
     watch = _SkipWatch(on_warning)
+    join = make_join(path, stacks_from)
     partial = make()
+    chosen = resolve_flags_layout(path, layout)
     with open_input(path) as opened:
         source = tolerate(opened, Tolerance(strict, watch))
         split = _split_point(source, jobs)
         if split is None:
             read = source.read if on_progress is None else _counting(
                 source.read, on_progress, source.size)  # fmt: skip
-            stream = _sample_stream(source, read, strict, watch, interner)
+            stream = _sample_stream(source, read, strict, watch, interner, join=join,
+                                    layout=chosen)
             if check is not None:
                 check(stream)
             partial.feed(stream.samples)
@@ -435,7 +497,8 @@ def aggregate_file(
             scale = [source.size / split if source.size else 1.0]
             read = _counting(limited.read, lambda done, total: on_progress(
                 int(done * scale[0]), total), source.size)  # fmt: skip
-        stream = _sample_stream(source, read, strict, watch, interner, check=False)
+        stream = _sample_stream(source, read, strict, watch, interner, check=False, join=join,
+                                layout=chosen)
         if check is not None:
             check(stream)
         if stream.kind is not InputKind.DUMP:  # show_stacks files are small: one process
@@ -446,8 +509,10 @@ def aggregate_file(
             return stream, partial
         fd = source.fd
         assert fd is not None
+        child_join = HandleJoin(join.name, join.stacks)
         child = parallel.ForkedCall.start(
-            lambda: _read_later_part(fd, split, source.name, strict, make())
+            lambda: _read_later_part(fd, split, source.name, strict, make(), child_join,
+                                     chosen)
         )
         try:
             partial.feed(stream.samples)
@@ -465,49 +530,57 @@ def aggregate_file(
         raise ParseError(*payload["error"])
     partial.merge_json(payload["partial"], interner)
     watch.check(watch.samples + payload["samples"])
+    join.merge_json(payload["join"])
+    _warn_join(join, watch)
+    stream.join = join
     return stream, partial
 
 
 # -- derived record fields ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FlagsLayout:
-    """Where node and zone sit in page->flags (include/linux/page-flags-layout.h)."""
-
-    name: str
-    node_shift: int
-    node_width: int
-    zone_shift: int
-    zone_width: int
-
-
 # x86_64 with SPARSEMEM_VMEMMAP (no section bits), NODES_SHIFT 6 and four zones
-# (ZONES_SHIFT 2): | node:6 | zone:2 | ... from bit 63 down. Checked against the node= and
-# zone= fields %pGp prints (5.14+) for every record of the 6.1 and 6.12 fixture dumps,
-# whose kernels were built with the same defconfig as the 5.10 one, which prints no fields.
-FLAGS_LAYOUT_X86_64 = FlagsLayout("x86_64 default", 58, 6, 56, 2)
+# (ZONES_SHIFT 2): | node:6 | zone:2 | ... from bit 63 down (kernel.tables.FLAGS_LAYOUTS).
+FLAGS_LAYOUT_X86_64 = DEFAULT_FLAGS_LAYOUT
 
 
-def _field_of(value: int, shift: int, width: int) -> int:
-    """Extract a bit field."""
-    return (value >> shift) & ((1 << width) - 1)
+def parse_flags_layout(text: str) -> FlagsLayout:
+    """Look up a `--flags-layout` name.
+
+    >>> parse_flags_layout("nonuma").zone_shift
+    62
+    """
+    layout = FLAGS_LAYOUTS.get(text)
+    if layout is None:
+        raise SpecError(f"unknown flags layout {text!r} (choose from {', '.join(FLAGS_LAYOUTS)})")
+    return layout
 
 
-def zone_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
+def resolve_flags_layout(path: str, given: FlagsLayout | None) -> FlagsLayout:
+    """Return the layout to read a dump with: the one given, its sidecar's, or the default."""
+    if given is not None:
+        return given
+    if path != "-":
+        named = sidecar_flags_layout(path)
+        if named is not None:
+            return FLAGS_LAYOUTS.get(named, DEFAULT_FLAGS_LAYOUT)
+    return DEFAULT_FLAGS_LAYOUT
+
+
+def zone_of(record: PageRecord, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT) -> int | None:
     """Return the zone index: printed by %pGp (5.14+), else derived from the flags word.
 
     The 3.19 letter format prints no flags word, so its zone is unknown (None).
     """
-    return _flags_field(record, "zone", layout.zone_shift, layout.zone_width)
+    return _flags_field(record, "zone", layout)
 
 
-def node_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
-    """Return the NUMA node, printed or derived like `zone_of`."""
-    return _flags_field(record, "node", layout.node_shift, layout.node_width)
+def node_of(record: PageRecord, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT) -> int | None:
+    """Return the NUMA node, printed or derived like `zone_of` (0 on a layout without NUMA)."""
+    return _flags_field(record, "node", layout)
 
 
-def _flags_field(record: PageRecord, name: str, shift: int, width: int) -> int | None:
+def _flags_field(record: PageRecord, name: str, layout: FlagsLayout) -> int | None:
     """Return a field %pGp printed, else the bits of the flags word that hold it."""
     flags = record.flags
     if flags is None:
@@ -517,7 +590,9 @@ def _flags_field(record: PageRecord, name: str, shift: int, width: int) -> int |
         return printed
     if flags.value is None:
         return None
-    return _field_of(flags.value, shift, width)
+    value = layout.field(flags.value, name)
+    # A kernel without NUMA keeps no node bits: every page is on node 0.
+    return 0 if value is None and name == "node" else value
 
 
 def zone_derived(record: PageRecord) -> bool:
@@ -547,6 +622,19 @@ def allocator_bits(record: PageRecord) -> int:
     """
     text = record.raw if record.raw is not None else format_record(record)
     return classify_block(encode(text))
+
+
+def sample_allocator_bits(sample: Sample) -> int:
+    """Classify a sample's record, with the joined frames of a 7.3 handle-only record.
+
+    page_owner_sort finds VMALLOC by a frame of the text; a handle-only record has none, so
+    it is classified as the stack_handle record of the same page would be.
+    """
+    record = _rec(sample)
+    frames = sample.stack.frames
+    if record.handle_only and frames and frames[0].symbol is not None:
+        return allocator_bits(replace(record, stack=frames, raw=None))
+    return allocator_bits(record)
 
 
 def allocator_label(bits: int) -> str:
@@ -613,16 +701,15 @@ GROUP_KEYS: tuple[GroupKey, ...] = (
              lambda s: s.stack.module, lambda s: s.stack.module or "vmlinux",
              needs_record=False),
     GroupKey("allocator", "CMA, SLAB, VMALLOC or OTHERS, as page_owner_sort classifies",
-             lambda s: allocator_bits(_rec(s)),
-             lambda s: allocator_label(allocator_bits(_rec(s)))),
+             sample_allocator_bits, lambda s: allocator_label(sample_allocator_bits(s))),
     GroupKey("gfp", "the GFP mask",
              lambda s: _rec(s).gfp_mask, _gfp_label),
     GroupKey("order", "the allocation order",
              lambda s: _rec(s).order, lambda s: str(_rec(s).order)),
     GroupKey("zone", "the zone, from the Flags field",
-             lambda s: zone_of(_rec(s)), lambda s: zone_label(zone_of(_rec(s)))),
+             lambda s: s.zone, lambda s: zone_label(s.zone)),
     GroupKey("node", "the NUMA node, from the Flags field",
-             lambda s: node_of(_rec(s)), lambda s: _text(node_of(_rec(s)))),
+             lambda s: s.node, lambda s: _text(s.node)),
     GroupKey("migratetype", "the page's migratetype (from its GFP mask)",
              _migratetype, _migratetype),
 )  # fmt: skip

@@ -24,6 +24,7 @@ from pageowner.analyze.analysis import (
 )
 from pageowner.errors import SpecError, ThresholdExceeded
 from pageowner.kernel.frames import StackInterner
+from pageowner.kernel.tables import FlagsLayout
 
 __all__ = [
     "Change",
@@ -54,6 +55,10 @@ class DiffOptions:
     top: int = 0  # 0: every group
     strict: bool = False
     jobs: int = 2  # processes for each big regular file (1 or 2)
+    # show_stacks_handles or stack_handle dump naming 7.3 handle-only records' frames
+    stacks_from: str | None = None
+    # Where node and zone sit in pre-5.14 flags words; None: the sidecar's, else x86_64 NUMA.
+    flags_layout: FlagsLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,8 @@ def diff_files(
         stream, table = aggregate_file(
             path, lambda: GroupTable(key), strict=options.strict, on_warning=on_warning,
             on_progress=on_progress, interner=interner, jobs=options.jobs, check=check,
+            stacks_from=options.stacks_from,
+            layout=options.flags_layout,
         )  # fmt: skip
         tables.append(table)
         sides.append(stream)

@@ -58,6 +58,8 @@ class FlameOptions:
     page_size: int = DEFAULT_PAGE_SIZE
     strict: bool = False
     jobs: int = 2  # processes for each big regular file (1 or 2)
+    # show_stacks_handles or stack_handle dump naming 7.3 handle-only records' frames
+    stacks_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ def _read_stacks(
     stream, partial = aggregate_file(
         path, lambda: _FlamePartial(times), strict=options.strict, on_warning=on_warning,
         on_progress=on_progress, interner=interner, jobs=options.jobs, check=check,
+        stacks_from=options.stacks_from,
     )  # fmt: skip
     scale = options.page_size if options.weight is Weight.BYTES else 1
     stacks = {names: value * scale for names, value in partial.folded().items()}

@@ -22,12 +22,11 @@ from pageowner.analyze.analysis import (
     aggregate_file,
     frames_from_json,
     frames_to_json,
-    node_of,
+    zone_derived,
     zone_label,
-    zone_of,
 )
 from pageowner.kernel.frames import StackInfo, StackInterner
-from pageowner.kernel.tables import MIGRATETYPE_NUMBERS
+from pageowner.kernel.tables import MIGRATETYPE_NUMBERS, FlagsLayout
 from pageowner.model import MigrateType
 
 __all__ = ["Culprit", "FragOptions", "FragResult", "ZoneFrag", "frag_file"]
@@ -41,6 +40,10 @@ class FragOptions:
     exact: bool = False
     strict: bool = False
     jobs: int = 2  # processes for a big regular file (1 or 2)
+    # show_stacks_handles or stack_handle dump naming 7.3 handle-only records' frames
+    stacks_from: str | None = None
+    # Where node and zone sit in pre-5.14 flags words; None: the sidecar's, else x86_64 NUMA.
+    flags_layout: FlagsLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class FragResult:
     mismatched_records: int
     without_pfn: int  # records without a PFN line (`grep -v ^PFN` dumps)
     reserved: int  # reserved pages, which the kernel skips too
+    # The flags layout node and zone were derived with (pre-5.14 dumps), else None.
+    derived_with: FlagsLayout | None = None
 
 
 @dataclass
@@ -128,6 +133,7 @@ class _FragPartial:
         self.zones: dict[tuple[int, int], dict[int, _Block]] = {}
         self.suspects: dict[tuple[str, ...], _Suspect] = {}
         self.records = self.mismatched = self.without_pfn = self.reserved = 0
+        self.derived = False  # a zone or node came from the flags word, not the text
 
     def feed(self, samples: Iterable[Sample]) -> None:
         """Place each record's pageblock and note the stacks of mismatched pages."""
@@ -141,8 +147,9 @@ class _FragPartial:
             if record.block is None or record.block_mt is None:
                 self.without_pfn += 1
                 continue
-            zone = zone_of(record)
-            node = node_of(record)
+            zone = sample.zone
+            node = sample.node
+            self.derived = self.derived or zone_derived(record)
             where = (-1 if node is None else node, -1 if zone is None else zone)
             blocks = zones.setdefault(where, {})
             block = blocks.get(record.block)
@@ -175,12 +182,14 @@ class _FragPartial:
         suspects = [[frames_to_json(s.stack), s.pages, s.records,
                      [[list(where), number] for where, number in s.blocks],
                      list(s.kinds.items())] for s in self.suspects.values()]  # fmt: skip
-        counts = [self.records, self.mismatched, self.without_pfn, self.reserved]
+        counts = [self.records, self.mismatched, self.without_pfn, self.reserved,
+                  self.derived]
         return {"counts": counts, "zones": zones, "suspects": suspects}
 
     def merge_json(self, data: Any, interner: StackInterner) -> None:
         """Add a later part: our blocks keep their migratetype, new ones go after ours."""
-        records, mismatched, without_pfn, reserved = data["counts"]
+        records, mismatched, without_pfn, reserved, derived = data["counts"]
+        self.derived = self.derived or derived
         self.records += records
         self.mismatched += mismatched
         self.without_pfn += without_pfn
@@ -222,6 +231,8 @@ def frag_file(
     stream, partial = aggregate_file(
         path, lambda: _FragPartial(exact), strict=options.strict, on_warning=on_warning,
         on_progress=on_progress, jobs=options.jobs, check=check,
+        stacks_from=options.stacks_from,
+        layout=options.flags_layout,
     )  # fmt: skip
     zones, suspects = partial.zones, partial.suspects
     columns = list(MIGRATETYPE_NUMBERS)
@@ -271,4 +282,5 @@ def frag_file(
         mismatched_records=partial.mismatched,
         without_pfn=partial.without_pfn,
         reserved=partial.reserved,
+        derived_with=stream.layout if partial.derived else None,
     )

@@ -19,19 +19,24 @@ from pageowner.analyze.analysis import (
     Sample,
     WarningHandler,
     allocator_bits,
-    node_of,
     open_samples,
-    zone_of,
 )
+from pageowner.dump.classify import ALLOCATOR_LABELS
 from pageowner.dump.dumpfile import encode, format_record
 from pageowner.dump.fileio import atomic_output, check_output_path
 from pageowner.dump.stacksfile import format_stack_count
 from pageowner.errors import InputError, SpecError
 from pageowner.kernel.frames import StackInfo
-from pageowner.kernel.tables import GFP_TABLES, ZONE_NAMES, FlagTable, decode_flags, encode_flags
+from pageowner.kernel.tables import (
+    GFP_TABLES,
+    ZONE_NAMES,
+    FlagsLayout,
+    FlagTable,
+    decode_flags,
+    encode_flags,
+)
 from pageowner.model import MigrateType, PageRecord
-from pageowner.sort.engine import ALLOCATOR_LABELS, parse_int_list
-from pageowner.units import parse_duration_range
+from pageowner.units import parse_duration_range, parse_int_list
 
 __all__ = [
     "FILTERS",
@@ -268,9 +273,9 @@ FILTERS: tuple[Filter, ...] = (
            "Keep pages in pageblocks of these migratetypes.",
            _parse_migratetypes, lambda s, v: _record(s).block_mt in _flatten(v)),
     Filter("zone", "--zone", "ZONES", "Keep pages in these zones (DMA, DMA32, Normal, ... or 0-4).",
-           _parse_zones, lambda s, v: zone_of(_record(s)) in _flatten(v)),
+           _parse_zones, lambda s, v: s.zone in _flatten(v)),
     Filter("node", "--node", "NODES", "Keep pages on these NUMA nodes.",
-           parse_int_list, lambda s, v: node_of(_record(s)) in _flatten(v)),
+           parse_int_list, lambda s, v: s.node in _flatten(v)),
     Filter("module", "--module", "MODULES",
            "Keep stacks with a frame in these modules (vmlinux: stacks without any).",
            _parse_names, _has_module, on_stacks=True),
@@ -346,13 +351,16 @@ def grep_file(
     strict: bool = False,
     on_warning: WarningHandler | None = None,
     on_progress: ProgressHandler | None = None,
+    stacks_from: str | None = None,
+    flags_layout: FlagsLayout | None = None,
 ) -> GrepResult:
     """Write the records of a dump that pass the selection, as a dump (or count them)."""
     check_output_path(output_path, (input_path,))
     _REGEX_HITS.clear()  # keyed by interned stacks, which live as long as one run
     read = selected = 0
     with open_samples(input_path, strict=strict, on_warning=on_warning,
-                      on_progress=on_progress) as stream:  # fmt: skip
+                      on_progress=on_progress, stacks_from=stacks_from,
+                      layout=flags_layout) as stream:  # fmt: skip
         if stream.kind is not InputKind.DUMP:
             refused = [f.option for f, _ in selection.terms if not f.on_stacks]
             if refused:

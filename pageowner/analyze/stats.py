@@ -20,12 +20,12 @@ from pageowner.analyze.analysis import (
     aggregate_file,
     allocator_bits,
     allocator_label,
-    node_of,
+    sample_allocator_bits,
     zone_derived,
     zone_label,
-    zone_of,
 )
 from pageowner.kernel.frames import StackInterner
+from pageowner.kernel.tables import FlagsLayout
 from pageowner.model import HeaderStyle, PageRecord
 
 __all__ = ["BREAKDOWNS", "Breakdown", "StatsResult", "StatsRow", "StatsSection", "stats_file"]
@@ -114,12 +114,12 @@ def _one(key: Hashable, label: str) -> tuple[tuple[Hashable, str]]:
 
 
 def _zone(sample: Sample) -> tuple[tuple[Hashable, str]]:
-    zone = zone_of(_rec(sample))
+    zone = sample.zone
     return _one(-1 if zone is None else zone, zone_label(zone))
 
 
 def _node(sample: Sample) -> tuple[tuple[Hashable, str]]:
-    node = node_of(_rec(sample))
+    node = sample.node
     return _one(-1 if node is None else node, "unknown" if node is None else str(node))
 
 
@@ -129,7 +129,7 @@ def _mt(value: object) -> str:
 
 
 def _allocator(sample: Sample) -> tuple[tuple[Hashable, str]]:
-    label = allocator_label(allocator_bits(_rec(sample)))
+    label = allocator_label(sample_allocator_bits(sample))
     return _one(label, label)
 
 
@@ -256,11 +256,14 @@ def stats_file(
     on_warning: WarningHandler | None = None,
     on_progress: ProgressHandler | None = None,
     jobs: int = 2,
+    stacks_from: str | None = None,
+    flags_layout: FlagsLayout | None = None,
 ) -> StatsResult:
     """Read a dump (or show_stacks file) and total it by every breakdown that applies."""
     notes: list[str] = []
     stream, partial = aggregate_file(path, _StatsPartial, strict=strict, on_warning=on_warning,
-                                     on_progress=on_progress, jobs=jobs)  # fmt: skip
+                                     on_progress=on_progress, jobs=jobs,
+                                     stacks_from=stacks_from, layout=flags_layout)  # fmt: skip
     dump = stream.kind is InputKind.DUMP
     pages = partial.pages
     sections = []
@@ -279,9 +282,11 @@ def stats_file(
         )
         sections.append(StatsSection(breakdown.name, breakdown.title, rows, breakdown.overlapping))
     if partial.derived:
+        layout = stream.layout
         notes.append(
-            "zone, node: derived from the flags word with the x86_64 default layout "
-            "(the kernel printed no node=/zone= fields before 5.14)"
+            f"zone, node: derived from the flags word with the {layout.name} layout "
+            f"({layout.description}), as the kernel printed no node=/zone= fields before "
+            "5.14; --flags-layout names another"
         )
     if not dump:
         notes.append(

@@ -14,6 +14,7 @@ from pageowner.analyze.analysis import (
     aggregate_file,
     get_group_key,
 )
+from pageowner.kernel.tables import FlagsLayout
 
 __all__ = ["TopEntry", "TopOptions", "TopResult", "top_file"]
 
@@ -29,6 +30,10 @@ class TopOptions:
     exact: bool = False
     strict: bool = False
     jobs: int = 2  # processes for a big regular file (1 or 2)
+    # show_stacks_handles or stack_handle dump naming 7.3 handle-only records' frames
+    stacks_from: str | None = None
+    # Where node and zone sit in pre-5.14 flags words; None: the sidecar's, else x86_64 NUMA.
+    flags_layout: FlagsLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class TopResult:
     total_times: int
     groups: int  # before --top and --threshold
     threshold: int
+    # 7.3 handle-only records left as `handle N` groups, and why (None: none were).
+    handle_note: str | None = None
 
 
 def _percent(part: int, whole: int) -> float:
@@ -84,6 +91,8 @@ def top_file(
     stream, table = aggregate_file(
         path, lambda: GroupTable(key), strict=options.strict, on_warning=on_warning,
         on_progress=on_progress, jobs=options.jobs, check=check,
+        stacks_from=options.stacks_from,
+        layout=options.flags_layout,
     )  # fmt: skip
     entries: list[TopEntry] = []
     for group in table.ranked(options.by_times):
@@ -112,4 +121,5 @@ def top_file(
         total_times=table.total_times,
         groups=len(table.groups),
         threshold=options.threshold,
+        handle_note=stream.handle_note(),
     )

@@ -15,9 +15,12 @@ from pageowner.errors import EXIT_RUNTIME, PageOwnerError, SpecError
 
 __all__ = [
     "CONTEXT_SETTINGS",
+    "AliasChoice",
+    "PageOwnerCommand",
     "SpecParam",
     "cli",
     "main",
+    "old_spelling",
     "warn",
 ]
 
@@ -53,8 +56,31 @@ COMMAND_MODULES: dict[str, str] = {
     "flame": "pageowner.cli.analyze",
     "symbolize": "pageowner.cli.symbols",
     "capture": "pageowner.cli.live",
+    "filter": "pageowner.cli.live",
     "watch": "pageowner.cli.live",
     "trend": "pageowner.cli.live",
+}
+
+
+# One line per command for `pageowner --help` (click would cut each first sentence at the
+# terminal's width; these fit 80 columns whole).
+SHORT_HELP: dict[str, str] = {
+    "boot": "Boot a simulated machine with page_owner",
+    "capture": "Copy a live machine's page_owner dump, with a sidecar",
+    "demo": "Boot, run a leaky workload, dump and sort: a tour",
+    "diff": "Rank what grew (or shrank) between two dumps",
+    "dump": "Print the simulated machine's page_owner files",
+    "flame": "Draw a flame graph: HTML, folded, speedscope or pprof",
+    "frag": "Count mixed pageblocks and the stacks that mixed them",
+    "grep": "Keep the records that pass every filter, as a dump",
+    "run": "Run a workload on the simulated machine",
+    "sort": "Sort a dump byte for byte as page_owner_sort does",
+    "stats": "Total a dump by order, GFP flag, zone, node, migratetype",
+    "symbolize": "Add file:line to the frames of a dump",
+    "top": "Show the stacks (or pids, names...) holding most memory",
+    "trend": "Rank the stacks of a watch store by growth",
+    "watch": "Snapshot the pages of each stack into a store, repeatedly",
+    "workloads": "List the workloads `run` knows, with their options",
 }
 
 
@@ -80,7 +106,10 @@ class PageOwnerGroup(click.Group):
         module = COMMAND_MODULES.get(cmd_name)
         if module is not None and cmd_name not in self.commands:
             importlib.import_module(module)  # its decorators register the commands
-        return self.commands.get(cmd_name)
+        command = self.commands.get(cmd_name)
+        if command is not None and command.short_help is None:
+            command.short_help = SHORT_HELP.get(cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -120,6 +149,40 @@ class SpecParam(_ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class AliasChoice(click.Choice):  # type: ignore[type-arg]
+    """A choice that also takes old names, saying once on stderr which new name to use.
+
+    Help and completion list only the current names.
+    """
+
+    def __init__(self, choices: Sequence[str], aliases: dict[str, str]) -> None:
+        super().__init__(list(choices))
+        self.aliases = aliases
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value in self.aliases:
+            new = self.aliases[value]
+            option = param.opts[-1] if param is not None and param.opts else "the option"
+            warn(f"{option} {value} is deprecated; use {option} {new}")
+            value = new
+        return super().convert(value, param, ctx)
+
+
+def old_spelling(old: str, new: str, dest: str, **attrs: Any) -> Callable[[Any], Any]:
+    """Keep an option's old name working, hidden from help, with a warning naming the new one."""
+
+    def said(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:
+            warn(f"{old} is now {new}; the old name will go away")
+            ctx.params[dest] = value
+            # So that the new option's default, processed later, does not replace it.
+            ctx.set_parameter_source(dest, click.core.ParameterSource.COMMANDLINE)
+
+    # A name of its own (not exposed): the new option's value stands unless this was given.
+    return click.option(old, f"{dest}_old_spelling", hidden=True, callback=said,
+                        expose_value=False, help=f"The old name of {new}.", **attrs)
+
+
 def warn(message: str) -> None:
     """Print a warning on stderr."""
     click.echo(f"pageowner: warning: {message}", err=True)
@@ -131,7 +194,8 @@ def cli() -> None:
     """Read, simulate, sort and compare Linux page_owner dumps.
 
     Exit codes: 0 done, 1 runtime error (file, parse, state), 2 usage error,
-    3 a --fail-on-... threshold tripped.
+    3 a --fail-on-... threshold tripped; grep, as grep(1), exits 1 when it selected
+    nothing.
     """
     # Each command starts from the default; the analysis commands' --free sets it.
     from pageowner.dump.repair import set_free_stacks  # noqa: PLC0415 - commands load lazily

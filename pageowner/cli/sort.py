@@ -8,17 +8,20 @@ from typing import Any
 import click
 
 from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.dump.era import detect_kernel
+from pageowner.errors import PageOwnerError
+from pageowner.model import HeaderStyle
 from pageowner.report.progress import Progress
-from pageowner.sort.engine import (
+from pageowner.sort.engine import sort_dump
+from pageowner.sort.options import (
     SHORT_SORT_FLAGS,
     SortOptions,
     build_options,
     parse_cull_spec,
-    parse_int_list,
     parse_name_list,
     parse_sort_spec,
-    sort_dump,
 )
+from pageowner.units import parse_int_list
 
 _SHORT_HELP = {
     "a": "Sort by memory allocation time.",
@@ -108,6 +111,8 @@ def sort_command(
         short_flags, sort_spec, cull or frozenset(), pids, tgids, names,  # type: ignore[arg-type]
         filter_released,
     )  # fmt: skip
+    if options.legacy:
+        _warn_without_free_ts(input_path)
     warnings = WarningPrinter()
     with Progress("reading") as progress:
         engine = sort_dump(input_path, output_path, options, strict=strict, jobs=jobs,
@@ -115,6 +120,31 @@ def sort_command(
     warnings.summary()
     if debug:
         _print_debug(engine.records, engine.selected, len(engine.groups), engine.skipped, options)
+
+
+_FREE_TS_HEADERS = (HeaderStyle.PID_TS_FREE, HeaderStyle.TGID_TS_FREE)
+
+
+def _warn_without_free_ts(input_path: str) -> None:
+    """Warn once when free_ts options meet a dump whose records carry no free_ts.
+
+    Only 5.14-6.6 kernels print free_ts; elsewhere -f keeps everything and -r, --sort=ft
+    and --cull=f see 0, as page_owner_sort 5.18-6.6 would, silently. Standard input
+    is not looked at ahead (it can be read once only).
+    """
+    if input_path == "-":
+        return
+    try:
+        era = detect_kernel(input_path)
+    except PageOwnerError:
+        return  # the sort itself reports an unreadable input
+    fmt = era.fmt
+    if fmt is None or fmt.header in _FREE_TS_HEADERS:
+        return
+    shaped = (f" (shaped as {era.candidates[0]}-{era.candidates[-1]} print them)"
+              if era.candidates else "")  # fmt: skip
+    warn(f"{input_path}: -f, -r, --sort=ft and --cull=f read free_ts, which only 5.14-6.6 "
+         f"kernels print; this dump's records{shaped} have none, so each reads as 0")
 
 
 def _print_debug(records: int, selected: int, groups: int, skipped: int,

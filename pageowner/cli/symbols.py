@@ -32,6 +32,9 @@ from pageowner.symbols.symbolize import FORMATS, SymbolizeOptions, symbolize_fil
               help="Neither read nor write the cache (index and resolved lines).")
 @click.option("--allow-mismatch", is_flag=True,
               help="Write the output even if frames do not match the ELF (left unchanged).")
+@click.option("--stacks-from", metavar="FILE", default=None,
+              help="Frames for 7.3 handle-mode records (show_stacks_handles or a stack_handle "
+                   "dump of the same boot): they are printed before the handle line.")
 def symbolize_command(
     input_path: str,
     vmlinux: str,
@@ -42,6 +45,7 @@ def symbolize_command(
     cache_dir: str | None,
     no_cache: bool,
     allow_mismatch: bool,
+    stacks_from: str | None,
 ) -> None:
     """Add file:line and inline chains to the frames of a page_owner dump.
 
@@ -51,7 +55,7 @@ def symbolize_command(
     a dump: `pageowner sort` reads it.
     """
     options = SymbolizeOptions(vmlinux, modules_dir, output_format, base_path, cache_dir,
-                               not no_cache, allow_mismatch)
+                               not no_cache, allow_mismatch, stacks_from)
     with Progress("symbolizing", unit="frames") as progress:
         symbolize_file(input_path, output_path, options, on_warning=warn,
                        on_progress=progress)

@@ -20,10 +20,13 @@ from pageowner.dump.fileio import CrLfReader, line_body
 from pageowner.errors import ParseError
 from pageowner.kernel.kernels import KernelVersion
 from pageowner.kernel.tables import (
+    DEFAULT_FLAGS_LAYOUT,
     LETTER_FLAGS,
     MIGRATETYPE_NUMBERS_3_19,
+    FlagsLayout,
     decode_flags,
     gfp_migratetype,
+    migrate_reason_names,
 )
 from pageowner.model import (
     DumpFormat,
@@ -41,6 +44,7 @@ __all__ = [
     "Block",
     "ByteReader",
     "DumpReader",
+    "HANDLE_LIMIT",
     "HEADER_PREFIX",
     "convert_record",
     "decode",
@@ -175,6 +179,10 @@ _SYMBOL_RE = re.compile(
     r"(?: \((?P<source>[^()]*:[^()]*)\))?"
 )
 _RAW_ADDRESS_RE = re.compile(r"0x(?P<address>[0-9a-f]+)")
+# 7.3 `mode=handle|stack_handle`: `handle: %u` after the frames (kernel-7.3.md 2). Only the
+# digits %u prints (no sign, no leading zero, below 2^32) are a handle; else an extra line.
+_HANDLE_RE = re.compile(r"handle: (?P<handle>0|[1-9][0-9]{0,9})")
+HANDLE_LIMIT = 1 << 32
 _MIGRATED = "Page has been migrated, last migrate reason: "
 _SLAB_CACHE = "Slab cache page"
 _CHARGED_RE = re.compile(
@@ -348,6 +356,7 @@ class _Tail:
     """The parsed part of a block after its PFN line: frames and trailing lines."""
 
     stack: tuple[Frame, ...]
+    handle: int | None
     migrate_reason: str | None
     slab_cache: bool
     memcg: MemcgCharge | None
@@ -395,6 +404,11 @@ def _parse_tail(
     while index < len(lines) and lines[index].startswith(" "):
         frames.append(frame_cache.get(lines[index]))
         index += 1
+    handle = None
+    match = _HANDLE_RE.fullmatch(lines[index]) if index < len(lines) else None
+    if match and int(match["handle"]) < HANDLE_LIMIT:
+        handle = int(match["handle"])
+        index += 1
     migrate_reason = None
     slab_cache = False
     memcg = None
@@ -415,7 +429,9 @@ def _parse_tail(
         if any(frame.address is not None and frame.symbol is not None for frame in frames)
         else FrameStyle.PLAIN
     )
-    return _Tail(tuple(frames), migrate_reason, slab_cache, memcg, tuple(extra), frame_style)
+    return _Tail(
+        tuple(frames), handle, migrate_reason, slab_cache, memcg, tuple(extra), frame_style
+    )
 
 
 _DEFAULT_PARSE_CACHE = _Cache()
@@ -468,6 +484,7 @@ def parse_block(
         ts_nsec=_opt_int(header["ts"]),
         free_ts_nsec=_opt_int(header["free_ts"]),
         stack=tail.stack,
+        handle=tail.handle,
         migrate_reason=tail.migrate_reason,
         slab_cache=tail.slab_cache,
         memcg=tail.memcg,
@@ -538,6 +555,8 @@ def format_lines(record: PageRecord) -> list[str]:
     if pfn_line is not None:
         lines.append(pfn_line)
     lines.extend(format_frame(frame) for frame in record.stack)
+    if record.handle is not None:
+        lines.append(f"handle: {record.handle}")
     if record.migrate_reason is not None:
         lines.append(_MIGRATED + record.migrate_reason)
     if record.slab_cache:
@@ -556,13 +575,20 @@ def format_record(record: PageRecord) -> str:
     return "".join(line + "\n" for line in format_lines(record)) + "\n"
 
 
-def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
-    """Return the record as `kernel` would print it: fields, names and shapes of its era."""
+def convert_record(
+    record: PageRecord, kernel: KernelVersion, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT
+) -> PageRecord:
+    """Return the record as `kernel` would print it: fields, names and shapes of its era.
+
+    `layout` says where node and zone sit in a pre-5.14 flags word, for printing the
+    node=/zone= fields 5.14+ add (a layout without node bits gets no node= field, as %pGp
+    prints none without NUMA).
+    """
     fmt = kernel.fmt
     gfp_table = kernel.gfp_table
     names = decode_flags(record.gfp_mask, gfp_table) if gfp_table is not None else None
     header = fmt.header
-    flags, page_mt, block_mt = _convert_pfn_fields(record, kernel)
+    flags, page_mt, block_mt = _convert_pfn_fields(record, kernel, layout)
     if fmt.frames is FrameStyle.ADDRESS:
         stack = tuple(
             replace(frame, address=frame.address or 0) if frame.symbol is not None else frame
@@ -587,7 +613,11 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
         page_mt=page_mt,
         block_mt=block_mt,
         stack=stack,
-        migrate_reason=record.migrate_reason if kernel.migrate_line else None,
+        # Kernels before 7.3 print no handle; a handle-only record keeps no stack there.
+        handle=record.handle if kernel.has_print_modes else None,
+        migrate_reason=_convert_reason(record.migrate_reason, kernel)
+        if kernel.migrate_line
+        else None,
         slab_cache=record.slab_cache and kernel.memcg_lines,
         memcg=record.memcg if kernel.memcg_lines else None,
         fmt=fmt,
@@ -595,12 +625,21 @@ def convert_record(record: PageRecord, kernel: KernelVersion) -> PageRecord:
     )
 
 
+def _convert_reason(reason: str | None, kernel: KernelVersion) -> str | None:
+    """Rename MR_CONTIG_RANGE's string for `kernel`: `cma` before 5.15, `contig_range` after."""
+    if reason in ("cma", "contig_range"):
+        return migrate_reason_names(kernel.version)[_MR_CONTIG_RANGE]
+    return reason
+
+
+_MR_CONTIG_RANGE = 6  # enum migrate_reason (MR_CMA until v5.1)
+
 # The 3.19 letter columns name compound pages `compound`; later kernels say `head`.
 _TO_LETTER_NAMES = {"head": "compound", "swapcache": "swapcache"}
 
 
 def _convert_pfn_fields(
-    record: PageRecord, kernel: KernelVersion
+    record: PageRecord, kernel: KernelVersion, layout: FlagsLayout
 ) -> tuple[PageFlags | None, MigrateType | None, MigrateType | None]:
     """Return flags and migratetypes as `kernel` prints them on the PFN line."""
     flags = record.flags
@@ -617,6 +656,8 @@ def _convert_pfn_fields(
         # MIGRATE_RESERVE held the slot HighAtomic took in v4.4.
         if block_mt is MigrateType.HIGHATOMIC:
             block_mt = MigrateType.RESERVE
+        if page_mt is MigrateType.HIGHATOMIC:  # Movable|Reclaimable was 3 too: Reserve
+            page_mt = MigrateType.RESERVE
         if page_mt is not block_mt:
             page_mt = None  # printed as "Fallback"
         return PageFlags(None, ordered), page_mt, block_mt
@@ -629,9 +670,11 @@ def _convert_pfn_fields(
     if style is PfnStyle.DEC_RAW_FLAGS:
         fields = ()
     elif not fields:
-        # Pre-5.14 dumps print no fields; x86_64 without NUMA keeps the zone at bit 56.
-        zone = ((flags.value or 0) >> 56) & 0x3
-        fields = (("node", "0"), ("zone", str(zone)))
+        # Pre-5.14 dumps print no fields: read them from the word with the layout given,
+        # rather than claim a node (`node=0`) nobody printed.
+        value = flags.value or 0
+        derived = ((name, layout.field(value, name)) for name in ("node", "zone"))
+        fields = tuple((name, str(bits)) for name, bits in derived if bits is not None)
     return PageFlags(flags.value or 0, names_tuple, fields), page_mt, block_mt
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "Era",
     "detect_kernel",
+    "sidecar_flags_layout",
     "sidecar_path",
     "sniff_dump_format",
     "version_from_release",
@@ -32,6 +33,7 @@ __all__ = [
 SIDECAR_SUFFIX = ".meta.json"
 # Enough text for several records of any era (a record is at most one page, kernel.md A.1).
 _SNIFF_BYTES = 1 << 16
+_HANDLE_LINE_RE = re.compile(rb"\n(?:PFN [^\n]*| [^\n]*)\nhandle: [0-9]+\n")
 _RELEASE_RE = re.compile(r"(?P<major>\d+)\.(?P<minor>\d+)")
 
 # The first kernel printing each page_owner_stacks file (kernel.md D).
@@ -130,6 +132,26 @@ def _read_sidecar(path: str) -> Era | None:
     return Era("sidecar", version, release, dump_format_for(version), (version,))
 
 
+def sidecar_flags_layout(path: str) -> str | None:
+    """Return the flags layout a capture sidecar names (from the kernel config), or None.
+
+    `pageowner capture` records it when it could read the kernel's .config; a dump
+    without a sidecar, or a sidecar without the key, gives None.
+    """
+    meta = sidecar_path(path)
+    if not os.path.exists(meta):
+        return None
+    try:
+        with open(meta, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise InputError(f"{meta}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise InputError(f"{meta}: not a pageowner capture sidecar (not JSON)") from None
+    layout = data.get("flags_layout") if isinstance(data, dict) else None
+    return layout if isinstance(layout, str) else None
+
+
 def detect_kernel(path: str) -> Era:
     """Tell which kernel wrote a dump or stacks file: its sidecar first, else its text."""
     era = _read_sidecar(path) if path != "-" else None
@@ -144,7 +166,11 @@ def detect_kernel(path: str) -> Era:
     head = b"".join(chunks)
     fmt = sniff_dump_format(head)
     if fmt is not None:
-        return Era("text", fmt=fmt, candidates=versions_printing(fmt))
+        candidates = versions_printing(fmt)
+        if _HANDLE_LINE_RE.search(head):
+            # Only 7.3's `mode=handle|stack_handle` prints a handle in the dump.
+            candidates = tuple(v for v in candidates if KernelVersion(v).has_print_modes)
+        return Era("text", fmt=fmt, candidates=candidates)
     kind = sniff_kind(head)
     if kind is not None:
         since = _STACKS_SINCE[kind]

@@ -18,18 +18,24 @@ from dataclasses import dataclass
 from pageowner.model import MigrateType
 
 __all__ = [
+    "DEFAULT_FLAGS_LAYOUT",
+    "FLAGS_LAYOUTS",
     "FlagTable",
+    "FlagsLayout",
     "GFP_TABLES",
     "LETTER_FLAGS",
     "MIGRATE_REASONS",
+    "MIGRATE_REASON_TABLES",
     "MIGRATETYPE_NUMBERS",
     "MIGRATETYPE_NUMBERS_3_19",
     "PAGEFLAG_TABLES",
     "ZONE_NAMES",
     "decode_flags",
     "encode_flags",
+    "flags_layout_for_config",
     "gfp_migratetype",
     "gfp_table_for",
+    "migrate_reason_names",
     "pageflag_table_for",
 ]
 
@@ -96,16 +102,15 @@ def _bits(names: Sequence[str]) -> dict[str, int]:
 
 
 # Single GFP bits of v4.15 and later (bit 9 was __GFP_ATOMIC until v6.2, unused after).
-_GFP_BITS_MODERN = _bits(
-    [
-        "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_DMA32", "__GFP_MOVABLE", "__GFP_RECLAIMABLE",
-        "__GFP_HIGH", "__GFP_IO", "__GFP_FS", "__GFP_ZERO", "__GFP_ATOMIC",
-        "__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM", "__GFP_WRITE", "__GFP_NOWARN",
-        "__GFP_RETRY_MAYFAIL", "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_MEMALLOC",
-        "__GFP_COMP", "__GFP_NOMEMALLOC", "__GFP_HARDWALL", "__GFP_THISNODE",
-        "__GFP_ACCOUNT", "__GFP_ZEROTAGS",
-    ]
+_BIT_ORDER: tuple[str, ...] = (
+    "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_DMA32", "__GFP_MOVABLE", "__GFP_RECLAIMABLE",
+    "__GFP_HIGH", "__GFP_IO", "__GFP_FS", "__GFP_ZERO", "__GFP_ATOMIC",
+    "__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM", "__GFP_WRITE", "__GFP_NOWARN",
+    "__GFP_RETRY_MAYFAIL", "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_MEMALLOC",
+    "__GFP_COMP", "__GFP_NOMEMALLOC", "__GFP_HARDWALL", "__GFP_THISNODE",
+    "__GFP_ACCOUNT", "__GFP_ZEROTAGS",
 )  # fmt: skip
+_GFP_BITS_MODERN = _bits(_BIT_ORDER)
 
 # Single GFP bits of v4.6-v4.14 [uncertain: from the 4.6 headers and the 4.6 example
 # mask 0x24213ca(GFP_HIGHUSER_MOVABLE|__GFP_COLD|__GFP_NOWARN|__GFP_NORETRY)].
@@ -231,6 +236,31 @@ def _legacy_4_6() -> FlagTable:
     return _gfp_table("4.6", bits, composites, singles)
 
 
+def _trace_gfp_flags(name: str, no_obj_ext: bool) -> FlagTable:
+    """Build a v6.15+ table: composites, then `__GFP_RECLAIM`, then every bit in bit order.
+
+    The 6.15 cycle ("tracing: gfp: Remove duplication of recording GFP flags") made
+    mmflags.h list the single flags through TRACE_GFP_FLAGS, which follows the
+    ___GFP_*_BIT enum, instead of a hand-ordered list; the composites lost `__GFP_HIGHMEM`
+    (it is the second single bit now). Checked against every distinct mask of the real
+    7.3 dumps (fixtures/real73) and the published 6.19 record.
+    """
+    bits = dict(_GFP_BITS_MODERN)
+    del bits["__GFP_ATOMIC"]
+    bits["__GFP_RECLAIM"] = bits["__GFP_DIRECT_RECLAIM"] | bits["__GFP_KSWAPD_RECLAIM"]
+    # The enum packs config-dependent bits after ZEROTAGS: SKIP_ZERO/SKIP_KASAN
+    # (KASAN_HW_TAGS), NOLOCKDEP (LOCKDEP), then NO_OBJ_EXT; with neither option (the
+    # fixtures' config) NO_OBJ_EXT is bit 24.
+    bits["__GFP_NO_OBJ_EXT"] = 1 << 24
+    composites = [(c, p) for c, p in _modern_composites(atomic=False, nowait_nowarn=True)
+                  if c != "__GFP_HIGHMEM"]
+    singles = ["__GFP_RECLAIM"]
+    singles += [flag for flag in _BIT_ORDER if flag != "__GFP_ATOMIC"]
+    if no_obj_ext:
+        singles.append("__GFP_NO_OBJ_EXT")
+    return _gfp_table(name, bits, composites, singles)
+
+
 # Keyed by the first release each table applies to; `gfp_table_for` picks one by version.
 GFP_TABLES: dict[str, FlagTable] = {
     "4.6": _legacy_4_6(),
@@ -239,6 +269,12 @@ GFP_TABLES: dict[str, FlagTable] = {
     "5.13": _modern("5.13", atomic=True, zerotags=True, nowait_nowarn=False),
     "6.2": _modern("6.2", atomic=False, zerotags=True, nowait_nowarn=False),
     "6.12": _modern("6.12", atomic=False, zerotags=True, nowait_nowarn=True),
+    "6.15": _trace_gfp_flags("6.15", no_obj_ext=False),
+    # TRACE_GFP_FLAGS_SLAB names __GFP_NO_OBJ_EXT under CONFIG_SLAB_OBJ_EXT in the 7.3
+    # mmflags.h; a 6.19-era mainline mmflags.h has no such entry [uncertain: the release
+    # between 6.19 and 7.3 that added it]. No real dump sets the bit (slab never passes it
+    # to the page allocator in the fixtures), so only the source vouches for it.
+    "7.3": _trace_gfp_flags("7.3", no_obj_ext=True),
 }
 
 
@@ -334,13 +370,128 @@ MIGRATETYPE_NUMBERS_3_19: tuple[MigrateType, ...] = (
     MigrateType.RESERVE, MigrateType.CMA, MigrateType.ISOLATE,
 )  # fmt: skip
 
-# migrate_reason_names[] (include/trace/events/migrate.h); `contig_range` was `cma` in 4.6,
-# longterm_pin/demotion arrived in 5.15/5.16 and damon in 6.11 [uncertain].
-MIGRATE_REASONS: tuple[str, ...] = (
+# migrate_reason_names[] of mm/debug.c, the strings page_owner prints for `enum
+# migrate_reason`, by the first release of each list. The array is sized MR_TYPES, so a
+# reason the enum has but the list lacks is a NULL that vsprintf prints as "(null)".
+_REASONS_4_6 = (
     "compaction", "memory_failure", "memory_hotplug", "syscall_or_cpuset",
-    "mempolicy_mbind", "numa_misplaced", "contig_range", "longterm_pin", "demotion",
-    "damon", "cma",
+    "mempolicy_mbind", "numa_misplaced", "cma",
 )  # fmt: skip
+MIGRATE_REASON_TABLES: dict[str, tuple[str, ...]] = {
+    "4.6": _REASONS_4_6,
+    # 310253514bbf (v5.1) renamed MR_CMA to MR_CONTIG_RANGE in the enum only; d1e153fea2a8
+    # (v5.13) added MR_LONGTERM_PIN without a name.
+    "5.13": (*_REASONS_4_6, "(null)"),
+    # "mm/debug: sync up MR_CONTIG_RANGE and MR_LONGTERM_PIN" and "... sync up latest
+    # migrate_reason to migrate_reason_names" (Weizhao Ouyang, akpm's 5.15-rc3 batch of
+    # 2021-09-24; MR_DEMOTION came with 26aa2d199d6f in 5.15-rc1).
+    "5.15": (*_REASONS_4_6[:6], "contig_range", "longterm_pin", "demotion"),
+    # MR_DAMON [uncertain: 6.11].
+    "6.11": (*_REASONS_4_6[:6], "contig_range", "longterm_pin", "demotion", "damon"),
+}
+# Stable releases that took the 5.15-rc3 rename (`cma` -> `contig_range`): 5.10.70.
+_CONTIG_RANGE_STABLE: dict[tuple[int, ...], int] = {(5, 10): 70}
+# Every reason string some release prints.
+MIGRATE_REASONS: tuple[str, ...] = (*MIGRATE_REASON_TABLES["6.11"], "cma")
+
+
+def migrate_reason_names(release: str) -> tuple[str, ...]:
+    """Return the reason strings of a release ("5.10", "5.10.70"), indexed by the enum.
+
+    >>> migrate_reason_names("5.10")[6], migrate_reason_names("5.10.223")[6]
+    ('cma', 'contig_range')
+    >>> migrate_reason_names("5.14")[7], migrate_reason_names("6.12")[6]
+    ('(null)', 'contig_range')
+    """
+    parts = tuple(int(part) for part in release.split(".")[:3] if part.isdigit())
+    major_minor = ".".join(str(part) for part in parts[:2])
+    names = _pick_names(major_minor)
+    fixed_in = _CONTIG_RANGE_STABLE.get(parts[:2])
+    if fixed_in is not None and len(parts) > 2 and parts[2] >= fixed_in:
+        names = (*names[:6], "contig_range", *names[7:])
+    return names
+
+
+def _pick_names(version: str) -> tuple[str, ...]:
+    """Return the newest reason list not after a major.minor version."""
+    chosen = MIGRATE_REASON_TABLES["4.6"]
+    for key in sorted(MIGRATE_REASON_TABLES, key=_version_key):
+        if _version_key(key) <= _version_key(version):
+            chosen = MIGRATE_REASON_TABLES[key]
+    return chosen
+
+
+@dataclass(frozen=True)
+class FlagsLayout:
+    """Where node and zone sit in page->flags (include/linux/page-flags-layout.h)."""
+
+    name: str
+    node_shift: int
+    node_width: int  # 0: no node bits, as without CONFIG_NUMA (NODES_SHIFT 0)
+    zone_shift: int
+    zone_width: int
+    description: str = ""
+
+    def field(self, value: int, name: str) -> int | None:
+        """Return the node or zone bits of a flags word, None when the layout has none."""
+        shift, width = ((self.node_shift, self.node_width) if name == "node"
+                        else (self.zone_shift, self.zone_width))  # fmt: skip
+        return (value >> shift) & ((1 << width) - 1) if width else None
+
+
+def _x86_64_layout(name: str, nodes_shift: int, zones: int, description: str) -> FlagsLayout:
+    """Place node and zone from bit 63 down, as page-flags-layout.h does on x86_64.
+
+    SPARSEMEM_VMEMMAP keeps no section bits in page->flags, so the node field ends at bit
+    63 and the zone field sits right below it; ZONES_SHIFT is 2 for up to four zones (DMA,
+    DMA32, Normal, Movable) and 3 with ZONE_DEVICE.
+    """
+    zone_width = 2 if zones <= 4 else 3
+    node_shift = 64 - nodes_shift
+    return FlagsLayout(name, node_shift, nodes_shift, node_shift - zone_width, zone_width,
+                       description)  # fmt: skip
+
+
+# The layouts a reader can be told to use (`--flags-layout`), by name. Checked: `numa`
+# against the node= and zone= fields %pGp printed for every record of the real 6.1, 6.12
+# and two-node 7.3 dumps; the others follow the header's arithmetic.
+FLAGS_LAYOUTS: dict[str, FlagsLayout] = {
+    layout.name: layout
+    for layout in (
+        _x86_64_layout("numa", 6, 4, "x86_64 with NUMA and NODES_SHIFT 6, as x86_64_defconfig"),
+        _x86_64_layout("nonuma", 0, 4, "x86_64 without NUMA: zone at bits 62-63, no node"),
+        _x86_64_layout("maxsmp", 10, 4, "x86_64 with MAXSMP, NODES_SHIFT 10"),
+        _x86_64_layout("numa-device", 6, 5, "x86_64 with NUMA and ZONE_DEVICE"),
+        _x86_64_layout("nonuma-device", 0, 5, "x86_64 without NUMA, with ZONE_DEVICE"),
+        _x86_64_layout("maxsmp-device", 10, 5, "x86_64 with MAXSMP and ZONE_DEVICE"),
+    )
+}
+DEFAULT_FLAGS_LAYOUT = FLAGS_LAYOUTS["numa"]
+
+
+def flags_layout_for_config(config: str) -> FlagsLayout | None:
+    """Pick the layout of a kernel .config (x86_64 only), or None for another machine.
+
+    >>> flags_layout_for_config("CONFIG_X86_64=y\\nCONFIG_NUMA=y\\nCONFIG_NODES_SHIFT=6\\n").name
+    'numa'
+    >>> flags_layout_for_config("CONFIG_X86_64=y\\n# CONFIG_NUMA is not set\\n").name
+    'nonuma'
+    """
+    options: dict[str, str] = {}
+    for line in config.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("CONFIG_"):
+            options[key] = value.strip()
+    if options.get("CONFIG_X86_64") != "y" or options.get("CONFIG_SPARSEMEM_VMEMMAP", "y") != "y":
+        return None
+    numa = options.get("CONFIG_NUMA") == "y"
+    nodes_shift = int(options.get("CONFIG_NODES_SHIFT", "0")) if numa else 0
+    zones = 5 if options.get("CONFIG_ZONE_DEVICE") == "y" else 4
+    for layout in FLAGS_LAYOUTS.values():
+        if layout.node_width == nodes_shift and layout.zone_width == (2 if zones == 4 else 3):
+            return layout
+    return _x86_64_layout(f"x86_64 NODES_SHIFT {nodes_shift}", nodes_shift, zones, "")
+
 
 # x86_64 zone numbering in page->flags with DMA, DMA32 and Normal configured.
 ZONE_NAMES: tuple[str, ...] = ("DMA", "DMA32", "Normal", "Movable", "Device")
@@ -349,12 +500,14 @@ ZONE_NAMES: tuple[str, ...] = ("DMA", "DMA32", "Normal", "Movable", "Device")
 def gfp_migratetype(gfp_mask: int, table: FlagTable | None = None) -> MigrateType:
     """Return the migratetype the page allocator derives from a GFP mask.
 
-    >>> gfp_migratetype(0x100cca).value
-    'Movable'
+    The kernel shifts the two mobility bits down (`(gfp & GFP_MOVABLE_MASK) >>
+    GFP_MOVABLE_SHIFT`, v4.4+ numbering), so both together give 3, MIGRATE_HIGHATOMIC
+    (a combination the kernel warns about but still prints so).
+
+    >>> gfp_migratetype(0x100cca).value, gfp_migratetype(0x18).value
+    ('Movable', 'HighAtomic')
     """
     table = table or GFP_TABLES["6.12"]
-    if gfp_mask & table.value_of("__GFP_MOVABLE"):
-        return MigrateType.MOVABLE
-    if gfp_mask & table.value_of("__GFP_RECLAIMABLE"):
-        return MigrateType.RECLAIMABLE
-    return MigrateType.UNMOVABLE
+    movable = bool(gfp_mask & table.value_of("__GFP_MOVABLE"))
+    reclaimable = bool(gfp_mask & table.value_of("__GFP_RECLAIMABLE"))
+    return MIGRATETYPE_NUMBERS[movable | reclaimable << 1]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import os
 
+from pageowner.dump.era import version_from_release
 from pageowner.errors import CaptureError
+from pageowner.kernel.kernels import DEFAULT_VERSION, KernelVersion, version_key
 from pageowner.live.host import Host, cmdline_enables_page_owner, config_page_owner
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "PageOwnerNotBuiltError",
     "PartialReadError",
     "PermissionDeniedError",
+    "FilterRefusedError",
+    "diagnose_filter_error",
     "diagnose_missing",
     "diagnose_open_error",
 ]
@@ -59,6 +63,10 @@ class PageOwnerNotBuiltError(HintedCaptureError):
     """The kernel was built without CONFIG_PAGE_OWNER."""
 
 
+class FilterRefusedError(HintedCaptureError):
+    """The kernel refused the 7.3 filter written to page_owner (or has no filters)."""
+
+
 class PartialReadError(HintedCaptureError):
     """Reading stopped or lost records partway; what was read is kept."""
 
@@ -85,11 +93,23 @@ def diagnose_open_error(host: Host, path: str, exc: OSError) -> CaptureError:
 def _permission_error(host: Host, path: str, exc: OSError) -> CaptureError:
     """Tell a user who is not root from root stopped by lockdown."""
     euid = host.geteuid()
+    release = host.release()
+    kernel = KernelVersion(version_from_release(release) or DEFAULT_VERSION)
     if euid != 0:
         return NotRootError(
             f"cannot read {path}: permission denied (running as uid {euid}, not root)",
-            "page_owner is readable by root only (debugfs is mode 0700, page_owner 0400): "
-            "run the command with sudo",
+            "page_owner is readable by root only (debugfs is mode 0700, page_owner "
+            f"{kernel.page_owner_mode:04o}): run the command with sudo",
+        )
+    if kernel.page_owner_mode & 0o200 and exc.errno == errno.EPERM:
+        # 7.3 creates page_owner 0600 (it takes filter writes); debugfs_locked_down()
+        # refuses any file with a write bit under LOCKDOWN_DEBUGFS, even for reading.
+        return PermissionDeniedError(
+            f"cannot read {path} even as root: {exc.strerror or exc}",
+            f"kernel {release} makes page_owner writable (mode 0600), and a locked-down "
+            "kernel refuses writable debugfs files (EPERM) even to root; check "
+            "/sys/kernel/security/lockdown and boot with lockdown=none (Secure Boot "
+            "turns lockdown on) to read page_owner",
         )
     return PermissionDeniedError(
         f"cannot read {path} even as root: {exc.strerror or exc}",
@@ -131,7 +151,7 @@ def diagnose_missing(host: Host, path: str) -> CaptureError:
         if config is not None
         else f"could not read {' or '.join(host.config_paths())} to check CONFIG_PAGE_OWNER"
     )
-    if cmdline is None or not cmdline_enables_page_owner(cmdline):
+    if cmdline is None or not cmdline_enables_page_owner(cmdline, release):
         seen = (
             f"{host.paths.cmdline} lacks page_owner=on"
             if cmdline is not None
@@ -157,3 +177,44 @@ def diagnose_missing(host: Host, path: str) -> CaptureError:
         f"{checked}",
         f"look for page_owner lines in dmesg; is {debugfs} this kernel's debugfs?",
     )
+
+
+def _before_7_3(release: str) -> bool:
+    """Tell whether a kernel release is older than 7.3 (no page_owner writes).
+
+    >>> _before_7_3("6.12.117-amd64"), _before_7_3("7.3.0-rc7")
+    (True, False)
+    """
+    version = version_from_release(release)
+    return version is not None and version_key(version) < version_key("7.3")
+
+
+def diagnose_filter_error(host: Host, path: str, command: str, exc: OSError) -> CaptureError:
+    """Turn a failed filter write into the error that names its cause (kernel-7.3.md 1, 6)."""
+    release = host.release()
+    written = f"writing {command!r} to {path} failed: {exc.strerror or exc}"
+    if exc.errno == errno.EINVAL and _before_7_3(release):
+        return FilterRefusedError(
+            f"{written}: kernel {release} takes no page_owner filters (7.3 added them)",
+            "capture without --mode and --nid: older kernels print every node in stack mode",
+        )
+    if exc.errno == errno.EINVAL:
+        return FilterRefusedError(
+            f"{written} (the kernel rejected the whole filter)",
+            "--nid must list nodes that have memory (see /sys/devices/system/node/"
+            "has_memory), as 0, 0,2 or 0-3; --mode is stack, handle or stack_handle",
+        )
+    if exc.errno == errno.ERANGE:
+        return FilterRefusedError(
+            f"{written}: a node number is not below MAX_NUMNODES",
+            "node numbers go from 0 to 63 on x86_64 (NODES_SHIFT 6); list the nodes that "
+            "/sys/devices/system/node/has_memory names",
+        )
+    if exc.errno == errno.EBADF:
+        return FilterRefusedError(
+            f"{written}: the descriptor is not open for writing",
+            "page_owner must be opened read-write to take a filter; this is a pageowner bug",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return _permission_error(host, path, exc)
+    return CaptureError(written)

@@ -12,6 +12,10 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pageowner.dump.era import version_from_release
+from pageowner.kernel.kernels import DEFAULT_VERSION, KernelVersion
+from pageowner.kernel.kstrtox import page_owner_setting
+
 __all__ = [
     "DEFAULT_DEBUGFS",
     "STACKS_FILES",
@@ -19,6 +23,7 @@ __all__ = [
     "HostPaths",
     "cmdline_enables_page_owner",
     "config_page_owner",
+    "parse_count_threshold",
     "parse_uptime",
 ]
 
@@ -182,26 +187,38 @@ def parse_uptime(text: str) -> float | None:
     return seconds if seconds is not None and 0 <= seconds < float("inf") else None
 
 
-def cmdline_enables_page_owner(cmdline: str) -> bool:
-    """Tell whether a kernel command line turns page_owner on (the last setting wins).
+def parse_count_threshold(text: str) -> int | None:
+    """Read page_owner_stacks/count_threshold: `N` on 6.9-6.19 ("%llu"), `N\\n` on 7.3.
+
+    >>> parse_count_threshold("64"), parse_count_threshold("64\\n"), parse_count_threshold("x")
+    (64, 64, None)
+    """
+    body = text[:-1] if text.endswith("\n") else text
+    return int(body) if body.isascii() and body.isdigit() else None
+
+
+def cmdline_enables_page_owner(cmdline: str, release: str | None = None) -> bool:
+    """Tell whether a kernel command line turns page_owner on, read as `release` reads it.
+
+    Each `page_owner=` is applied in turn (kernel.kstrtox.page_owner_setting): before 5.14
+    only `on` switches it, and only on; from 5.14 kstrtobool() decides and an invalid
+    value keeps the previous setting. An unknown release is read as the newest kernel.
 
     >>> cmdline_enables_page_owner("quiet page_owner=on")
     True
     >>> cmdline_enables_page_owner("page_owner=on page_owner=off")
     False
+    >>> cmdline_enables_page_owner("page_owner=on page_owner=off", "5.10.223")
+    True
     """
+    version = version_from_release(release) if release else None
+    kernel = KernelVersion(version or DEFAULT_VERSION)
     enabled = False
     for word in cmdline.split():
         key, sep, value = word.partition("=")
         if key == "page_owner" and sep:
-            enabled = _kstrtobool(value)
+            enabled = page_owner_setting(value, enabled, kernel)
     return enabled
-
-
-def _kstrtobool(value: str) -> bool:
-    """Read a boolean as kstrtobool() does for `page_owner=` (v5.14+; 3.19-5.13: only "on")."""
-    lowered = value.lower()
-    return lowered[:1] in ("y", "t", "1") or lowered[:2] == "on"
 
 
 def config_page_owner(config: str) -> bool | None:

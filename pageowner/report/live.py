@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pageowner.live.capture import CaptureResult
 from pageowner.live.watch import SnapshotCost, WatchResult
+
+if TYPE_CHECKING:
+    from pageowner.vmcore.capture import VmcoreCapture
 
 __all__ = ["describe_capture", "describe_snapshot", "describe_watch", "format_bytes"]
 
@@ -44,6 +49,20 @@ def describe_capture(result: CaptureResult) -> list[str]:
     if result.sidecar is not None:
         lines.append(f"  kernel {result.meta.get('kernel_release')}, "
                      f"format {result.meta.get('format')}; details in {result.sidecar}")
+    return lines
+
+
+def describe_vmcore_capture(result: VmcoreCapture) -> list[str]:
+    """Say what a capture from a crash dump wrote."""
+    what = "freed pages" if result.meta.get("freed") else "records"
+    lines = [f"read {result.records:,} {what} of kernel {result.release} from "
+             f"{result.meta.get('vmcore')} to {result.output}"]
+    files = result.meta.get("files")
+    if isinstance(files, list):
+        for taken in files[1:]:
+            lines.append(f"  {taken['name']}: {taken['records']:,} blocks -> {taken['path']}")
+    if result.sidecar is not None:
+        lines.append(f"  format {result.meta.get('format')}; details in {result.sidecar}")
     return lines
 
 

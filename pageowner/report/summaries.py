@@ -17,7 +17,14 @@ from pageowner.analyze.diff import DiffResult
 from pageowner.analyze.frag import FragResult
 from pageowner.analyze.stats import StatsResult
 from pageowner.analyze.top import TopResult
-from pageowner.report.tables import Column, Table, render_csv, render_rich, render_text
+from pageowner.report.tables import (
+    CSV_DECIMALS,
+    Column,
+    Table,
+    render_csv,
+    render_rich,
+    render_text,
+)
 from pageowner.report.units import format_percent, format_signed, human_size
 
 __all__ = [
@@ -60,7 +67,7 @@ def _signed_pct(value: Any) -> str:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+    return None if value is None else round(value, CSV_DECIMALS)
 
 
 def _group_noun(by: str, kind: InputKind) -> str:
@@ -78,7 +85,10 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
     total = human_size(result.total_pages * page_size)
     header = (
         f"{result.source}: {result.total_pages} pages ({total})"
-        f" in {result.total_times} {'records' if result.kind is InputKind.DUMP else 'stacks'};"
+        # A show_stacks file's blocks are counted apart from the stacks they group into:
+        # blocks whose frames differ only in offsets (or build suffixes) are one stack.
+        f" in {result.total_times}"
+        f" {'records' if result.kind is InputKind.DUMP else 'show_stacks blocks'};"
         f" top {len(result.entries)} of {result.groups} {noun} by {counted}"
     )
     if result.threshold:
@@ -99,6 +109,8 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
         rows.append(_with_group_cells(row, result.by, 1, entry.label, entry.stack, entry.caller,
                                       depth))  # fmt: skip
     details: list[str] = []
+    if result.handle_note is not None:
+        details.append(f"note: {result.handle_note}")
     if stacks and stack_key:
         for entry in result.entries:
             details.append(f"#{entry.rank}: {entry.pages} pages, {entry.times} times")
@@ -129,6 +141,8 @@ def top_report(result: TopResult, page_size: int, depth: int = 3, stacks: bool =
         ],
     }
     table = Table(f"{noun} by {counted}", tuple(columns), tuple(rows))
+    if result.handle_note is not None:
+        document["handle_note"] = result.handle_note
     return Report(header, (table,), document, details=tuple(details))
 
 
@@ -316,6 +330,11 @@ def frag_report(result: FragResult, page_size: int, depth: int = 3) -> Report:
         notes.append(f"{result.reserved} reserved pages left out (the kernel skips them too)")
     if result.without_pfn:
         notes.append(f"{result.without_pfn} records without a PFN line left out")
+    if result.derived_with is not None:
+        notes.append(
+            f"node, zone: derived from the flags word with the {result.derived_with.name} "
+            "layout (no node=/zone= fields before 5.14); --flags-layout names another"
+        )
     culprits = Table(
         "stacks behind the mixing (most mixed pageblocks first)",
         (

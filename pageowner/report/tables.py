@@ -95,6 +95,18 @@ def render_rich(
             console.print(escape(note))
 
 
+CSV_DECIMALS = 2  # as the JSON documents round (report.summaries._round)
+
+
+def _csv_value(value: Any) -> Any:
+    """Return a raw value as CSV writes it: None empty, floats rounded as in JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return round(value, CSV_DECIMALS)
+    return value
+
+
 def render_csv(tables: Sequence[Table], out: TextIO) -> None:
     """Write raw values as CSV: one header, a `table` column when there are several tables."""
     writer = csv.writer(out, lineterminator="\n")
@@ -107,5 +119,5 @@ def render_csv(tables: Sequence[Table], out: TextIO) -> None:
         writer.writerow([col.name for col in tables[0].columns])
     for table in tables:
         for row in table.rows:
-            values = ["" if value is None else value for value in row]
+            values = [_csv_value(value) for value in row]
             writer.writerow([table.title, *values] if several else values)

@@ -1,4 +1,4 @@
-"""Renderers of a trend report: a rich table with sparklines, JSON, and a self-contained HTML page.
+"""Renderers of a trend report: a table with sparklines, JSON, and a self-contained HTML page.
 
 `RENDERERS` maps each `--format` to a function writing the report to a text stream. The
 HTML page draws one SVG line chart per top stack on the server side (so it reads without
@@ -10,9 +10,10 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Literal, TextIO
 
 from pageowner.live.trend import StackTrend, TrendReport
+from pageowner.report.tables import Column, Table, render_text
 
 __all__ = ["RENDERERS", "render_html", "render_json", "render_table", "sparkline", "trend_json"]
 
@@ -55,45 +56,60 @@ def _title(report: TrendReport) -> str:
     )
 
 
+_TREND_COLUMNS = (
+    Column("#", "rank"),
+    Column("!", "steady", align="left"),
+    Column("pages/min", "slope"),
+    Column("R²", "r2"),
+    Column("up", "rising"),
+    Column("pages", "pages"),
+    Column("trend", "trend", align="left"),
+    Column("id", "stack_id"),
+    Column("stack (first frame outside the allocator)", "stack", align="left"),
+)
+
+
+def _legend(report: TrendReport) -> str:
+    """Say what makes growth steady."""
+    rule = (f"slope > 0, R² ≥ {report.options.min_r2:g}, "
+            f"≥ {report.options.min_rising:.0%} of steps up")  # fmt: skip
+    return f"● steady growth: {rule}" if report.steady else f"no stack grows steadily ({rule})"
+
+
+def _trend_table(report: TrendReport) -> Table:
+    """Lay out the top stacks as table rows (strings as shown)."""
+    rows = tuple(
+        (str(rank), "●" if trend.steady else "", f"{trend.slope:+.2f}", f"{trend.r2:.2f}",
+         f"{trend.rising:.0%}", f"{trend.first:,}→{trend.last:,}", sparkline(trend.series),
+         str(trend.stack_id), trend.label)
+        for rank, trend in enumerate(report.top, start=1)
+    )  # fmt: skip
+    return Table("stacks by growth", _TREND_COLUMNS, rows, notes=(_legend(report),))
+
+
 def render_table(report: TrendReport, out: TextIO) -> None:
-    """Print the top stacks as a rich table, steady growth first and highlighted."""
+    """Print the top stacks: a rich table on a terminal, aligned text elsewhere."""
+    if not _is_terminal(out):
+        # Like top, diff and stats: plain columns that grep, diff and cut can read.
+        render_text([_trend_table(report)], out, header=_title(report))
+        return
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Table as RichTable
 
-    table = Table(title=escape(_title(report)), title_justify="left", expand=False)
-    table.add_column("#", justify="right")
-    table.add_column("!", justify="center")
-    table.add_column("pages/min", justify="right")
-    table.add_column("R²", justify="right")
-    table.add_column("up", justify="right")
-    table.add_column("pages", justify="right")
-    table.add_column("trend", no_wrap=True)
-    table.add_column("id", justify="right")
-    table.add_column("stack (first frame outside the allocator)", overflow="fold")
-    for rank, trend in enumerate(report.top, start=1):
-        table.add_row(
-            str(rank),
-            "●" if trend.steady else "",
-            f"{trend.slope:+.2f}",
-            f"{trend.r2:.2f}",
-            f"{trend.rising:.0%}",
-            f"{trend.first:,}→{trend.last:,}",
-            sparkline(trend.series),
-            str(trend.stack_id),
-            escape(trend.label),
-            style="red" if trend.steady else None,
-        )
-    # A file or pipe gets wide lines rather than labels folded at rich's default 80 columns.
-    width = None if _is_terminal(out) else 160
-    console = Console(file=out, highlight=False, soft_wrap=False, width=width)
+    table = RichTable(title=escape(_title(report)), title_justify="left", expand=False)
+    for column in _TREND_COLUMNS:
+        justify: Literal["left", "center", "right"] = (
+            "center" if column.name == "steady" else "right" if column.align == "right"
+            else "left")  # fmt: skip
+        table.add_column(escape(column.header), justify=justify,
+                         no_wrap=column.name == "trend",
+                         overflow="fold")  # fmt: skip
+    for trend, row in zip(report.top, _trend_table(report).rows, strict=True):
+        table.add_row(*(escape(cell) for cell in row), style="red" if trend.steady else None)
+    console = Console(file=out, highlight=False, soft_wrap=False)
     console.print(table)
-    if report.steady:
-        console.print("● steady growth: slope > 0, R² ≥ "
-                      f"{report.options.min_r2:g}, ≥ {report.options.min_rising:.0%} of steps up")
-    if not report.steady:
-        console.print("no stack grows steadily (slope > 0, R² ≥ "
-                      f"{report.options.min_r2:g}, ≥ {report.options.min_rising:.0%} of steps up)")
+    console.print(escape(_legend(report)))
 
 
 def _is_terminal(out: TextIO) -> bool:
@@ -315,7 +331,7 @@ def render_html(report: TrendReport, out: TextIO) -> None:
 Renderer = Callable[[TrendReport, TextIO], None]
 
 RENDERERS: dict[str, Renderer] = {
-    "table": render_table,
+    "text": render_table,
     "json": render_json,
     "html": render_html,
 }

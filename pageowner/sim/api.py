@@ -18,9 +18,11 @@ from pageowner.dump.fileio import atomic_output
 from pageowner.errors import SpecError, StateError
 from pageowner.kernel.kernels import DEFAULT_VERSION, get_kernel
 from pageowner.sim import state
+from pageowner.sim.boot import run_boot
 from pageowner.sim.cmdline import memparse
 from pageowner.sim.dump import (
     check_file,
+    parse_nodelist,
     stacks_file_text,
     write_debugfs_tree,
     write_page_owner,
@@ -53,10 +55,10 @@ def parse_mem(text: str) -> int:
     """
     size, rest = memparse(text)
     if rest not in ("", "B", "iB") or size < (32 << 20):
-        raise SpecError(f"--mem: want a size of at least 32M, like 256M or 4G: {text!r}")
+        # click names the option ("Invalid value for '--mem'"): the message does not.
+        raise SpecError(f"want a size of at least 32M, like 256M or 4G: {text!r}")
     if size > MAX_MEM:
-        raise SpecError(f"--mem: the simulator keeps every page in memory; at most 64G: "
-                        f"{text!r}")
+        raise SpecError(f"at most 64G (the simulator keeps every page in memory): {text!r}")
     return size
 
 
@@ -88,13 +90,27 @@ def boot(directory: Path, version: str = DEFAULT_VERSION, mem_bytes: int = DEFAU
                              "to replace it (its state is lost)")
         table = load_symbols(*symbols) if symbols else None
         machine = Machine.create(version, mem_bytes, cmdline, seed, table, symbols)
-        machine.boot()
+        run_boot(machine)
         state.save(machine, directory)
     managed = machine.buddy.managed_pages
-    summary = (f"booted {version} with {mem_bytes >> 20} MiB ({managed * 4 // 1024} MiB "
-               f"managed), {machine.buddy.allocated_pages} pages allocated; state in "
-               f"{directory}")
-    return BootResult(machine.dmesg, machine.notes, summary, machine.page_owner)
+    limit = machine.params.mem_limit
+    notes = list(machine.notes)
+    if limit is not None and limit < mem_bytes:
+        # x86 parse_memopt() drops the RAM above mem=: the kernel has that much, not --mem.
+        memory = f"{limit >> 20} MiB (mem={_mib(limit)} of {mem_bytes >> 20} MiB of RAM; "
+    else:
+        memory = f"{mem_bytes >> 20} MiB ("
+        if limit is not None:
+            notes.append(f"mem={_mib(limit)} is not below the machine's {mem_bytes >> 20} MiB "
+                         "of RAM (--mem): nothing is removed, the kernel keeps all of it")
+    summary = (f"booted {version} with {memory}{managed * 4 // 1024} MiB managed), "
+               f"{machine.buddy.allocated_pages} pages allocated; state in {directory}")
+    return BootResult(machine.dmesg, notes, summary, machine.page_owner)
+
+
+def _mib(size: int) -> str:
+    """Name a size in MiB, or GiB when whole."""
+    return f"{size >> 30}G" if size % (1 << 30) == 0 else f"{size >> 20}M"
 
 
 def run(directory: Path, name: str, args: list[str]) -> str:
@@ -112,8 +128,11 @@ STACKS_KINDS = ("show_stacks", "show_handles", "show_stacks_handles")
 
 def dump(directory: Path, out: BinaryIO | None = None, output: str = "-",
          stacks: str | None = None, threshold: int = 0, tree: str | None = None,
-         progress: Progress | None = None, proc_tree: str | None = None) -> int:
+         progress: Progress | None = None, proc_tree: str | None = None,
+         mode: str = "stack", nid: str | None = None) -> int:
     """Print page_owner, a page_owner_stacks file, or lay out debugfs and /proc trees.
+
+    `mode` and `nid` (7.3) print page_owner as a descriptor with that filter reads it.
 
     Read-only: the machine is not changed, so two dumps in a row are identical.
     Returns the number of records (page_owner) or blocks (stacks files) or files (trees).
@@ -129,10 +148,11 @@ def dump(directory: Path, out: BinaryIO | None = None, output: str = "-",
         return len(files)
     name = stacks or "page_owner"
     check_file(machine, name)
+    nids = parse_nodelist(nid, machine) if nid is not None else None
     with _output(out, output, (str(directory / state.STATE_FILE), str(directory / state.LOCK_FILE))
                  ) as stream:
         if stacks is None:
-            return write_page_owner(machine, stream, progress)
+            return write_page_owner(machine, stream, progress, mode, nids)
         text = stacks_file_text(machine, stacks, threshold)
         stream.write(text.encode("utf-8", "surrogateescape"))
         return text.count("\n\n")

@@ -5,9 +5,11 @@
 2. memblock_free_all(): free memory enters the buddy allocator, to the tail of the free
    lists since v5.10, so the lowest pfns are used first.
 3. Allocations made before page_owner starts: a few pages, and page_ext itself (one
-   table per 128 MiB section, allocated with alloc_pages_exact()).
+   table per 128 MiB section, allocated with alloc_pages_exact() on the section's node;
+   "allocated N bytes of page_ext").
 4. page_owner init: every page already allocated becomes an early page (order 0, mask 0,
-   the early stack) and each zone logs how many it found; or "page_owner is disabled".
+   the early stack) and each node's zones log how many they hold; or "page_owner is
+   disabled".
 5. The kernel's initcalls and PID 1's start, replayed from a real boot of the family
    (hash tables scale with memory), with the initrd freed once unpacked.
 6. The boot script ends by starting the dd that reads page_owner, as in the fixtures.
@@ -16,9 +18,9 @@
 from __future__ import annotations
 
 from pageowner.kernel.kernels import version_key
-from pageowner.sim.buddy import MT_CMA, MT_UNMOVABLE, PAGEBLOCK_ORDER
+from pageowner.sim.buddy import MAX_ORDER, MT_CMA, MT_UNMOVABLE, PAGEBLOCK_ORDER
 from pageowner.sim.gfp import ZONE_NORMAL
-from pageowner.sim.machine import SECTION_PAGES, AllocClass, Machine
+from pageowner.sim.machine import PAGE_SHIFT, SECTION_PAGES, AllocClass, Machine
 from pageowner.sim.replay import Entry, decode_entries, replay
 from pageowner.sim.stackdepot import DUMMY, EARLY, FAILURE
 
@@ -62,7 +64,9 @@ def _memblock(machine: Machine) -> None:
             cursor = max(cursor, hole_end)
         if cursor < end:
             buddy.free_range_at_boot(cursor, end, to_tail)
-    buddy.setup_watermarks()
+    # khugepaged starts at boot when THP is `always` or `madvise`, and raises
+    # min_free_kbytes then (mm/khugepaged.c set_recommended_min_free_kbytes)
+    buddy.setup_watermarks(thp=machine.params.thp != "never")
     present = layout.present_pages
     managed = buddy.managed_pages
     machine.log(f"Memory: {managed * 4}K/{present * 4}K available "
@@ -82,14 +86,22 @@ def _early_allocations(machine: Machine) -> None:
         return  # nobody asked for page_ext, so none is allocated
     per_section = info["per_section"]
     order = max(0, (per_section - 1).bit_length())
-    sections = (machine.layout.present_pages + SECTION_PAGES - 1) // SECTION_PAGES
-    for _ in range(sections):
-        pfn = buddy.alloc(order, ZONE_NORMAL, MT_UNMOVABLE)
+    # one table per present section, allocated on the section's node (alloc_page_ext)
+    sections = sorted({(start_pfn // SECTION_PAGES, machine.buddy.zone_of(start_pfn).node)
+                       for start, end in machine.layout.usable
+                       for start_pfn in range(start, end, SECTION_PAGES)
+                       if machine.buddy.chunk_zone[start_pfn >> MAX_ORDER] >= 0})
+    sections = sections[:(machine.layout.present_pages + SECTION_PAGES - 1) // SECTION_PAGES]
+    allocated = 0
+    for _, node in sections:
+        pfn = buddy.alloc(order, ZONE_NORMAL, MT_UNMOVABLE, 0, node)
         if pfn is None:
             break
         buddy.split(pfn)
         for tail in range(pfn + per_section, pfn + (1 << order)):
             buddy.free(tail, 0)  # free_pages_exact() of the unused tail
+        allocated += per_section
+    machine.log(f"allocated {allocated << PAGE_SHIFT} bytes of page_ext")
 
 
 def _early_task(machine: Machine) -> tuple[int, int]:
@@ -112,7 +124,7 @@ def _page_owner_init(machine: Machine) -> None:
         return
     early = machine.class_id(AllocClass(EARLY, 0, task, machine.flags_id(())))
     page = machine.page
-    counts = {zone.index: 0 for zone in machine.buddy.zones}
+    counts = [0] * len(machine.buddy.zones)
     for pfn, order in list(machine.buddy.iter_allocated()):
         if order:
             machine.buddy.split(pfn)
@@ -120,10 +132,10 @@ def _page_owner_init(machine: Machine) -> None:
             page.order[sub] = 0
             page.cls[sub] = early
             page.ts[sub] = ts
-        counts[machine.buddy.zone_of(pfn).index] += 1 << order
-    for zone in machine.buddy.zones:
-        machine.log(f"Node 0, zone {zone.name:>8}: page owner found early allocated "
-                    f"{counts[zone.index]} pages")
+        counts[machine.buddy.chunk_zone[pfn >> MAX_ORDER]] += 1 << order
+    for position, zone in enumerate(machine.buddy.zones):
+        machine.log(f"Node {zone.node}, zone {zone.name:>8}: page owner found early "
+                    f"allocated {counts[position]} pages")
 
 
 def _task_index(machine: Machine, name: str) -> int:

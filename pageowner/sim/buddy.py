@@ -3,7 +3,9 @@
 Facts are from mm/page_alloc.c of v6.12 (read, not translated): orders 0..10
 (MAX_PAGE_ORDER), pageblocks of 512 pages (pageblock_order 9) that start Movable, the
 `fallbacks[]` table, claiming a whole pageblock when half of it is free or compatible
-(try_to_steal_block), stealing a single block otherwise (__rmqueue_steal), CMA balancing
+(try_to_claim_block), stealing a single block otherwise (__rmqueue_steal: 6.15, and the
+6.12.y stable backport; v6.12.0 and older move the whole largest buddy to the
+requester's list instead, `steal_whole_buddy`), CMA balancing
 (__rmqueue), ALLOC_NOFRAGMENT for the Normal zone, watermarks (__setup_per_zone_wmarks,
 calculate_min_free_kbytes) and lowmem_reserve.
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ALLOC_CMA",
     "BuddyAllocator",
+    "FreeAreas",
     "FreeList",
     "MAX_ORDER",
     "MIGRATETYPE_NAMES",
@@ -41,32 +44,30 @@ __all__ = [
     "ZoneSpec",
 ]
 
-MAX_ORDER = 10  # MAX_PAGE_ORDER, inclusive since v6.8 (MAX_ORDER - 1 before, same value)
-NR_ORDERS = MAX_ORDER + 1
-PAGEBLOCK_ORDER = 9
-PAGEBLOCK_PAGES = 1 << PAGEBLOCK_ORDER
-NO_ORDER = 0xFF  # "not the head of a block" in the per-page order arrays
-
-# Migratetype numbers of v4.4+ (MIGRATE_UNMOVABLE ...), used as list indices.
-MT_UNMOVABLE, MT_MOVABLE, MT_RECLAIMABLE, MT_HIGHATOMIC, MT_CMA, MT_ISOLATE = range(6)
-NR_MIGRATETYPES = 6
-MIGRATE_PCPTYPES = 3
-MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
-
-# mm/page_alloc.c fallbacks[]: which lists a type may take from, in order.
-FALLBACKS: dict[int, tuple[int, int]] = {
-    MT_UNMOVABLE: (MT_RECLAIMABLE, MT_MOVABLE),
-    MT_MOVABLE: (MT_RECLAIMABLE, MT_UNMOVABLE),
-    MT_RECLAIMABLE: (MT_UNMOVABLE, MT_MOVABLE),
-}
-
-# alloc_flags bits we model.
-ALLOC_CMA = 1 << 0
-ALLOC_NOFRAGMENT = 1 << 1
-WMARK_MIN, WMARK_LOW, WMARK_HIGH = range(3)
-# sysctl_lowmem_reserve_ratio: DMA 256, DMA32 256, Normal 32.
-LOWMEM_RESERVE_RATIO = (256, 256, 32)
-WATERMARK_SCALE_FACTOR = 10  # per 10000 of managed pages
+from pageowner.sim import fallback
+from pageowner.sim.mmzone import (
+    ALLOC_CMA,
+    ALLOC_NOFRAGMENT,
+    LOWMEM_RESERVE_RATIO,
+    MAX_ORDER,
+    MIGRATE_PCPTYPES,
+    MIGRATETYPE_NAMES,
+    MT_CMA,
+    MT_HIGHATOMIC,
+    MT_ISOLATE,
+    MT_MOVABLE,
+    MT_RECLAIMABLE,
+    MT_UNMOVABLE,
+    NO_ORDER,
+    NR_MIGRATETYPES,
+    NR_ORDERS,
+    PAGEBLOCK_ORDER,
+    PAGEBLOCK_PAGES,
+    WATERMARK_SCALE_FACTOR,
+    WMARK_HIGH,
+    WMARK_LOW,
+    WMARK_MIN,
+)
 
 
 class FreeList:
@@ -148,6 +149,7 @@ class ZoneSpec:
     name: str
     start_pfn: int
     end_pfn: int
+    node: int = 0
 
 
 @dataclass
@@ -176,13 +178,18 @@ class Zone:
         """Return the zone's name as /proc/zoneinfo prints it."""
         return self.spec.name
 
+    @property
+    def node(self) -> int:
+        """Return the NUMA node the zone belongs to."""
+        return self.spec.node
+
     def nr_free(self, order: int) -> int:
         """Return how many free blocks of an order the zone has, all types together."""
         return sum(len(free_list) for free_list in self.lists[order])
 
 
-class BuddyAllocator:
-    """Free and allocated blocks of one node, with per-page state in flat arrays.
+class FreeAreas:
+    """Free and allocated blocks of every node, with per-page state in flat arrays.
 
     `free_order[pfn]` is the order of the free block starting at pfn (NO_ORDER elsewhere),
     `free_mt[pfn]` the list it sits on; `alloc_order[pfn]` is the order of the allocated
@@ -201,13 +208,16 @@ class BuddyAllocator:
         self.pageblock_mt = bytearray([MT_MOVABLE]) * ((nr_pages + PAGEBLOCK_PAGES - 1)
                                                        // PAGEBLOCK_PAGES)
         self.zones = [Zone(spec) for spec in zones]
-        # zone index of every MAX_ORDER chunk (zones are aligned to 1024 pages)
+        self.nr_nodes = 1 + max((spec.node for spec in zones), default=0)
+        # position in self.zones of every MAX_ORDER chunk (zones are aligned to 1024 pages)
         self.chunk_zone = array("b", [-1]) * ((nr_pages >> MAX_ORDER) + 1)
-        for zone in self.zones:
+        for position, zone in enumerate(self.zones):
             for chunk in range(zone.spec.start_pfn >> MAX_ORDER,
                                (zone.spec.end_pfn + (1 << MAX_ORDER) - 1) >> MAX_ORDER):
-                self.chunk_zone[chunk] = zone.index
+                self.chunk_zone[chunk] = position
         self.allocated_pages = 0
+        # v6.12.0 and older: steal_suitable_fallback(); see fallback.steal_suitable
+        self.steal_whole_buddy = False
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -218,10 +228,10 @@ class BuddyAllocator:
             raise ValueError(f"pfn {pfn:#x} is in no zone")
         return self.zones[index]
 
-    def zone_by_index(self, index: int) -> Zone | None:
-        """Return the zone with a ZONE_* index, or None when the machine has none."""
+    def zone_by_index(self, index: int, node: int = 0) -> Zone | None:
+        """Return a node's zone with a ZONE_* index, or None when the node has none."""
         for zone in self.zones:
-            if zone.index == index:
+            if zone.index == index and zone.node == node:
                 return zone
         return None
 
@@ -313,16 +323,31 @@ class BuddyAllocator:
             zone = self.zone_of(pfn)
             zone.present += min(end, pfn + (1 << MAX_ORDER)) - pfn
 
-    def setup_watermarks(self) -> None:
-        """Compute min/low/high watermarks and lowmem_reserve for every zone.
+    def min_free_kbytes(self, thp: bool) -> int:
+        """Return vm.min_free_kbytes: calculate_min_free_kbytes(), raised for THP.
 
-        min_free_kbytes = int_sqrt(lowmem_kbytes * 16) clamped to [128, 262144]; each zone
-        gets its share by managed pages; low and high add max(min/4, managed * 10/10000).
+        int_sqrt(lowmem_kbytes * 16) clamped to [128, 262144]. With THP enabled,
+        khugepaged's set_recommended_min_free_kbytes() raises it to two free pageblocks
+        per populated zone plus MIGRATE_PCPTYPES^2 pageblocks per zone for fallbacks,
+        capped at 5 % of RAM: about 2,900 pages instead of ~480 on 256 MiB.
         """
         total = self.managed_pages
-        lowmem_kbytes = total * 4
-        min_free_kbytes = max(128, min(262144, int((lowmem_kbytes * 16) ** 0.5)))
-        pages_min = min_free_kbytes >> 2
+        min_free_kbytes = max(128, min(262144, int((total * 4 * 16) ** 0.5)))
+        if thp:
+            zones = sum(1 for zone in self.zones if zone.managed)
+            recommended = PAGEBLOCK_PAGES * zones * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+            recommended = min(recommended, total // 20) * 4
+            min_free_kbytes = max(min_free_kbytes, recommended)
+        return min_free_kbytes
+
+    def setup_watermarks(self, thp: bool = False) -> None:
+        """Compute min/low/high watermarks and lowmem_reserve for every zone.
+
+        min_free_kbytes (see `min_free_kbytes`) is shared by managed pages; low and high
+        add max(min/4, managed * 10/10000).
+        """
+        total = self.managed_pages
+        pages_min = self.min_free_kbytes(thp) >> 2
         for zone in self.zones:
             share = pages_min * zone.managed // total if total else 0
             delta = max(share >> 2, zone.managed * WATERMARK_SCALE_FACTOR // 10000)
@@ -331,281 +356,11 @@ class BuddyAllocator:
             reserve = [0, 0, 0]
             above = 0
             for higher in sorted(self.zones, key=lambda z: z.index):
-                if higher.index <= zone.index:
+                if higher.index <= zone.index or higher.node != zone.node:
                     continue
                 above += higher.managed
                 reserve[higher.index] = above // LOWMEM_RESERVE_RATIO[zone.index]
             zone.lowmem_reserve = reserve
-
-    # -- allocation ----------------------------------------------------------------------
-
-    def _smallest(self, zone: Zone, order: int, mt: int) -> int | None:
-        """Take the smallest free block of a type that fits (__rmqueue_smallest)."""
-        for current in range(order, NR_ORDERS):
-            free_list = zone.lists[current][mt]
-            if not free_list.seq:
-                continue
-            pfn = free_list.head()
-            assert pfn is not None
-            self._del_free(zone, pfn)
-            self._expand(zone, pfn, order, current, mt)
-            return pfn
-        return None
-
-    def _find_fallback(self, zone: Zone, order: int, start_mt: int) -> int:
-        """Return the first fallback type with a free block of this order, or -1."""
-        for fallback in FALLBACKS[start_mt]:
-            if zone.lists[order][fallback].seq:
-                return fallback
-        return -1
-
-    @staticmethod
-    def _can_claim(order: int, start_mt: int) -> bool:
-        """can_steal_fallback(): big blocks and non-movable requests may claim blocks."""
-        return (order >= PAGEBLOCK_ORDER // 2 or start_mt in (MT_RECLAIMABLE, MT_UNMOVABLE))
-
-    def _claim(self, zone: Zone, order: int, start_mt: int, flags: int) -> int | None:
-        """Take the largest block of a fallback type and try to claim its pageblock."""
-        min_order = order
-        if order < PAGEBLOCK_ORDER and flags & ALLOC_NOFRAGMENT:
-            min_order = PAGEBLOCK_ORDER
-        for current in range(MAX_ORDER, min_order - 1, -1):
-            fallback = self._find_fallback(zone, current, start_mt)
-            if fallback < 0:
-                continue
-            if current < PAGEBLOCK_ORDER and not self._can_claim(current, start_mt):
-                break
-            pfn = zone.lists[current][fallback].head()
-            assert pfn is not None
-            page = self._try_claim_block(zone, pfn, current, order, start_mt)
-            if page is not None:
-                return page
-        return None
-
-    def _try_claim_block(self, zone: Zone, pfn: int, current: int, order: int,
-                         start_mt: int) -> int | None:
-        """Claim the pageblock of a free block for start_mt when enough of it suits."""
-        block_mt = self.get_pageblock_mt(pfn)
-        if block_mt == MT_HIGHATOMIC:
-            return None
-        if current >= PAGEBLOCK_ORDER:
-            self._del_free(zone, pfn)
-            self.set_pageblock_range(pfn, current, start_mt)
-            self._expand(zone, pfn, order, current, start_mt)
-            return pfn
-        start = pfn & ~(PAGEBLOCK_PAGES - 1)
-        if start < zone.spec.start_pfn or start + PAGEBLOCK_PAGES > zone.spec.end_pfn:
-            return None
-        free_pages, movable_pages = self._pageblock_census(start)
-        if start_mt == MT_MOVABLE:
-            alike = movable_pages
-        elif block_mt == MT_MOVABLE:
-            alike = PAGEBLOCK_PAGES - free_pages - movable_pages
-        else:
-            alike = 0
-        if free_pages + alike < PAGEBLOCK_PAGES // 2:
-            return None
-        self._move_freepages_block(zone, start, start_mt)
-        return self._smallest(zone, order, start_mt)
-
-    def _pageblock_census(self, start: int) -> tuple[int, int]:
-        """Count free pages and pages allocated as movable in one pageblock."""
-        free_pages = 0
-        movable = 0
-        pfn = start
-        end = start + PAGEBLOCK_PAGES
-        free_order = self.free_order
-        alloc_order = self.alloc_order
-        alloc_mt = self.alloc_mt
-        while pfn < end:
-            order = free_order[pfn]
-            if order != NO_ORDER:
-                free_pages += 1 << order
-                pfn += 1 << order
-                continue
-            order = alloc_order[pfn]
-            if order != NO_ORDER:
-                if alloc_mt[pfn] == MT_MOVABLE:
-                    movable += 1 << order
-                pfn += 1 << order
-                continue
-            pfn += 1
-        return free_pages, movable
-
-    def _move_freepages_block(self, zone: Zone, start: int, mt: int) -> None:
-        """Move every free block of a pageblock to mt's lists (tail) and retype the block."""
-        pfn = start
-        end = start + PAGEBLOCK_PAGES
-        while pfn < end:
-            order = self.free_order[pfn]
-            if order == NO_ORDER:
-                pfn += 1
-                continue
-            self._del_free(zone, pfn)
-            self._add_free(zone, pfn, order, mt, tail=True)
-            pfn += 1 << order
-        self.pageblock_mt[start >> PAGEBLOCK_ORDER] = mt
-
-    def _steal(self, zone: Zone, order: int, start_mt: int) -> int | None:
-        """Take the smallest fallback block without claiming its pageblock."""
-        for current in range(order, NR_ORDERS):
-            fallback = self._find_fallback(zone, current, start_mt)
-            if fallback < 0:
-                continue
-            pfn = zone.lists[current][fallback].head()
-            assert pfn is not None
-            self._del_free(zone, pfn)
-            self._expand(zone, pfn, order, current, fallback)
-            return pfn
-        return None
-
-    def _rmqueue(self, zone: Zone, order: int, mt: int, flags: int) -> int | None:
-        """Take a block from one zone: own type, CMA, claim, then steal (__rmqueue)."""
-        if flags & ALLOC_CMA and zone.free_cma > zone.free // 2:
-            page = self._smallest(zone, order, MT_CMA)
-            if page is not None:
-                return page
-        page = self._smallest(zone, order, mt)
-        if page is not None:
-            return page
-        if flags & ALLOC_CMA:
-            page = self._smallest(zone, order, MT_CMA)
-            if page is not None:
-                return page
-        if mt >= MIGRATE_PCPTYPES:
-            return None
-        page = self._claim(zone, order, mt, flags)
-        if page is not None:
-            return page
-        if not flags & ALLOC_NOFRAGMENT:
-            return self._steal(zone, order, mt)
-        return None
-
-    def zone_usable(self, zone: Zone, order: int, mark: int, highest: int, flags: int) -> int:
-        """Return how many pages may still be taken above a watermark (may be <= 0)."""
-        free = zone.free
-        if not flags & ALLOC_CMA:
-            free -= zone.free_cma
-        return free - zone.watermark[mark] - zone.lowmem_reserve[highest] - ((1 << order) - 1)
-
-    def zonelist(self, highest: int) -> list[Zone]:
-        """Return the zones an allocation may use, preferred first (Normal, DMA32, DMA)."""
-        return [zone for zone in sorted(self.zones, key=lambda z: -z.index)
-                if zone.index <= highest and zone.managed]
-
-    def alloc(self, order: int, highest: int, mt: int, flags: int = 0) -> int | None:
-        """Allocate a block: fast path at the low watermark, then at min; None on failure."""
-        zones = self.zonelist(highest)
-        nofragment = bool(zones) and zones[0].index == 2 and self.zone_by_index(1) is not None
-        for mark in (WMARK_LOW, WMARK_MIN):
-            passes = (flags | ALLOC_NOFRAGMENT, flags) if nofragment else (flags,)
-            for pass_flags in passes:
-                for zone in zones:
-                    if self.zone_usable(zone, order, mark, highest, pass_flags) <= 0:
-                        continue
-                    pfn = self._rmqueue(zone, order, mt, pass_flags)
-                    if pfn is not None:
-                        self._mark_allocated(pfn, order, mt)
-                        return pfn
-        return None
-
-    def alloc_run(self, highest: int, mt: int, flags: int, limit: int) -> tuple[int, int] | None:
-        """Allocate up to `limit` order-0 pages that are contiguous; return (pfn, count).
-
-        Taking a whole free block of order k as 2^k order-0 pages leaves the lists exactly
-        as 2^k single allocations would: expand() puts each buddy at the head of a lower
-        list, and the next allocation takes it. A partial block leaves the same pieces.
-        """
-        pfn = self.alloc(0, highest, mt, flags)
-        if pfn is None:
-            return None
-        zone = self.zone_of(pfn)
-        count = 1
-        # the block's upper halves are now at the heads of the lower lists, in order
-        while count < limit:
-            nxt = pfn + count
-            if nxt >= zone.spec.end_pfn:
-                break
-            order = self.free_order[nxt]
-            if order == NO_ORDER or self.free_mt[nxt] != self.alloc_mt[pfn]:
-                break
-            list_mt = self.free_mt[nxt]
-            if zone.lists[order][list_mt].head() != nxt:
-                break
-            if flags & ALLOC_CMA and list_mt != MT_CMA and zone.free_cma > zone.free // 2:
-                break
-            # the lists below `order` must be empty for the next single allocation to
-            # come from this block
-            if any(zone.lists[lower][list_mt].seq for lower in range(order)):
-                break
-            if self.zone_usable(zone, 0, WMARK_MIN, highest, flags) <= 0:
-                break
-            take = min(1 << order, limit - count)
-            if not self._may_take(zone, take, highest, flags):
-                break
-            self._del_free(zone, nxt)
-            if take < (1 << order):
-                self._expand_partial(zone, nxt, order, take, list_mt)
-            count += take
-        if count > 1:
-            self.alloc_order[pfn + 1:pfn + count] = bytes(count - 1)
-            self.alloc_mt[pfn + 1:pfn + count] = bytes([self.alloc_mt[pfn]]) * (count - 1)
-            self.allocated_pages += count - 1
-        return pfn, count
-
-    def _may_take(self, zone: Zone, take: int, highest: int, flags: int) -> bool:
-        """Tell whether `take` more pages may come from this zone above the low mark."""
-        return self.zone_usable(zone, 0, WMARK_LOW, highest, flags) - take >= 0 or (
-            self.zone_usable(zone, 0, WMARK_MIN, highest, flags) - take >= 0
-            and all(self.zone_usable(other, 0, WMARK_LOW, highest, flags) <= 0
-                    for other in self.zonelist(highest))
-        )
-
-    def _expand_partial(self, zone: Zone, pfn: int, order: int, take: int, mt: int) -> None:
-        """Free the tail of a block whose first `take` pages were handed out one by one."""
-        # Single allocations split the block in halves and keep the lower half each time:
-        # what stays free is the binary decomposition of [pfn + take, pfn + 2^order).
-        pieces: list[tuple[int, int]] = []
-        start = pfn + take
-        end = pfn + (1 << order)
-        cursor = start
-        while cursor < end:
-            size_order = 0
-            while (cursor & ((2 << size_order) - 1)) == 0 and cursor + (2 << size_order) <= end:
-                size_order += 1
-            pieces.append((cursor, size_order))
-            cursor += 1 << size_order
-        # expand() added bigger pieces first; the smallest ones were consumed and re-split
-        for piece, piece_order in sorted(pieces, key=lambda p: -p[1]):
-            self._add_free(zone, piece, piece_order, mt)
-
-    def alloc_at(self, pfn: int, mt: int) -> bool:
-        """Take one specific free page out of its free block (for compaction targets)."""
-        head = self.free_block_of(pfn)
-        if head is None:
-            return False
-        zone = self.zone_of(pfn)
-        order, list_mt = self._del_free(zone, head)
-        # split down to the page, keeping the halves that do not hold it
-        while order > 0:
-            order -= 1
-            half = head + (1 << order)
-            if pfn >= half:
-                self._add_free(zone, head, order, list_mt)
-                head = half
-            else:
-                self._add_free(zone, half, order, list_mt)
-        self._mark_allocated(pfn, 0, mt)
-        return True
-
-    def free_block_of(self, pfn: int) -> int | None:
-        """Return the head of the free block holding pfn, or None if the page is not free."""
-        for order in range(NR_ORDERS):
-            head = pfn & ~((1 << order) - 1)
-            block_order = self.free_order[head]
-            if block_order != NO_ORDER and head + (1 << block_order) > pfn:
-                return head
-        return None
 
     # -- free ----------------------------------------------------------------------------
 
@@ -704,3 +459,186 @@ class BuddyAllocator:
             return True
         types = {self.get_pageblock_mt(p) for p in range(pfn, pfn + (1 << order), PAGEBLOCK_PAGES)}
         return len(types) == 1 or all(t < MIGRATE_PCPTYPES for t in types)
+
+
+class BuddyAllocator(FreeAreas):
+    """The buddy allocator of one node: allocation with fallback and stealing, on `FreeAreas`.
+
+    `FreeAreas` holds the free lists, the per-page state and freeing with merging; this
+    adds taking blocks: the smallest fit, the migratetype fallbacks and pageblock stealing
+    of mm/page_alloc.c, the zone watermarks and the zonelist walk.
+    """
+
+    # -- allocation ----------------------------------------------------------------------
+
+    def _smallest(self, zone: Zone, order: int, mt: int) -> int | None:
+        """Take the smallest free block of a type that fits (__rmqueue_smallest)."""
+        for current in range(order, NR_ORDERS):
+            free_list = zone.lists[current][mt]
+            if not free_list.seq:
+                continue
+            pfn = free_list.head()
+            assert pfn is not None
+            self._del_free(zone, pfn)
+            self._expand(zone, pfn, order, current, mt)
+            return pfn
+        return None
+
+    def _rmqueue(self, zone: Zone, order: int, mt: int, flags: int) -> int | None:
+        """Take a block from one zone: own type, CMA, claim, then steal (__rmqueue)."""
+        if flags & ALLOC_CMA and zone.free_cma > zone.free // 2:
+            page = self._smallest(zone, order, MT_CMA)
+            if page is not None:
+                return page
+        page = self._smallest(zone, order, mt)
+        if page is not None:
+            return page
+        if flags & ALLOC_CMA:
+            page = self._smallest(zone, order, MT_CMA)
+            if page is not None:
+                return page
+        if mt >= MIGRATE_PCPTYPES:
+            return None
+        if self.steal_whole_buddy:
+            return fallback.steal_suitable(self, zone, order, mt, flags)
+        page = fallback.claim(self, zone, order, mt, flags)
+        if page is not None:
+            return page
+        if not flags & ALLOC_NOFRAGMENT:
+            return fallback.steal(self, zone, order, mt)
+        return None
+
+    def zone_usable(self, zone: Zone, order: int, mark: int, highest: int, flags: int) -> int:
+        """Return how many pages may still be taken above a watermark (may be <= 0)."""
+        free = zone.free
+        if not flags & ALLOC_CMA:
+            free -= zone.free_cma
+        return free - zone.watermark[mark] - zone.lowmem_reserve[highest] - ((1 << order) - 1)
+
+    def zonelist(self, highest: int, node: int = 0) -> list[Zone]:
+        """Return the zones an allocation may use, preferred first (Normal, DMA32, DMA).
+
+        With NUMA the list is in node order (the default since v4.14): every zone of the
+        preferred node, then the next nodes' ("Fallback order for Node 0: 0 1").
+        """
+        nodes = self.nr_nodes
+        return [zone for zone in sorted(self.zones,
+                                        key=lambda z: ((z.node - node) % nodes, -z.index))
+                if zone.index <= highest and zone.managed]
+
+    def alloc(self, order: int, highest: int, mt: int, flags: int = 0,
+              node: int = 0) -> int | None:
+        """Allocate a block: fast path at the low watermark, then at min; None on failure."""
+        zones = self.zonelist(highest, node)
+        nofragment = (bool(zones) and zones[0].index == 2
+                      and self.zone_by_index(1, zones[0].node) is not None)
+        for mark in (WMARK_LOW, WMARK_MIN):
+            passes = (flags | ALLOC_NOFRAGMENT, flags) if nofragment else (flags,)
+            for pass_flags in passes:
+                for zone in zones:
+                    if self.zone_usable(zone, order, mark, highest, pass_flags) <= 0:
+                        continue
+                    pfn = self._rmqueue(zone, order, mt, pass_flags)
+                    if pfn is not None:
+                        self._mark_allocated(pfn, order, mt)
+                        return pfn
+        return None
+
+    def alloc_run(self, highest: int, mt: int, flags: int, limit: int,
+                  node: int = 0) -> tuple[int, int] | None:
+        """Allocate up to `limit` order-0 pages that are contiguous; return (pfn, count).
+
+        Taking a whole free block of order k as 2^k order-0 pages leaves the lists exactly
+        as 2^k single allocations would: expand() puts each buddy at the head of a lower
+        list, and the next allocation takes it. A partial block leaves the same pieces.
+        """
+        pfn = self.alloc(0, highest, mt, flags, node)
+        if pfn is None:
+            return None
+        zone = self.zone_of(pfn)
+        count = 1
+        # the block's upper halves are now at the heads of the lower lists, in order
+        while count < limit:
+            nxt = pfn + count
+            if nxt >= zone.spec.end_pfn:
+                break
+            order = self.free_order[nxt]
+            if order == NO_ORDER or self.free_mt[nxt] != self.alloc_mt[pfn]:
+                break
+            list_mt = self.free_mt[nxt]
+            if zone.lists[order][list_mt].head() != nxt:
+                break
+            if flags & ALLOC_CMA and list_mt != MT_CMA and zone.free_cma > zone.free // 2:
+                break
+            # the lists below `order` must be empty for the next single allocation to
+            # come from this block
+            if any(zone.lists[lower][list_mt].seq for lower in range(order)):
+                break
+            if self.zone_usable(zone, 0, WMARK_MIN, highest, flags) <= 0:
+                break
+            take = min(1 << order, limit - count)
+            if not self._may_take(zone, take, highest, flags, node):
+                break
+            self._del_free(zone, nxt)
+            if take < (1 << order):
+                self._expand_partial(zone, nxt, order, take, list_mt)
+            count += take
+        if count > 1:
+            self.alloc_order[pfn + 1:pfn + count] = bytes(count - 1)
+            self.alloc_mt[pfn + 1:pfn + count] = bytes([self.alloc_mt[pfn]]) * (count - 1)
+            self.allocated_pages += count - 1
+        return pfn, count
+
+    def _may_take(self, zone: Zone, take: int, highest: int, flags: int, node: int) -> bool:
+        """Tell whether `take` more pages may come from this zone above the low mark."""
+        return self.zone_usable(zone, 0, WMARK_LOW, highest, flags) - take >= 0 or (
+            self.zone_usable(zone, 0, WMARK_MIN, highest, flags) - take >= 0
+            and all(self.zone_usable(other, 0, WMARK_LOW, highest, flags) <= 0
+                    for other in self.zonelist(highest, node))
+        )
+
+    def _expand_partial(self, zone: Zone, pfn: int, order: int, take: int, mt: int) -> None:
+        """Free the tail of a block whose first `take` pages were handed out one by one."""
+        # Single allocations split the block in halves and keep the lower half each time:
+        # what stays free is the binary decomposition of [pfn + take, pfn + 2^order).
+        pieces: list[tuple[int, int]] = []
+        start = pfn + take
+        end = pfn + (1 << order)
+        cursor = start
+        while cursor < end:
+            size_order = 0
+            while (cursor & ((2 << size_order) - 1)) == 0 and cursor + (2 << size_order) <= end:
+                size_order += 1
+            pieces.append((cursor, size_order))
+            cursor += 1 << size_order
+        # expand() added bigger pieces first; the smallest ones were consumed and re-split
+        for piece, piece_order in sorted(pieces, key=lambda p: -p[1]):
+            self._add_free(zone, piece, piece_order, mt)
+
+    def alloc_at(self, pfn: int, mt: int) -> bool:
+        """Take one specific free page out of its free block (for compaction targets)."""
+        head = self.free_block_of(pfn)
+        if head is None:
+            return False
+        zone = self.zone_of(pfn)
+        order, list_mt = self._del_free(zone, head)
+        # split down to the page, keeping the halves that do not hold it
+        while order > 0:
+            order -= 1
+            half = head + (1 << order)
+            if pfn >= half:
+                self._add_free(zone, head, order, list_mt)
+                head = half
+            else:
+                self._add_free(zone, half, order, list_mt)
+        self._mark_allocated(pfn, 0, mt)
+        return True
+
+    def free_block_of(self, pfn: int) -> int | None:
+        """Return the head of the free block holding pfn, or None if the page is not free."""
+        for order in range(NR_ORDERS):
+            head = pfn & ~((1 << order) - 1)
+            block_order = self.free_order[head]
+            if block_order != NO_ORDER and head + (1 << block_order) > pfn:
+                return head
+        return None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pageowner.errors import SpecError
 from pageowner.kernel.kernels import KernelVersion, version_key
+from pageowner.kernel.kstrtox import kstrtobool, page_owner_setting
 
 __all__ = [
     "BootParams",
@@ -152,30 +153,6 @@ def memparse(text: str) -> tuple[int, str]:
     return value, rest
 
 
-def kstrtobool(text: str | None) -> bool | None:
-    """Convert y/n/1/0/on/off/true/false as lib/kstrtox.c does; None when invalid.
-
-    Only the first one or two characters count, as in the kernel.
-
-    >>> kstrtobool("yes"), kstrtobool("off"), kstrtobool("maybe")
-    (True, False, None)
-    """
-    if not text:
-        return None
-    first = text[0].lower()
-    if first in "yt1":
-        return True
-    if first in "nf0":
-        return False
-    if first == "o" and len(text) > 1:
-        second = text[1].lower()
-        if second == "n":
-            return True
-        if second == "f":
-            return False
-    return None
-
-
 @dataclass
 class _Parsed:
     """What the parsing passes collect before they are frozen into BootParams."""
@@ -187,6 +164,8 @@ class _Parsed:
     cma_bytes: int = 0
     memcg: bool = True
     thp: str = "always"
+    numa_nodes: int = 1
+    numa_node_bytes: int = 0
     quiet: bool = False
     init: str | None = None
     argv: list[str] = field(default_factory=list)
@@ -200,17 +179,17 @@ def _early_page_owner(parsed: _Parsed, value: str | None) -> bool:
     if value is None:
         return False
     parsed.page_owner_value = value
-    if parsed.kernel.page_owner_kstrtobool:
-        result = kstrtobool(value)
-        if result is None:
-            return False
-        parsed.page_owner = result
-        return True
-    # v3.19-v5.13: `if (strcmp(buf, "on") == 0) page_owner_enabled = true; return 0;`
-    parsed.page_owner = value == "on"
-    if not parsed.page_owner:
+    kernel = parsed.kernel
+    before = parsed.page_owner
+    parsed.page_owner = page_owner_setting(value, before, kernel)
+    if kernel.page_owner_kstrtobool:
+        # An invalid value is an error the early-param loop reports; the setting stays.
+        return kstrtobool(value, kernel.kstrtobool_enable_disable) is not None
+    # v3.19-v5.13 compare with "on" and return 0 whatever the value.
+    if value != "on":
         parsed.notes.append(
-            f"page_owner={value} leaves page_owner off: before 5.14 only page_owner=on enables it"
+            f"page_owner={value} leaves page_owner "
+            f"{'on' if before else 'off'}: before 5.14 only page_owner=on changes it"
         )
     return True
 
@@ -239,6 +218,37 @@ def _early_cma(parsed: _Parsed, value: str | None) -> bool:
     return True
 
 
+# MAX_NUMNODES of x86_64_defconfig (NODES_SHIFT 6), the config of the real 7.3 dumps.
+MAX_NUMNODES = 64
+
+
+def _early_numa(parsed: _Parsed, value: str | None) -> bool:
+    """numa=fake=N or numa=fake=<size>[KMG]: x86 NUMA emulation (arch/x86/mm/numa.c).
+
+    `numa=off` (one node) and other `numa=` words are accepted; a malformed `fake=` is
+    ignored with the kernel's warning, and the machine keeps one node.
+    """
+    if value is None:
+        return False
+    if value == "off":
+        parsed.numa_nodes = 1
+        return True
+    if not value.startswith("fake="):
+        return True  # noacpi, nohmat, ...: accepted, nothing to model
+    spec = value[len("fake="):]
+    size, rest = memparse(spec)
+    if spec[:1].isdigit() and not spec.isdigit() and rest == "" and size:
+        # numa=fake=<size><suffix>: nodes of that size
+        parsed.numa_node_bytes = size
+        return True
+    if spec.isdigit() and 0 < int(spec) <= MAX_NUMNODES:
+        parsed.numa_nodes = int(spec)
+        return True
+    parsed.notes.append(f"numa=fake={spec}: not a node count from 1 to {MAX_NUMNODES}; "
+                        "the machine keeps one node")
+    return True
+
+
 def _early_quiet(parsed: _Parsed, value: str | None) -> bool:
     """quiet: console loglevel 4 (init/main.c)."""
     parsed.quiet = True
@@ -257,6 +267,7 @@ EARLY_PARAMS: dict[str, Callable[[_Parsed, str | None], bool]] = {
     "mem": _early_mem,
     "cma": _early_cma,
     "quiet": _early_quiet,
+    "numa": _early_numa,
     "debug": _early_ignore,
     "loglevel": _early_ignore,
     "earlyprintk": _early_ignore,
@@ -331,6 +342,9 @@ class BootParams:
     cma_bytes: int = 0
     memcg: bool = True
     thp: str = "always"
+    # NUMA emulation (numa=fake=N, or nodes of numa_node_bytes each)
+    numa_nodes: int = 1
+    numa_node_bytes: int = 0
     quiet: bool = False
     init: str | None = None
     init_argv: tuple[str, ...] = ()
@@ -427,6 +441,8 @@ def parse_cmdline(cmdline: str, kernel: KernelVersion) -> BootParams:
         cma_bytes=parsed.cma_bytes,
         memcg=parsed.memcg,
         thp=parsed.thp,
+        numa_nodes=parsed.numa_nodes,
+        numa_node_bytes=parsed.numa_node_bytes,
         quiet=parsed.quiet,
         init=parsed.init,
         init_argv=tuple(init_argv),

@@ -2,7 +2,7 @@
 
 `write_page_owner` streams the records in pfn order with text cached per allocation class
 (a 16 GiB machine has millions of records but a few thousand classes); a test proves it
-prints exactly what `pageowner.dump.dumpfile.format_record(machine.record_at(pfn))` prints.
+prints exactly what `pageowner.dump.dumpfile.format_record(record_at(machine, pfn))` prints.
 The page_owner_stacks files are printed with `pageowner.dump.stacksfile.format_stack_count`.
 Reading a file the simulated kernel does not have fails like the real read:
 "No such file or directory".
@@ -26,12 +26,15 @@ from pageowner.dump.stacksfile import format_stack_count
 from pageowner.errors import InputError, OutputError
 from pageowner.kernel.tables import LETTER_FLAGS, MIGRATETYPE_NUMBERS_3_19, decode_flags
 from pageowner.model import HeaderStyle, MigrateType, PfnStyle, StackCount
-from pageowner.sim.buddy import MIGRATETYPE_NAMES, NO_ORDER, PAGEBLOCK_ORDER
+from pageowner.sim.buddy import MAX_ORDER, MIGRATETYPE_NAMES, NO_ORDER, PAGEBLOCK_ORDER
 from pageowner.sim.gfp import gfp_migratetype, to_version
 from pageowner.sim.machine import Machine
+from pageowner.sim.records import memcg_charge, migrate_reason_name
 
 __all__ = [
     "DEBUGFS",
+    "PRINT_MODES",
+    "parse_nodelist",
     "STACKS_FILES",
     "boot_id_of",
     "check_file",
@@ -62,15 +65,59 @@ def check_file(machine: Machine, name: str) -> None:
     else:
         exists = machine.page_owner and machine.kernel_key >= STACKS_FILES[name]
         name = f"page_owner_stacks/{name}"
+    if not exists and not machine.page_owner:
+        # What `capture` says on a real machine booted without it (live/diagnose.py).
+        raise InputError(f"{DEBUGFS}/{name}: No such file or directory: page_owner is not "
+                         "enabled (the machine was booted without page_owner=on)\n"
+                         "hint: boot with page_owner=on on the kernel command line: "
+                         "pageowner boot --force --cmdline page_owner=on")
     if not exists:
-        raise InputError(f"{DEBUGFS}/{name}: No such file or directory")
+        raise InputError(f"{DEBUGFS}/{name}: No such file or directory (kernel "
+                         f"{machine.kernel.version} does not have it)")
+
+
+# 7.3's print modes (`mode=` written to page_owner): what follows the PFN line.
+PRINT_MODES = ("stack", "handle", "stack_handle")
+
+
+def parse_nodelist(text: str, machine: Machine) -> frozenset[int]:
+    """Read a `nid=` node list (`0`, `0,2`, `0-3`) as 7.3's page_owner write does.
+
+    An empty list, a reversed range or a node without memory is EINVAL there, a node of
+    64 or more ERANGE; here each is an InputError naming the list.
+
+    >>> parse_nodelist("0-1,", Machine.create("7.3", 256 << 20, "numa=fake=2", 1))
+    frozenset({0, 1})
+    """
+    nodes: set[int] = set()
+    with_memory = {zone.node for zone in machine.buddy.zones
+                   if zone.spec.end_pfn > zone.spec.start_pfn}
+    for part in text.split(","):
+        if not part and nodes:
+            continue  # a trailing comma is accepted (measured on 7.3: `nid=0,`)
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise InputError(f"nid={text}: not a node list (EINVAL)")
+        low, high = int(first), int(last or first)
+        if high >= 64:
+            raise InputError(f"nid={text}: node {high} is not below MAX_NUMNODES 64 (ERANGE)")
+        if low > high:
+            raise InputError(f"nid={text}: reversed range {part} (EINVAL)")
+        nodes.update(range(low, high + 1))
+    if not nodes:
+        raise InputError(f"nid={text}: empty node list (EINVAL)")
+    missing = sorted(nodes - with_memory)
+    if missing:
+        raise InputError(f"nid={text}: node {missing[0]} has no memory (EINVAL)")
+    return frozenset(nodes)
 
 
 class _Writer:
     """Format records of one machine from per-class cached pieces."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: Machine, mode: str = "stack") -> None:
         self.machine = machine
+        self.mode = mode
         self.kernel = machine.kernel
         self.fmt = machine.fmt
         self.migrate_line, self.memcg_lines = machine.era
@@ -78,7 +125,7 @@ class _Writer:
         self.mid_cache: dict[int, str] = {}
         self.tail_cache: dict[tuple[int, int, int], str] = {}
         self.body_cache: dict[tuple[int, int], str] = {}
-        self.zone_of = machine.buddy.zone_of
+        self.chunk_zone = machine.buddy.chunk_zone
 
     def header(self, cls_id: int, order: int) -> str:
         """Return the header up to the ts value (or the whole line for old eras)."""
@@ -114,8 +161,7 @@ class _Writer:
 
     def pfn_tail(self, cls_id: int, block_mt: int, pfn: int) -> str:
         """Return ` type <block mt> Flags ...` for a class, block type and zone."""
-        zone = self.zone_of(pfn).index
-        key = (cls_id, block_mt, zone)
+        key = (cls_id, block_mt, self.chunk_zone[pfn >> MAX_ORDER])
         text = self.tail_cache.get(key)
         if text is None:
             machine = self.machine
@@ -148,31 +194,42 @@ class _Writer:
         if text is None:
             machine = self.machine
             cls = machine.classes[cls_id]
-            text = machine.depot.text(cls.stack)
+            text = "" if self.mode == "handle" else machine.depot.text(cls.stack)
+            if self.mode != "stack":
+                text += f"handle: {machine.depot.handle(cls.stack)}\n"
             if reason and self.migrate_line:
                 text += ("Page has been migrated, last migrate reason: "
-                         f"{machine.migrate_reason_name(reason - 1)}\n")
+                         f"{migrate_reason_name(machine.version, reason - 1)}\n")
             if self.memcg_lines and machine.params.memcg:
                 if cls.slab:
                     text += "Slab cache page\n"
-                if cls.memcg:
-                    group = machine.memcgs[cls.memcg - 1]
-                    via = "(via objcg) " if cls.objcg else ""
-                    offline = "" if group.online else "offline "
-                    text += f"Charged {via}to {offline}memcg {group.name}\n"
+                charge = memcg_charge(machine, cls)
+                if charge is not None:
+                    via = "(via objcg) " if charge.via_objcg else ""
+                    offline = "offline " if charge.offline else ""
+                    text += f"Charged {via}to {offline}memcg {charge.name}\n"
             text += "\n"
             self.body_cache[key] = text
         return text
 
 
-def write_page_owner(machine: Machine, out: BinaryIO, progress: Progress | None = None) -> int:
+def write_page_owner(machine: Machine, out: BinaryIO, progress: Progress | None = None,
+                     mode: str = "stack", nids: frozenset[int] | None = None) -> int:
     """Write /sys/kernel/debug/page_owner; return the number of records.
 
-    The loop is `_Writer.record` unrolled, with the cached pieces looked up by integer
-    keys: this is where a 16 GiB machine spends its dump time.
+    `mode` and `nids` are what a 7.3 descriptor reads after `mode=... nid=...` was
+    written to it: `handle: N` after the frames or instead of them, and only the pages
+    whose flags name one of the nodes. The loop is `_Writer.record` unrolled, with the
+    cached pieces looked up by integer keys: this is where a 16 GiB machine spends its
+    dump time.
     """
     check_file(machine, "page_owner")
-    writer = _Writer(machine)
+    if (mode != "stack" or nids is not None) and not machine.kernel.has_print_modes:
+        raise InputError(f"{DEBUGFS}/page_owner: {machine.version} takes no `mode=`/`nid=` "
+                         "writes (7.3 added them)")
+    if mode not in PRINT_MODES:
+        raise InputError(f"mode={mode}: not one of {', '.join(PRINT_MODES)} (EINVAL)")
+    writer = _Writer(machine, mode)
     page = machine.page
     orders, classes, ts, free_ts, migrate = (page.order, page.cls, page.ts, page.free_ts,
                                              page.migrate)
@@ -192,6 +249,9 @@ def write_page_owner(machine: Machine, out: BinaryIO, progress: Progress | None 
     append = parts.append
     count = 0
     total = machine.layout.nr_pages
+    zones = machine.buddy.zones
+    skip_chunk = bytes(len(chunk_zone)) if nids is None else bytes(
+        position < 0 or zones[position].node not in nids for position in chunk_zone)
     for run in _RUN.finditer(orders):
         pfn = run.start()
         end = run.end()
@@ -199,6 +259,9 @@ def write_page_owner(machine: Machine, out: BinaryIO, progress: Progress | None 
             order = orders[pfn]
             if order == NO_ORDER:
                 pfn += 1
+                continue
+            if skip_chunk[pfn >> 10]:
+                pfn += 1 << order
                 continue
             cls_id = classes[pfn]
             key = cls_id << 8 | order
@@ -267,7 +330,7 @@ def stacks_file_text(machine: Machine, name: str, threshold: int = 0) -> str:
     """Return the whole text of a page_owner_stacks file."""
     if name == "count_threshold":
         check_file(machine, name)
-        return f"{threshold}\n"
+        return f"{threshold}\n" if machine.kernel.count_threshold_newline else f"{threshold}"
     return "".join(format_stack_count(entry)
                    for entry in iter_stack_counts(machine, name, threshold))
 
@@ -293,6 +356,8 @@ def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> 
     if machine.page_owner:
         with atomic_output(str(target)) as out:
             write_page_owner(machine, out)
+        # debugfs_create_file() modes: 0400, and 0600 from 7.3, which takes writes
+        _chmod(target, 0o600 if machine.kernel.has_print_modes else 0o400)
         written.append(str(target))
     else:
         with contextlib.suppress(FileNotFoundError):
@@ -304,6 +369,7 @@ def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> 
             stacks_dir.mkdir(exist_ok=True)
             with atomic_output(str(path)) as out:
                 out.write(encode(stacks_file_text(machine, name, threshold)))
+            _chmod(path, 0o600 if name == "count_threshold" else 0o400)
             written.append(str(path))
         else:
             with contextlib.suppress(FileNotFoundError):
@@ -312,6 +378,14 @@ def write_debugfs_tree(machine: Machine, directory: str, threshold: int = 0) -> 
         if stacks_dir.exists() and not any(stacks_dir.iterdir()):
             os.rmdir(stacks_dir)
     return written
+
+
+def _chmod(path: Path, mode: int) -> None:
+    """Give a laid-out debugfs file the mode the kernel creates it with."""
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot set mode {mode:o}: {exc.strerror}") from None
 
 
 # What the simulated kernel was built with: the options page_owner needs and uses.

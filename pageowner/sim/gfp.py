@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from pageowner.kernel.kernels import version_key
 from pageowner.kernel.tables import GFP_TABLES
-from pageowner.sim.buddy import MT_MOVABLE, MT_RECLAIMABLE, MT_UNMOVABLE
+from pageowner.sim.buddy import MT_HIGHATOMIC, MT_MOVABLE, MT_RECLAIMABLE, MT_UNMOVABLE
 
 __all__ = [
     "GFP",
     "ZONE_DMA",
     "ZONE_DMA32",
     "ZONE_NORMAL",
+    "can_spin",
     "canonical_from",
     "gfp_migratetype",
     "gfp_zone",
@@ -103,6 +104,15 @@ def to_version(mask: int, version: str) -> int:
     return value
 
 
+def can_spin(mask: int) -> bool:
+    """Tell whether an allocation may spin on locks: it has a reclaim bit (gfpflags_allow_spinning).
+
+    >>> can_spin(GFP["__GFP_KSWAPD_RECLAIM"]), can_spin(GFP["__GFP_ZERO"])
+    (True, False)
+    """
+    return bool(mask & (GFP["__GFP_DIRECT_RECLAIM"] | GFP["__GFP_KSWAPD_RECLAIM"]))
+
+
 def gfp_zone(mask: int) -> int:
     """Return the highest zone a canonical mask allows (gfp_zone() on x86_64).
 
@@ -119,12 +129,20 @@ def gfp_zone(mask: int) -> int:
 def gfp_migratetype(mask: int) -> int:
     """Return the migratetype of a canonical mask (gfp_migratetype()).
 
+    Movable and Reclaimable together shift down to 3, MIGRATE_HIGHATOMIC (v4.4+).
+
     >>> gfp_migratetype(GFP["GFP_HIGHUSER_MOVABLE"])
     1
+    >>> gfp_migratetype(GFP["__GFP_MOVABLE"] | GFP["__GFP_RECLAIMABLE"]) == MT_HIGHATOMIC
+    True
     """
-    if mask & GFP["__GFP_MOVABLE"]:
+    movable = bool(mask & GFP["__GFP_MOVABLE"])
+    reclaimable = bool(mask & GFP["__GFP_RECLAIMABLE"])
+    if movable and reclaimable:
+        return MT_HIGHATOMIC
+    if movable:
         return MT_MOVABLE
-    if mask & GFP["__GFP_RECLAIMABLE"]:
+    if reclaimable:
         return MT_RECLAIMABLE
     return MT_UNMOVABLE
 

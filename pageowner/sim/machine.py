@@ -5,7 +5,9 @@ page, the page_owner data the kernel keeps in page_ext: order, allocation class 
 gfp mask, task, page flags, memcg), ts, free_ts and last migrate reason. Workloads call
 `alloc`/`alloc_bulk`/`free_object`/`migrate`; `pageowner.sim.dump` prints the result.
 
-Boot follows the kernel's order: memblock reservations, memblock_free_all() into the
+Booting is `pageowner.sim.boot.run_boot(machine)` (the machine does not import it: boot
+builds on the machine and on replay, which build on the machine). It follows the
+kernel's order: memblock reservations, memblock_free_all() into the
 buddy, the allocations made before page_owner starts (page_ext itself among them), the
 "page owner found early allocated" walk, then the kernel's initcalls and PID 1 as learned
 from a real boot of the same family (pageowner/data/sim-<family>.json).
@@ -24,26 +26,22 @@ from pageowner.kernel.kernels import KernelVersion, get_kernel, version_key
 from pageowner.kernel.tables import LETTER_FLAGS, FlagTable, decode_flags
 from pageowner.model import (
     DumpFormat,
-    MemcgCharge,
     MigrateType,
     PageFlags,
-    PageRecord,
     PfnStyle,
 )
 from pageowner.sim.buddy import (
     ALLOC_CMA,
     MAX_ORDER,
-    MIGRATETYPE_NAMES,
     MT_MOVABLE,
     NO_ORDER,
-    PAGEBLOCK_ORDER,
     BuddyAllocator,
     ZoneSpec,
 )
 from pageowner.sim.cmdline import BootParams, parse_cmdline
-from pageowner.sim.gfp import gfp_migratetype, gfp_zone, to_version
+from pageowner.sim.gfp import can_spin, gfp_migratetype, gfp_zone, to_version
 from pageowner.sim.stackdepot import StackDepot
-from pageowner.sim.stacks import FamilyProfile, StackBuilder, family_of, load_profile
+from pageowner.sim.stacks import FamilyProfile, StackBuilder, family_of, profile_for
 from pageowner.sim.tasks import Task, TaskTable
 from pageowner.symbols.symtab import SymbolTable, TextSymbolTable
 
@@ -62,12 +60,13 @@ __all__ = [
 PAGE_SHIFT = 12
 MIB_PAGES = 256
 SECTION_PAGES = 32768
-ZONE_BITS_SHIFT = 56  # ZONES_PGSHIFT of the fixtures' x86_64 config (node 0 above it)
+ZONE_BITS_SHIFT = 56  # ZONES_PGSHIFT of the fixtures' x86_64 config
+# NODES_PGSHIFT with CONFIG_NUMA=y and NODES_SHIFT 6 (x86_64_defconfig): the node sits in
+# bits 58-63, just above the zone; the real 7.3 dumps print node 1, zone 1 as 0x5 << 56.
+NODE_BITS_SHIFT = 58
+FAKE_NODE_MIN_PAGES = 8192  # arch/x86/mm/numa_emulation.c FAKE_NODE_MIN_SIZE: 32 MiB
 _LOW_LIMIT = 0x100000  # 4 GiB in pages: the end of ZONE_DMA32
 _DMA_END = 0x1000  # 16 MiB
-MIGRATE_REASON_NAMES = ("compaction", "memory_failure", "memory_hotplug",
-                        "syscall_or_cpuset", "mempolicy_mbind", "numa_misplaced",
-                        "contig_range", "longterm_pin", "demotion", "damon")
 
 
 @dataclass(frozen=True)
@@ -154,11 +153,17 @@ def layout_memory(mem_bytes: int, params: BootParams, seed: int, family: str) ->
         raise PageOwnerError("too little memory to boot (at least 32 MiB)")
     nr_pages = max(end for _, end in ranges)
     nr_pages = (nr_pages + (1 << MAX_ORDER) - 1) >> MAX_ORDER << MAX_ORDER
-    zones = [ZoneSpec(0, "DMA", 0, _DMA_END)]
-    zones.append(ZoneSpec(1, "DMA32", _DMA_END, min(nr_pages, _LOW_LIMIT)))
+    spans = [ZoneSpec(0, "DMA", 0, _DMA_END)]
+    spans.append(ZoneSpec(1, "DMA32", _DMA_END, min(nr_pages, _LOW_LIMIT)))
     if nr_pages > _LOW_LIMIT:
-        zones.append(ZoneSpec(2, "Normal", _LOW_LIMIT, nr_pages))
+        spans.append(ZoneSpec(2, "Normal", _LOW_LIMIT, nr_pages))
     present = sum(end - start for start, end in ranges)
+    zones = []
+    for node, (node_start, node_end) in enumerate(node_spans(ranges, nr_pages, params)):
+        for span in spans:
+            start, end = max(span.start_pfn, node_start), min(span.end_pfn, node_end)
+            if start < end:
+                zones.append(ZoneSpec(span.index, span.name, start, end, node))
     rng = random.Random(f"{seed}:kaslr")
     low_end = min(end for start, end in ranges if start == 0x100)
     image_pages = 5120 if version_key(family) >= (6, 0) else 4096
@@ -185,6 +190,50 @@ def layout_memory(mem_bytes: int, params: BootParams, seed: int, family: str) ->
                 f"cma={params.cma_bytes >> 20}M does not fit in {mem_bytes >> 20} MiB")
         cma = (cma_start, cma_end)
     return MemoryLayout(nr_pages, tuple(ranges), tuple(reserved), tuple(zones), cma, initrd)
+
+
+def node_spans(ranges: list[tuple[int, int]], nr_pages: int,
+               params: BootParams) -> list[tuple[int, int]]:
+    """Split RAM into the nodes numa=fake= asks for; return each node's pfn span.
+
+    Like x86's NUMA emulation: every node gets an equal share of the present pages (or
+    `numa=fake=<size>` of them) and ends on a 32 MiB boundary (the nearest one here;
+    numa_emulation.c's rounding over holes differs by up to 32 MiB [approximation]);
+    the last node takes the rest. Nodes that would hold less than 32 MiB are
+    an error (the kernel drops the request and keeps one node; we say so instead).
+
+    >>> node_spans([(1, 0x9F), (0x100, 0x3FFE0)], 0x40000, parse_cmdline("numa=fake=2",
+    ...     get_kernel("7.3")))
+    [(0, 131072), (131072, 262144)]
+    """
+    present = sum(end - start for start, end in ranges)
+    nodes = params.numa_nodes
+    share = present // nodes
+    if params.numa_node_bytes:
+        # nodes of the given size while they fit; the last one takes what is left
+        share = (params.numa_node_bytes >> PAGE_SHIFT) // FAKE_NODE_MIN_PAGES
+        share = max(1, share) * FAKE_NODE_MIN_PAGES
+        nodes = max(1, min(64, present // share))
+    if nodes > 1 and share < FAKE_NODE_MIN_PAGES:
+        raise PageOwnerError(f"numa=fake: {nodes} nodes of less than 32 MiB each do not fit "
+                             f"in {present >> 8} MiB")
+    if nodes == 1:
+        return [(0, nr_pages)]
+    bounds = [0]
+    for node in range(1, nodes):
+        wanted = node * share
+        seen = 0
+        for start, end in ranges:
+            if seen + end - start >= wanted:
+                pfn = start + wanted - seen
+                break
+            seen += end - start
+        else:
+            pfn = nr_pages
+        rounded = (pfn + FAKE_NODE_MIN_PAGES // 2) // FAKE_NODE_MIN_PAGES * FAKE_NODE_MIN_PAGES
+        bounds.append(min(nr_pages, rounded))
+    bounds.append(nr_pages)
+    return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if bounds[i] < bounds[i + 1]]
 
 
 @dataclass(frozen=True)
@@ -255,7 +304,8 @@ class Machine:
     _object_index: dict[str, int] = field(default_factory=dict)
     _builder: StackBuilder | None = None
     _flags_cache: dict[tuple[int, int], PageFlags] = field(default_factory=dict)
-    _class_record: dict[int, tuple[int, str | None, Task, MigrateType]] = field(
+    # The per-class part of a record, kept by pageowner.sim.records.record_at.
+    record_cache: dict[int, tuple[int, str | None, Task, MigrateType]] = field(
         default_factory=dict)
 
     # -- construction --------------------------------------------------------------------
@@ -276,6 +326,7 @@ class Machine:
                            _zero_array("Q", n), bytearray(n), _zero_array("I", n))
         machine = cls(kernel, params, mem_bytes, seed, layout,
                       BuddyAllocator(n, list(layout.zones)), page)
+        machine.buddy.steal_whole_buddy = kernel.steal_whole_buddy
         machine.symbols = symbols
         machine.symbols_source = symbols_source
         machine.depot.version = version
@@ -319,7 +370,7 @@ class Machine:
     @property
     def family(self) -> FamilyProfile:
         """Return the learned profile this version's behaviour comes from."""
-        return load_profile(family_of(self.version))
+        return profile_for(self.version)
 
     def symbol_note(self) -> str | None:
         """Say how many catalogue functions the machine's symbol table lacks, if any."""
@@ -416,7 +467,8 @@ class Machine:
             pages = 1 << order
             page.obj[pfn + 1:pfn + pages] = array("I", [obj]) * (pages - 1)
         if self.page_owner:
-            self.depot.account(self.classes[cls].stack, 1 << order)
+            alloc_class = self.classes[cls]
+            self.depot.account(alloc_class.stack, 1 << order, can_spin(alloc_class.gfp))
 
     def _reclaim(self, pages: int) -> bool:
         """Free clean page cache, oldest file first (kswapd/direct reclaim); tell if any."""
@@ -438,11 +490,12 @@ class Machine:
         mt = gfp_migratetype(gfp)
         flags = self._alloc_flags(gfp)
         obj_id = self.object_id(obj)
+        node = self.node_of_task(alloc_class.task)
         pfns = []
         for index in range(count):
-            pfn = self.buddy.alloc(order, highest, mt, flags)
+            pfn = self.buddy.alloc(order, highest, mt, flags, node)
             if pfn is None and self._reclaim(1 << order):
-                pfn = self.buddy.alloc(order, highest, mt, flags)
+                pfn = self.buddy.alloc(order, highest, mt, flags, node)
             if pfn is None:
                 raise OutOfMemory(self._oom_message(alloc_class, order))
             if ts is not None:
@@ -467,10 +520,11 @@ class Machine:
         page = self.page
         done = 0
         stack = alloc_class.stack
+        node = self.node_of_task(alloc_class.task)
         while done < pages:
-            run = self.buddy.alloc_run(highest, mt, flags, pages - done)
+            run = self.buddy.alloc_run(highest, mt, flags, pages - done, node)
             if run is None and self._reclaim(pages - done):
-                run = self.buddy.alloc_run(highest, mt, flags, pages - done)
+                run = self.buddy.alloc_run(highest, mt, flags, pages - done, node)
             if run is None:
                 raise OutOfMemory(self._oom_message(alloc_class, 0, pages - done))
             pfn, n = run
@@ -485,9 +539,19 @@ class Machine:
             page.obj[pfn:pfn + n] = array("I", [obj_id]) * n
             self.clock_ns = start + n * step_ns
             if self.page_owner:
-                self.depot.account(stack, n)
+                self.depot.account(stack, n, can_spin(gfp))
             done += n
         return done
+
+    def node_of_task(self, task: int) -> int:
+        """Return the node a task allocates from first: its CPU's (one CPU per node).
+
+        The simulator does not schedule; a task runs on CPU pid % nodes, as the real
+        2-node 7.3 boot spread its allocations over both nodes.
+        """
+        nodes = self.buddy.nr_nodes
+        pid = self.tasks[task].pid
+        return pid % nodes if nodes > 1 else 0
 
     def _oom_message(self, alloc_class: AllocClass, order: int, pages: int = 0) -> str:
         """Describe a failed allocation the way the kernel's warning starts."""
@@ -551,9 +615,10 @@ class Machine:
         cls = page.cls[pfn]
         gfp_mt = gfp_migratetype(self.classes[cls].gfp)
         if target is None:
-            target = self.buddy.alloc(0, gfp_zone(self.classes[cls].gfp), gfp_mt, 0)
+            node = self.buddy.zone_of(pfn).node
+            target = self.buddy.alloc(0, gfp_zone(self.classes[cls].gfp), gfp_mt, 0, node)
             if target is None and self._reclaim(1):
-                target = self.buddy.alloc(0, gfp_zone(self.classes[cls].gfp), gfp_mt, 0)
+                target = self.buddy.alloc(0, gfp_zone(self.classes[cls].gfp), gfp_mt, 0, node)
             if target is None:
                 raise OutOfMemory(self._oom_message(self.classes[cls], 0))
         elif not self.buddy.alloc_at(target, gfp_mt):
@@ -575,32 +640,20 @@ class Machine:
         page.obj[pfn] = 0
         return target
 
-    # -- records -------------------------------------------------------------------------
-
-    def iter_heads(self) -> Iterable[int]:
-        """Yield the head pfn of every allocation with page_owner data, in pfn order."""
-        order = self.page.order
-        n = len(order)
-        pfn = 0
-        while pfn < n:
-            value = order[pfn]
-            if value == NO_ORDER:
-                pfn += 1
-                continue
-            yield pfn
-            pfn += 1 << value
+    # -- page flags ----------------------------------------------------------------------
 
     def page_flags(self, pfn: int, cls: AllocClass) -> PageFlags:
         """Return the PageFlags a record prints for a page (value, names, fields)."""
-        zone = self.buddy.zone_of(pfn).index
-        key = (cls.flags, zone)
+        position = self.buddy.chunk_zone[pfn >> MAX_ORDER]
+        key = (cls.flags, position)
         flags = self._flags_cache.get(key)
         if flags is None:
-            flags = self._flags_cache[key] = self._page_flags(cls.flags, zone)
+            zone = self.buddy.zones[position]
+            flags = self._flags_cache[key] = self._page_flags(cls.flags, zone.index, zone.node)
         return flags
 
-    def _page_flags(self, flag_set: int, zone: int) -> PageFlags:
-        """Compute the PageFlags of a flag set in a zone."""
+    def _page_flags(self, flag_set: int, zone: int, node: int = 0) -> PageFlags:
+        """Compute the PageFlags of a flag set in a node's zone."""
         names = self.flag_sets[flag_set]
         style = self.fmt.pfn
         if style is PfnStyle.LETTERS:
@@ -619,79 +672,8 @@ class Machine:
                 except KeyError:
                     continue  # e.g. `slab` is a page type, not a flag, from v6.10
         printed_names = tuple(filter(None, decode_flags(value, table).split("|")))
-        value |= zone << ZONE_BITS_SHIFT
+        value |= zone << ZONE_BITS_SHIFT | node << NODE_BITS_SHIFT
         fields: tuple[tuple[str, str], ...] = ()
         if style is not PfnStyle.DEC_RAW_FLAGS:
-            fields = (("node", "0"), ("zone", str(zone)))
+            fields = (("node", str(node)), ("zone", str(zone)))
         return PageFlags(value, printed_names, fields)
-
-    def migrate_reason_name(self, reason: int) -> str:
-        """Return the printed migrate reason; `contig_range` was `cma` before v5.1."""
-        name = MIGRATE_REASON_NAMES[reason]
-        if name == "contig_range" and version_key(self.version) < (5, 1):
-            return "cma"
-        return name
-
-    def record_at(self, pfn: int) -> PageRecord:
-        """Return the record /sys/kernel/debug/page_owner prints for a head pfn."""
-        page = self.page
-        order = page.order[pfn]
-        cls_id = page.cls[pfn]
-        cls = self.classes[cls_id]
-        fmt = self.fmt
-        header = fmt.header
-        cached = self._class_record.get(cls_id)
-        if cached is None:
-            gfp = to_version(cls.gfp, self.version)
-            table = self.gfp_table
-            cached = self._class_record[cls_id] = (
-                gfp, decode_flags(gfp, table) if table is not None else None,
-                self.tasks[cls.task], MigrateType(MIGRATETYPE_NAMES[gfp_migratetype(cls.gfp)]))
-        gfp, gfp_names, task, gfp_mt = cached
-        block_mt = MigrateType(MIGRATETYPE_NAMES[self.buddy.get_pageblock_mt(pfn)])
-        page_mt: MigrateType | None = gfp_mt
-        if fmt.pfn is PfnStyle.LETTERS and page_mt != block_mt:
-            page_mt = None  # 3.19 prints only "Fallback"
-        reason = page.migrate[pfn]
-        memcg = None
-        slab = False
-        migrate_line, memcg_lines = self.era
-        if memcg_lines and self.params.memcg:
-            slab = cls.slab
-            if cls.memcg:
-                group = self.memcgs[cls.memcg - 1]
-                memcg = MemcgCharge(group.name, cls.objcg, not group.online)
-        return PageRecord(
-            order=order,
-            gfp_mask=gfp,
-            gfp_names=gfp_names,
-            pid=task.pid if header.has_pid else None,
-            tgid=task.tgid if header.has_tgid else None,
-            comm=task.comm if header.has_tgid else None,
-            ts_nsec=page.ts[pfn] if header.has_pid else None,
-            free_ts_nsec=page.free_ts[pfn] if header.has_free_ts else None,
-            pfn=pfn,
-            page_mt=page_mt,
-            block=pfn >> PAGEBLOCK_ORDER,
-            block_mt=block_mt,
-            flags=self.page_flags(pfn, cls),
-            stack=self.depot.frames(cls.stack),
-            migrate_reason=(self.migrate_reason_name(reason - 1)
-                            if reason and migrate_line else None),
-            slab_cache=slab,
-            memcg=memcg,
-            fmt=fmt,
-        )
-
-    def records(self) -> list[PageRecord]:
-        """Return every record in pfn order (small machines; the writer streams)."""
-        return [self.record_at(pfn) for pfn in self.iter_heads()]
-
-    # -- boot ----------------------------------------------------------------------------
-
-    def boot(self) -> None:
-        """Boot: memblock, buddy, early allocations, page_owner init, initcalls, PID 1."""
-        from pageowner.sim.boot import run_boot
-
-        run_boot(self)
-

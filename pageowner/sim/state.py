@@ -33,7 +33,7 @@ from typing import Any
 from pageowner import __version__
 from pageowner.dump.fileio import atomic_output
 from pageowner.errors import OutputError, PageOwnerError, StateError
-from pageowner.sim.buddy import NR_MIGRATETYPES, NR_ORDERS, ZoneSpec
+from pageowner.sim.buddy import ZoneSpec
 from pageowner.sim.machine import (
     AllocClass,
     Machine,
@@ -42,6 +42,7 @@ from pageowner.sim.machine import (
     _Arrays,
     load_symbols,
 )
+from pageowner.sim.mmzone import NR_MIGRATETYPES, NR_ORDERS
 from pageowner.sim.stackdepot import StackDepot
 from pageowner.sim.tasks import TaskTable
 
@@ -167,7 +168,7 @@ def _manifest(machine: Machine) -> dict[str, Any]:
             "nr_pages": layout.nr_pages,
             "usable": [list(r) for r in layout.usable],
             "reserved": [list(r) for r in layout.reserved],
-            "zones": [[z.index, z.name, z.start_pfn, z.end_pfn] for z in layout.zones],
+            "zones": [[z.index, z.name, z.start_pfn, z.end_pfn, z.node] for z in layout.zones],
             "cma": list(layout.cma) if layout.cma else None,
             "initrd": list(layout.initrd) if layout.initrd else None,
         },
@@ -189,6 +190,7 @@ def _manifest(machine: Machine) -> dict[str, Any]:
         "objects": machine.objects,
         "stacks": [list(lines) for lines in machine.depot.stacks],
         "listed": machine.depot.listed,
+        "unlisted": machine.depot.unlisted,
         "dmesg": machine.dmesg,
         "history": machine.history,
         "notes": machine.notes,
@@ -401,7 +403,8 @@ def _build(header: dict[str, Any], data: mmap.mmap, start: int, with_symbols: bo
         machine.objects = list(info["objects"])
         depot = StackDepot()
         depot.restore([tuple(lines) for lines in info["stacks"]], arr("depot.nr_pages", "q"),
-                      list(info["listed"]), machine.version)
+                      list(info["listed"]), machine.version,
+                      list(info.get("unlisted", [])))
         machine.depot = depot
         machine.dmesg = list(info["dmesg"])
         machine.history = list(info["history"])

@@ -15,29 +15,26 @@ from typing import Any
 
 from pageowner.errors import PageOwnerError, SpecError
 from pageowner.sim.buddy import (
-    MT_CMA,
     MT_MOVABLE,
     NO_ORDER,
-    PAGEBLOCK_ORDER,
-    PAGEBLOCK_PAGES,
 )
+from pageowner.sim.capture import run_capture
 from pageowner.sim.cmdline import memparse
-from pageowner.sim.gfp import GFP, canonical_from, gfp_migratetype
+from pageowner.sim.gfp import GFP, gfp_migratetype
 from pageowner.sim.machine import AllocClass, Machine
+from pageowner.sim.records import migrate_reason_name
 from pageowner.sim.replay import Entry, decode_entries, replay
+from pageowner.sim.sites import compact_memory, site_class
 
 __all__ = [
     "Param",
     "WORKLOADS",
     "Workload",
-    "compact_memory",
     "parse_workload_args",
     "register",
     "run_workload",
-    "site_class",
 ]
 
-MIGRATE_COMPACTION = 0
 MIGRATE_CONTIG_RANGE = 6
 
 
@@ -184,17 +181,6 @@ def _path_class(machine: Machine, path: str, gfp: int, task: int,
     """Build a class for a hand-written call path."""
     return AllocClass(machine.stack(machine.builder.path(path)), gfp, task,
                       machine.flags_id(flags), machine.memcg_id(memcg), objcg, slab)
-
-
-def site_class(machine: Machine, site: str, task: int, memcg: str | None = None
-                ) -> tuple[AllocClass, str | None]:
-    """Build a class for a learned site (the tmpfs write); return it and its memcg line."""
-    profile = machine.family
-    sites = profile.sites
-    stack = machine.stack(machine.builder.learned(sites[site]))
-    gfp = canonical_from(sites[f"{site}_gfp"], profile.kernel)
-    flags = machine.flags_id(profile.flags[sites[f"{site}_flags"]])
-    return AllocClass(stack, gfp, task, flags, machine.memcg_id(memcg)), memcg
 
 
 def _pages(mb: int) -> int:
@@ -437,7 +423,8 @@ def _cma(machine: Machine, values: dict[str, Any]) -> str:
         pfn += 1
     if taken < wanted:
         raise PageOwnerError(f"cma: only {taken} of {wanted} pages could be allocated")
-    return f"cma_alloc: {taken} pages ({moved} migrated out, reason contig_range)"
+    reason = migrate_reason_name(machine.version, MIGRATE_CONTIG_RANGE)
+    return f"cma_alloc: {taken} pages ({moved} migrated out, reason {reason})"
 
 
 def _leak(machine: Machine, values: dict[str, Any]) -> str:
@@ -448,62 +435,6 @@ def _leak(machine: Machine, values: dict[str, Any]) -> str:
     step = max(1, values["seconds"] * 1_000_000_000 // max(1, pages))
     machine.alloc(cls, 0, pages, None, step_ns=step)
     return f"leaky: {pages} pages leaked over {values['seconds']} s"
-
-
-def compact_memory(machine: Machine) -> int:
-    """Compact every zone (echo 1 > /proc/sys/vm/compact_memory); return pages migrated.
-
-    The migrate scanner walks pageblocks up from the zone start and takes movable
-    order-0 pages; the free scanner walks down from the zone end and takes the free pages
-    of Movable (or CMA) pageblocks that are not wholly free; they stop where they meet
-    (mm/compaction.c compact_zone() with cc->order -1).
-    """
-    buddy = machine.buddy
-    page = machine.page
-    classes = machine.classes
-    migrated = 0
-    for zone in buddy.zones:
-        if not zone.managed:
-            continue
-        low = (zone.spec.start_pfn + PAGEBLOCK_PAGES - 1) & ~(PAGEBLOCK_PAGES - 1)
-        free_block = (zone.spec.end_pfn & ~(PAGEBLOCK_PAGES - 1)) - PAGEBLOCK_PAGES
-        targets: list[int] = []
-        block = low
-        while block < free_block:
-            for pfn in range(block, block + PAGEBLOCK_PAGES):
-                if page.order[pfn] != 0 or buddy.alloc_order[pfn] != 0:
-                    continue
-                if gfp_migratetype(classes[page.cls[pfn]].gfp) != MT_MOVABLE:
-                    continue
-                while not targets and free_block > block:
-                    targets = _isolate_free(machine, free_block)
-                    free_block -= PAGEBLOCK_PAGES
-                if not targets:
-                    break
-                machine.migrate(pfn, targets.pop(0), MIGRATE_COMPACTION)
-                migrated += 1
-            block += PAGEBLOCK_PAGES
-    return migrated
-
-
-def _isolate_free(machine: Machine, block: int) -> list[int]:
-    """Return the free pages of a pageblock the free scanner may use as targets."""
-    buddy = machine.buddy
-    if buddy.pageblock_mt[block >> PAGEBLOCK_ORDER] not in (MT_MOVABLE, MT_CMA):
-        return []
-    head = buddy.free_block_of(block)
-    if head is not None and buddy.free_order[head] >= PAGEBLOCK_ORDER:
-        return []  # a wholly free pageblock is what compaction is for
-    free: list[int] = []
-    pfn = block
-    while pfn < block + PAGEBLOCK_PAGES:
-        order = buddy.free_order[pfn]
-        if order != NO_ORDER:
-            free.extend(range(pfn, pfn + (1 << order)))
-            pfn += 1 << order
-        else:
-            pfn += 1
-    return free
 
 
 def _compact(machine: Machine, values: dict[str, Any]) -> str:
@@ -530,8 +461,6 @@ def _memcg(machine: Machine, values: dict[str, Any]) -> str:
 
 def _capture(machine: Machine, values: dict[str, Any]) -> str:
     """The fixtures' init script (fixtures/README.md), with --mb for the big file."""
-    from pageowner.sim.capture import run_capture
-
     return run_capture(machine, values["mb"])
 
 

@@ -1,40 +1,47 @@
 """ELF symbol tables with DWARF source lines: vmlinux and module `.ko` files.
 
-The only module that imports elftools (lazily). pyelftools reads the ELF container: header,
-section table, notes, compressed sections. The hot paths are ours: `.symtab` is unpacked
-with `struct`, and DWARF goes through `pageowner.symbols.dwarf`, which decodes only the units and
-the part of their line programs that the asked addresses need. The index (sorted symbols
-and address ranges to units) is cached on disk keyed by the ELF's build-id.
+pyelftools reads the ELF container (`pageowner.symbols.elfimage`, the only module that
+imports elftools): header, section table, notes, compressed sections. The hot paths are
+ours: `.symtab` is unpacked with `struct`, and DWARF goes through `pageowner.symbols.dwarf`,
+which decodes only the units and the part of their line programs that the asked addresses
+need. The index (sorted symbols and address ranges to units, `symindex`) is cached on disk
+keyed by the ELF's build-id.
 """
 
 from __future__ import annotations
 
-import array
 import bisect
 import contextlib
-import gzip
-import io
 import json
-import lzma
-import mmap
 import os
 import struct
-import sys
-import tempfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import Any
 
 from pageowner.errors import SymbolError
-from pageowner.symbols.dwarf import (
-    AddressRanges,
-    DwarfError,
-    DwarfReader,
-    LineProgram,
-    LineRow,
-    parse_aranges,
+from pageowner.symbols.dwarf import DwarfReader
+from pageowner.symbols.dwarf_format import DwarfError, LineProgram, LineRow
+from pageowner.symbols.elfimage import (
+    SHF_EXECINSTR,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    SHT_RELA,
+    SHT_SYMTAB,
+    ElfImage,
+    Section,
+    iter_raw_symbols,
+)
+from pageowner.symbols.symindex import (
+    CACHE_VERSION,
+    SymbolIndex,
+    build_index,
+    dwarf_reader,
+    fingerprint_of,
+    load_index,
+    save_index,
+    write_atomic,
 )
 from pageowner.symbols.symtab import CallSite, Symbol
 
@@ -50,53 +57,6 @@ __all__ = [
 ]
 
 WarningHandler = Callable[[str], None]
-
-# Bump when the cache file layout or what goes into it changes.
-CACHE_VERSION = 1
-_CACHE_MAGIC = b"PAGEOWNER-SYMIDX"
-
-# ELF constants (System V gABI).
-_ET_REL = 1
-_SHT_SYMTAB = 2
-_SHT_NOBITS = 8
-_SHT_RELA = 4
-_SHT_REL = 9
-_SHF_ALLOC = 0x2
-_SHF_EXECINSTR = 0x4
-_SHF_COMPRESSED = 0x800
-_SHN_UNDEF = 0
-_SHN_LORESERVE = 0xFF00
-_SHN_ABS = 0xFFF1
-_STT_NOTYPE = 0
-_STT_FUNC = 2
-_STT_GNU_IFUNC = 10
-_STB_LOCAL = 0
-
-_DEBUG_SECTIONS = (".debug_info", ".debug_abbrev", ".debug_line", ".debug_str",
-                   ".debug_line_str", ".debug_ranges", ".debug_rnglists", ".debug_addr",
-                   ".debug_str_offsets", ".debug_aranges")  # fmt: skip
-
-# Relocations that debug sections of a relocatable object use, per machine:
-# (e_machine, r_type) -> (width in bytes, pc-relative).
-_RELOCATIONS: dict[tuple[int, int], tuple[int, bool]] = {
-    (62, 1): (8, False),  # x86-64 R_X86_64_64
-    (62, 2): (4, True),  # R_X86_64_PC32
-    (62, 10): (4, False),  # R_X86_64_32
-    (62, 11): (4, False),  # R_X86_64_32S
-    (62, 24): (8, True),  # R_X86_64_PC64
-    (183, 257): (8, False),  # AArch64 R_AARCH64_ABS64
-    (183, 258): (4, False),  # R_AARCH64_ABS32
-    (183, 259): (2, False),  # R_AARCH64_ABS16
-    (3, 1): (4, False),  # i386 R_386_32
-    (40, 2): (4, False),  # ARM R_ARM_ABS32
-    (21, 38): (8, False),  # PPC64 R_PPC64_ADDR64
-    (21, 1): (4, False),  # R_PPC64_ADDR32
-    (22, 22): (8, False),  # s390x R_390_64
-    (22, 4): (4, False),  # R_390_32
-    (243, 2): (8, False),  # RISC-V R_RISCV_64
-    (243, 1): (4, False),  # R_RISCV_32
-}
-_NO_RELOCATION = {62: 0, 183: 0, 3: 0, 40: 0, 21: 0, 22: 0, 243: 0}
 
 
 def default_cache_dir() -> Path:
@@ -136,580 +96,6 @@ class Resolution:
     lines: tuple[SourceLine, ...] = ()
 
 
-# -- the ELF image ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Section:
-    """What we keep of a section header."""
-
-    index: int
-    name: str
-    type: int
-    flags: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    align: int
-
-
-class _ElfImage:
-    """An opened ELF file: header facts, sections, and their bytes on demand."""
-
-    def __init__(self, path: str, data: bytes | mmap.mmap, closer: Callable[[], None]) -> None:
-        self.path = path
-        self.data = data
-        self._close = closer
-        self._cache: dict[str, bytes] = {}
-        self._relocations: dict[str, list[_Relocations]] = {}
-        self._values: list[int] | None = None
-        self._elf: Any = None
-        try:
-            self._parse_header()
-        except SymbolError:
-            self.close()
-            raise
-        except Exception as exc:  # noqa: BLE001  pyelftools raises many kinds on bad input
-            self.close()
-            raise SymbolError(f"{path}: not a valid ELF file: {_describe(exc)}") from None
-
-    @classmethod
-    def open(cls, path: str) -> _ElfImage:
-        """Map an ELF file (or read a compressed .ko.xz/.ko.gz into memory)."""
-        try:
-            with open(path, "rb") as handle:
-                head = handle.read(6)
-                if head.startswith(b"\xfd7zXZ\x00") or head.startswith(b"\x1f\x8b"):
-                    handle.seek(0)
-                    opener = lzma.open if head.startswith(b"\xfd7zXZ") else gzip.open
-                    with opener(handle) as stream:
-                        blob = stream.read()
-                    return cls(path, blob, lambda: None)
-                size = os.fstat(handle.fileno()).st_size
-                if size == 0:
-                    raise SymbolError(f"{path}: empty file, not an ELF file")
-                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except OSError as exc:
-            raise SymbolError(f"{path}: {exc.strerror or exc}") from None
-        except (lzma.LZMAError, EOFError, gzip.BadGzipFile) as exc:
-            raise SymbolError(f"{path}: corrupt compressed ELF: {exc}") from None
-        return cls(path, mapped, mapped.close)
-
-    def close(self) -> None:
-        """Release the mapping."""
-        self._cache.clear()
-        self._elf = None
-        with contextlib.suppress(BufferError, ValueError):
-            self._close()
-
-    def _parse_header(self) -> None:
-        """Read the header and section table, checking every size against the file."""
-        from elftools.elf.elffile import ELFFile
-
-        path = self.path
-        size = len(self.data)
-        if bytes(self.data[:4]) != b"\x7fELF":
-            raise SymbolError(f"{path}: not an ELF file (bad magic)")
-        stream = io.BytesIO(self.data) if isinstance(self.data, bytes) else _MmapStream(self.data)
-        elf = ELFFile(cast("IO[bytes]", stream))
-        self._elf = elf
-        self.endian = "<" if elf.little_endian else ">"
-        self.is64 = elf.elfclass == 64
-        self.machine_name = str(elf["e_machine"])
-        self.machine = _machine_number(elf)
-        self.is_relocatable = elf["e_type"] == "ET_REL"
-        shoff = elf["e_shoff"]
-        entsize = elf["e_shentsize"]
-        if shoff == 0:
-            raise SymbolError(f"{path}: no section table (not a vmlinux or module?)")
-        if entsize < (64 if self.is64 else 40):
-            raise SymbolError(f"{path}: corrupt ELF: section header size {entsize}")
-        if shoff + entsize > size:
-            raise SymbolError(f"{path}: truncated ELF: the section table is past the end of "
-                              f"the file ({size} bytes)")  # fmt: skip
-        count = elf.num_sections()
-        if count > 1 << 20 or shoff + count * entsize > size:
-            raise SymbolError(f"{path}: truncated ELF: {count} section headers do not fit in "
-                              f"{size} bytes")  # fmt: skip
-        sections = []
-        for index in range(count):
-            entry = elf.get_section(index)
-            header = entry.header
-            name = entry.name
-            sections.append(_Section(index, name, _sh_type(header["sh_type"]),
-                                     header["sh_flags"], header["sh_addr"], header["sh_offset"],
-                                     header["sh_size"], header["sh_link"], header["sh_info"],
-                                     header["sh_addralign"]))  # fmt: skip
-        for section in sections:
-            if section.type != _SHT_NOBITS and section.offset + section.size > size:
-                raise SymbolError(
-                    f"{path}: truncated ELF: section {section.name or section.index} ends at "
-                    f"{section.offset + section.size} but the file has {size} bytes"
-                )
-        self.sections = sections
-        self.by_name = {section.name: section for section in sections}
-        self.file_size = size
-
-    def _plain(self, name: str) -> bytes:
-        """Return a section's stored contents, decompressed; b"" when absent."""
-        key = "plain:" + name
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        section = self.by_name.get(name)
-        if section is None or section.type == _SHT_NOBITS:
-            data = b""
-        elif section.flags & _SHF_COMPRESSED:
-            try:
-                data = bytes(self._elf.get_section(section.index).data())
-            except Exception as exc:  # noqa: BLE001
-                raise SymbolError(f"{self.path}: corrupt compressed section {name}: "
-                                  f"{_describe(exc)}") from None  # fmt: skip
-        else:
-            data = bytes(self.data[section.offset : section.offset + section.size])
-        self._cache[key] = data
-        return data
-
-    def _needs_relocation(self, name: str) -> bool:
-        """Tell whether a section's bytes must be relocated before use (a .ko's DWARF)."""
-        return self.is_relocatable and name.startswith(".debug_") and name in self.by_name
-
-    def section_bytes(self, name: str) -> bytes:
-        """Return a section's contents (decompressed, relocated); b"" when absent."""
-        cached = self._cache.get(name)
-        if cached is not None:
-            return cached
-        data = self._plain(name)
-        if self._needs_relocation(name):
-            data = self._relocate(name, data, 0)
-        self._cache[name] = data
-        return data
-
-    def section_size(self, name: str) -> int:
-        """Return a section's size once decompressed (0 when absent)."""
-        section = self.by_name.get(name)
-        if section is None:
-            return 0
-        if section.flags & _SHF_COMPRESSED:
-            return len(self._plain(name))
-        return section.size
-
-    def section_slice(self, name: str, offset: int, size: int) -> bytes:
-        """Return part of a section without reading (or relocating) the rest.
-
-        .debug_info runs to hundreds of MB in a vmlinux and to tens of MB of relocations in
-        a big module; only the units an address needs are read.
-        """
-        section = self.by_name.get(name)
-        if section is None or offset < 0:
-            return b""
-        if self._needs_relocation(name) or section.flags & _SHF_COMPRESSED:
-            data = self._plain(name)[offset : offset + size]
-            return self._relocate(name, data, offset) if self._needs_relocation(name) else data
-        start = section.offset + offset
-        end = min(start + size, section.offset + section.size)
-        return bytes(self.data[start:end]) if end > start else b""
-
-    def build_id(self) -> str | None:
-        """Return the GNU build-id note as hex, or None."""
-        for section in self.sections:
-            if section.type != 7:  # SHT_NOTE
-                continue
-            data = self.section_bytes(section.name) if section.name else b""
-            found = _find_build_id(data, self.endian)
-            if found:
-                return found
-        return None
-
-    # -- layout of relocatable objects ------------------------------------------------------
-
-    def section_bases(self) -> dict[int, int]:
-        """Give each allocated section of a relocatable object its own address range.
-
-        A .ko's symbols and DWARF addresses are relative to their section, so .text and
-        .init.text would both start at 0. Laying the sections out one after another (as a
-        loader would) makes every address unique. Executables keep their addresses.
-        """
-        if not self.is_relocatable:
-            return {}
-        bases = {}
-        cursor = 0x1000
-        for section in self.sections:
-            if not section.flags & _SHF_ALLOC or section.size == 0:
-                continue
-            align = max(section.align, 1)
-            cursor = (cursor + align - 1) // align * align
-            bases[section.index] = cursor
-            cursor += section.size
-        return bases
-
-    def _relocate(self, name: str, data: bytes, start: int) -> bytes:
-        """Apply a relocatable object's relocations to `data`, the bytes at `start` of `name`."""
-        tables = self._relocation_tables(name)
-        if not tables:
-            return data
-        buffer = bytearray(data)
-        limit = self.section_size(name)
-        values = self._symbol_values()
-        order: Literal["little", "big"] = "little" if self.endian == "<" else "big"
-        for table in tables:
-            table.apply(buffer, start, limit, values, order)
-        return bytes(buffer)
-
-    def _relocation_tables(self, name: str) -> list[_Relocations]:
-        """Return the decoded REL/RELA sections that apply to a section (cached)."""
-        cached = self._relocations.get(name)
-        if cached is None:
-            target = self.by_name[name]
-            cached = [
-                _Relocations.read(self, section) for section in self.sections
-                if section.type in (_SHT_RELA, _SHT_REL) and section.info == target.index
-            ]  # fmt: skip
-            self._relocations[name] = cached
-        return cached
-
-    def _symbol_values(self) -> list[int]:
-        """Return each .symtab entry's address under `section_bases` (cached)."""
-        if self._values is None:
-            symtab = next((s for s in self.sections if s.type == _SHT_SYMTAB), None)
-            bases = self.section_bases()
-            self._values = [] if symtab is None else [
-                value if shndx == _SHN_ABS else bases.get(shndx, 0) + value
-                for _, _, shndx, value, _, _ in _iter_raw_symbols(self, symtab)
-            ]  # fmt: skip
-        return self._values
-
-    def section_bytes_raw(self, section: _Section) -> bytes:
-        """Return a section's bytes exactly as stored."""
-        return bytes(self.data[section.offset : section.offset + section.size])
-
-
-class _Relocations:
-    """One REL or RELA section of a relocatable object, decoded into parallel arrays."""
-
-    def __init__(self, path: str, name: str, machine: int, machine_name: str,
-                 offsets: Sequence[int], infos: Sequence[int], addends: Sequence[int] | None,
-                 is64: bool) -> None:  # fmt: skip
-        self.path = path
-        self.name = name
-        self.machine = machine
-        self.machine_name = machine_name
-        self.offsets = offsets
-        self.infos = infos
-        self.addends = addends  # None for REL: the addend is in the bytes
-        self.is64 = is64
-        self.sorted = all(offsets[i] <= offsets[i + 1] for i in range(len(offsets) - 1))
-
-    @classmethod
-    def read(cls, image: _ElfImage, section: _Section) -> _Relocations:
-        """Decode a REL/RELA section."""
-        raw = image.section_bytes_raw(section)
-        rela = section.type == _SHT_RELA
-        if image.is64 and image.endian == "<" and sys.byteorder == "little":
-            words = array.array("Q")
-            width = 3 if rela else 2
-            words.frombytes(raw[: len(raw) - len(raw) % (8 * width)])
-            offsets, infos = words[0::width], words[1::width]
-            addends = None
-            if rela:
-                signed = array.array("q")
-                signed.frombytes(words[2::width].tobytes())
-                addends = signed
-            return cls(image.path, section.name, image.machine, image.machine_name, offsets,
-                       infos, addends, True)  # fmt: skip
-        if image.is64:
-            layout = image.endian + ("QQq" if rela else "QQ")
-        else:
-            layout = image.endian + ("IIi" if rela else "II")
-        size = struct.calcsize(layout)
-        rows = list(struct.iter_unpack(layout, raw[: len(raw) - len(raw) % size]))
-        return cls(image.path, section.name, image.machine, image.machine_name,
-                   [row[0] for row in rows], [row[1] for row in rows],
-                   [row[2] for row in rows] if rela else None, image.is64)  # fmt: skip
-
-    def apply(self, buffer: bytearray, start: int, limit: int, values: list[int],
-              order: Literal["little", "big"]) -> None:  # fmt: skip
-        """Relocate `buffer`, the bytes at `start` of a target section `limit` bytes long."""
-        end = start + len(buffer)
-        offsets = self.offsets
-        if self.sorted:
-            first = bisect.bisect_left(offsets, start)
-            last = bisect.bisect_left(offsets, end)
-            indices: Sequence[int] = range(first, last)
-        else:
-            indices = [i for i, offset in enumerate(offsets) if start <= offset < end]
-        none_type = _NO_RELOCATION.get(self.machine, 0)
-        count = len(values)
-        shift, mask = (32, 0xFFFFFFFF) if self.is64 else (8, 0xFF)
-        prefix = "<" if order == "little" else ">"
-        # kind -> (width, pc-relative, struct format, value mask), looked up once per kind.
-        plans: dict[int, tuple[int, bool, str, int]] = {}
-        infos = self.infos
-        addends = self.addends
-        size = len(buffer)
-        pack = struct.pack_into
-        for index in indices:
-            info = infos[index]
-            kind = info & mask
-            plan = plans.get(kind)
-            if plan is None:
-                if kind == none_type:
-                    continue
-                recipe = _RELOCATIONS.get((self.machine, kind))
-                if recipe is None:
-                    raise SymbolError(f"{self.path}: relocation type {kind} in {self.name} is "
-                                      f"not supported for {self.machine_name}")  # fmt: skip
-                width, pc_relative = recipe
-                plan = plans[kind] = (width, pc_relative, prefix + _FORMATS[width],
-                                      (1 << (8 * width)) - 1)  # fmt: skip
-            width, pc_relative, layout, value_mask = plan
-            offset = offsets[index]
-            symbol = info >> shift
-            if offset + width > limit or symbol >= count:
-                raise SymbolError(f"{self.path}: corrupt relocation in {self.name} at offset "
-                                  f"{offset:#x}")  # fmt: skip
-            place = offset - start
-            if place + width > size:
-                continue  # it straddles the end of a partial read: the bytes are not used
-            if addends is not None:
-                value = values[symbol] + addends[index]
-            else:
-                value = values[symbol] + int.from_bytes(buffer[place : place + width], order)
-            if pc_relative:
-                value -= offset
-            pack(layout, buffer, place, value & value_mask)
-
-
-_FORMATS = {2: "H", 4: "I", 8: "Q"}
-
-
-class _MmapStream:
-    """A read-only file object over an mmap, for pyelftools (no copy of the file)."""
-
-    def __init__(self, data: mmap.mmap) -> None:
-        self._data = data
-        self._pos = 0
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence == 0:
-            self._pos = offset
-        elif whence == 1:
-            self._pos += offset
-        else:
-            self._pos = len(self._data) + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size < 0 else self._pos + size
-        chunk = self._data[self._pos : end]
-        self._pos += len(chunk)
-        return chunk
-
-
-def _describe(exc: BaseException) -> str:
-    """Name an exception from a parser in a short phrase."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:160] if text else type(exc).__name__
-
-
-def _sh_type(value: object) -> int:
-    """Turn pyelftools' section type (a name or a number) into its number."""
-    names = {"SHT_SYMTAB": _SHT_SYMTAB, "SHT_NOBITS": _SHT_NOBITS, "SHT_RELA": _SHT_RELA,
-             "SHT_REL": _SHT_REL, "SHT_NOTE": 7, "SHT_PROGBITS": 1, "SHT_STRTAB": 3}  # fmt: skip
-    if isinstance(value, int):
-        return value
-    return names.get(str(value), -1)
-
-
-def _machine_number(elf: Any) -> int:
-    """Return e_machine as a number (pyelftools gives a name)."""
-    from elftools.elf.enums import ENUM_E_MACHINE
-
-    value = elf["e_machine"]
-    if isinstance(value, int):
-        return value
-    return int(ENUM_E_MACHINE.get(value, -1))
-
-
-def _find_build_id(data: bytes, endian: str) -> str | None:
-    """Find an NT_GNU_BUILD_ID note in a note section's bytes."""
-    pos = 0
-    while pos + 12 <= len(data):
-        namesz, descsz, kind = struct.unpack_from(endian + "III", data, pos)
-        name_end = pos + 12 + namesz
-        desc = name_end + (-namesz % 4)
-        end = desc + descsz + (-descsz % 4)
-        if end > len(data) or end <= pos:
-            return None
-        if kind == 3 and data[pos + 12 : name_end].rstrip(b"\0") == b"GNU" and descsz:
-            return data[desc : desc + descsz].hex()
-        pos = end
-    return None
-
-
-def _iter_raw_symbols(
-    image: _ElfImage, symtab: _Section
-) -> Iterable[tuple[int, int, int, int, int, int]]:
-    """Yield (name offset, info, shndx, value, size, index) for each .symtab entry."""
-    raw = image.section_bytes_raw(symtab)
-    if image.is64:
-        layout, size = image.endian + "IBBHQQ", 24
-    else:
-        layout, size = image.endian + "IIIBBH", 16
-    usable = len(raw) - len(raw) % size
-    for index, fields in enumerate(struct.iter_unpack(layout, raw[:usable])):
-        if image.is64:
-            name, info, _, shndx, value, length = fields
-        else:
-            name, value, length, info, _, shndx = fields
-        yield name, info, shndx, value, length, index
-
-
-# -- the index ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Index:
-    """Sorted function symbols and unit address ranges: what the cache file holds."""
-
-    names: list[str]
-    addresses: array.array[int]
-    sizes: array.array[int]  # st_size
-    spans: array.array[int]  # distance to the next symbol: what kallsyms prints as /size
-    ranges: AddressRanges
-    has_dwarf: bool
-    aranges_source: str  # ".debug_aranges", "units" or "none"
-
-
-def _build_index(image: _ElfImage, module: str | None) -> _Index:
-    """Read .symtab and the unit ranges of an ELF image."""
-    symtab = next((s for s in image.sections if s.type == _SHT_SYMTAB), None)
-    if symtab is None or symtab.size == 0:
-        raise SymbolError(f"{image.path}: no symbol table (stripped ELF?); use the unstripped "
-                          "vmlinux or the -dbg package's copy")  # fmt: skip
-    if not 0 < symtab.link < len(image.sections):
-        raise SymbolError(f"{image.path}: corrupt ELF: .symtab has no string table")
-    strtab = image.section_bytes_raw(image.sections[symtab.link])
-    bases = image.section_bases()
-    code_sections = {s.index for s in image.sections if s.flags & _SHF_EXECINSTR}
-    section_ends = {s.index: bases.get(s.index, s.addr) + s.size for s in image.sections}
-    entries: list[tuple[int, int, int, str, int]] = []
-    for name_offset, info, shndx, value, length, _ in _iter_raw_symbols(image, symtab):
-        kind = info & 0xF
-        if shndx not in code_sections or kind not in (_STT_FUNC, _STT_NOTYPE, _STT_GNU_IFUNC):
-            continue
-        end = strtab.find(b"\0", name_offset)
-        if name_offset >= len(strtab) or end < 0:
-            raise SymbolError(f"{image.path}: corrupt ELF: a symbol name is outside .strtab")
-        name = strtab[name_offset:end].decode("utf-8", "replace")
-        # Assembler-local labels and ARM/AArch64 mapping symbols are not functions.
-        if not name or name.startswith((".L", "$")):
-            continue
-        address = bases.get(shndx, 0) + value if image.is_relocatable else value
-        # Sort key: functions before labels at one address, global before local.
-        rank = (0 if kind != _STT_NOTYPE else 2) + (1 if info >> 4 == _STB_LOCAL else 0)
-        entries.append((address, rank, shndx, name, length))
-    if not entries:
-        raise SymbolError(f"{image.path}: no symbol table entries for code (stripped ELF?)")
-    entries.sort()
-    names = [entry[3] for entry in entries]
-    addresses = array.array("Q", [entry[0] for entry in entries])
-    sizes = array.array("Q", [entry[4] for entry in entries])
-    spans = array.array("Q", _spans(entries, section_ends))
-    ranges, source = _unit_ranges(image)
-    return _Index(names, addresses, sizes, spans, ranges, _has_dwarf(image), source)
-
-
-def _spans(entries: Sequence[tuple[int, int, int, str, int]],
-           section_ends: dict[int, int]) -> list[int]:  # fmt: skip
-    """Return, per symbol, the distance to the next higher symbol start in its section."""
-    spans = []
-    count = len(entries)
-    following = 0
-    for index, (address, _, shndx, _, length) in enumerate(entries):
-        if following <= index:
-            following = index + 1
-            while following < count and entries[following][0] == address:
-                following += 1
-        if following < count and entries[following][2] == shndx:
-            spans.append(entries[following][0] - address)
-        else:
-            spans.append(max(section_ends.get(shndx, address + length) - address, length))
-    return spans
-
-
-def _has_dwarf(image: _ElfImage) -> bool:
-    """Tell whether the image has the DWARF sections symbolization needs."""
-    info = image.by_name.get(".debug_info")
-    line = image.by_name.get(".debug_line")
-    return bool(info and info.size and line and line.size)
-
-
-def _unit_ranges(image: _ElfImage) -> tuple[AddressRanges, str]:
-    """Map addresses to units from .debug_aranges, or from unit top DIEs without it."""
-    if not _has_dwarf(image):
-        return AddressRanges.build([]), "none"
-    aranges = image.section_bytes(".debug_aranges")
-    entries = parse_aranges(aranges, image.endian) if aranges else []
-    if entries:
-        return AddressRanges.build(entries), ".debug_aranges"
-    reader = _dwarf_reader(image)
-    return AddressRanges.build(reader.iter_unit_ranges()), "units"
-
-
-def _dwarf_reader(image: _ElfImage) -> DwarfReader:
-    """Make a DwarfReader over an image's sections."""
-    return DwarfReader(image.section_bytes, image.section_slice,
-                       image.section_size(".debug_info"), image.endian)  # fmt: skip
-
-
-# -- the cache file ------------------------------------------------------------------------
-
-
-def _fingerprint(image: _ElfImage) -> dict[str, int]:
-    """Sizes that tell apart files sharing a build-id (stripped, debug-only, full)."""
-    fingerprint = {"file": image.file_size}
-    for name in (".symtab", ".debug_info", ".debug_line", ".debug_aranges"):
-        if name in image.by_name:
-            fingerprint[name] = image.by_name[name].size
-    return fingerprint
-
-
-def _save_index(path: Path, build_id: str, fingerprint: dict[str, int], index: _Index) -> None:
-    """Write the index atomically: a JSON header line, then arrays and names."""
-    names = "\0".join(index.names).encode("utf-8", "surrogateescape")
-    arrays = [index.addresses, index.sizes, index.spans,
-              array.array("Q", index.ranges.starts), array.array("Q", index.ranges.ends),
-              array.array("Q", index.ranges.values)]  # fmt: skip
-    blobs = [names] + [_little(item).tobytes() for item in arrays]
-    body = b"".join(blobs)
-    header = {
-        "version": CACHE_VERSION, "build_id": build_id, "fingerprint": fingerprint,
-        "lengths": [len(blob) for blob in blobs], "crc32": zlib.crc32(body),
-        "has_dwarf": index.has_dwarf, "aranges_source": index.aranges_source,
-    }  # fmt: skip
-    _write_atomic(path, _CACHE_MAGIC + b"\n" + json.dumps(header).encode() + b"\n" + body)
-
-
-def _write_atomic(path: Path, blob: bytes) -> None:
-    """Write a cache file through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _load_lines(path: Path, build_id: str | None,
                 fingerprint: dict[str, int]) -> dict[int, tuple[SourceLine, ...]]:  # fmt: skip
     """Read the resolved-lines cache; empty when absent, stale or damaged."""
@@ -727,56 +113,6 @@ def _load_lines(path: Path, build_id: str | None,
         return {}
 
 
-def _load_index(path: Path, build_id: str, fingerprint: dict[str, int]) -> _Index | None:
-    """Read a cached index; None when absent, stale or damaged (it is then rebuilt)."""
-    try:
-        blob = path.read_bytes()
-    except OSError:
-        return None
-    try:
-        magic, header_line, body = blob.split(b"\n", 2)
-        header = json.loads(header_line)
-        if (magic != _CACHE_MAGIC or header.get("version") != CACHE_VERSION
-                or header.get("build_id") != build_id
-                or header.get("fingerprint") != fingerprint
-                or zlib.crc32(body) != header.get("crc32")
-                or sum(header["lengths"]) != len(body)):  # fmt: skip
-            return None
-        parts = []
-        pos = 0
-        for length in header["lengths"]:
-            parts.append(body[pos : pos + length])
-            pos += length
-        names = parts[0].decode("utf-8", "surrogateescape").split("\0")
-        numbers = [_from_little(part) for part in parts[1:]]
-        addresses, sizes, spans, starts, ends, values = numbers
-        if not len(names) == len(addresses) == len(sizes) == len(spans):
-            return None
-        ranges = AddressRanges(tuple(starts), tuple(ends), tuple(values))
-        return _Index(names, addresses, sizes, spans, ranges, bool(header["has_dwarf"]),
-                      str(header["aranges_source"]))  # fmt: skip
-    except (ValueError, KeyError, TypeError, UnicodeError):
-        return None
-
-
-def _little(numbers: array.array[int]) -> array.array[int]:
-    """Return a little-endian copy of an array of 64-bit numbers."""
-    if sys.byteorder == "little":
-        return numbers
-    swapped = array.array("Q", numbers)
-    swapped.byteswap()
-    return swapped
-
-
-def _from_little(blob: bytes) -> array.array[int]:
-    """Read an array of little-endian 64-bit numbers."""
-    numbers = array.array("Q")
-    numbers.frombytes(blob)
-    if sys.byteorder != "little":
-        numbers.byteswap()
-    return numbers
-
-
 # -- the table ----------------------------------------------------------------------------
 
 
@@ -789,7 +125,7 @@ class ElfSymbolTable:
     either (padding after a function counts in the first only).
     """
 
-    def __init__(self, image: _ElfImage, index: _Index, build_id: str | None,
+    def __init__(self, image: ElfImage, index: SymbolIndex, build_id: str | None,
                  module: str | None, from_cache: bool,
                  lines_file: Path | None = None) -> None:  # fmt: skip
         self._image = image
@@ -804,7 +140,7 @@ class ElfSymbolTable:
         self._dwarf: DwarfReader | None = None
         # Inline chains already resolved, kept on disk beside the index (None: no cache).
         self._lines_file = lines_file
-        self._fingerprint = _fingerprint(image)
+        self.fingerprint_of = fingerprint_of(image)
         self._known: dict[int, tuple[SourceLine, ...]] | None = None
         self._new_lines = 0
         # How many addresses the last `resolve` took from the cache and decoded.
@@ -821,22 +157,22 @@ class ElfSymbolTable:
         use_cache: bool = True,
     ) -> ElfSymbolTable:
         """Open an ELF file and load or build its index (cached by build-id)."""
-        image = _ElfImage.open(path)
+        image = ElfImage.open(path)
         try:
             build_id = image.build_id()
             directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
             cache_file = directory / f"{build_id}.symidx" if build_id and use_cache else None
-            fingerprint = _fingerprint(image)
+            fingerprint = fingerprint_of(image)
             index = None
             if cache_file is not None:
-                index = _load_index(cache_file, build_id or "", fingerprint)
+                index = load_index(cache_file, build_id or "", fingerprint)
             from_cache = index is not None
             if index is None:
-                index = _build_index(image, module)
+                index = build_index(image, module)
                 if cache_file is not None:
                     # A cache that cannot be written only costs time on the next run.
                     with contextlib.suppress(OSError):
-                        _save_index(cache_file, build_id or "", fingerprint, index)
+                        save_index(cache_file, build_id or "", fingerprint, index)
         except SymbolError:
             image.close()
             raise
@@ -855,14 +191,14 @@ class ElfSymbolTable:
             return
         payload = {
             "version": CACHE_VERSION, "build_id": self.build_id,
-            "fingerprint": self._fingerprint,
+            "fingerprint": self.fingerprint_of,
             "lines": {f"{address:x}": [[line.function, line.file, line.line, line.discriminator]
                                        for line in chain]
                       for address, chain in sorted(self._known.items())},
         }  # fmt: skip
         # A cache that cannot be written only costs time on the next run.
         with contextlib.suppress(OSError):
-            _write_atomic(self._lines_file, json.dumps(payload).encode())
+            write_atomic(self._lines_file, json.dumps(payload).encode())
         self._new_lines = 0
 
     def _cached_lines(self) -> dict[int, tuple[SourceLine, ...]]:
@@ -870,7 +206,7 @@ class ElfSymbolTable:
         if self._known is None:
             self._known = {}
             if self._lines_file is not None:
-                self._known = _load_lines(self._lines_file, self.build_id, self._fingerprint)
+                self._known = _load_lines(self._lines_file, self.build_id, self.fingerprint_of)
         return self._known
 
     def __enter__(self) -> ElfSymbolTable:
@@ -952,7 +288,7 @@ class ElfSymbolTable:
     def _reader(self) -> DwarfReader:
         """Return the DWARF reader, made on first use."""
         if self._dwarf is None:
-            self._dwarf = _dwarf_reader(self._image)
+            self._dwarf = dwarf_reader(self._image)
         return self._dwarf
 
     def resolve(
@@ -1026,12 +362,12 @@ class ElfSymbolTable:
         suffix = "/init/main.c"
         return path[: -len(suffix)] if path.endswith(suffix) else None
 
-    def _code_location(self, symbol: Symbol) -> tuple[_Section, int] | None:
+    def _code_location(self, symbol: Symbol) -> tuple[Section, int] | None:
         """Return the code section holding a function and the function's offset in it."""
         image = self._image
         bases = image.section_bases()
         for section in image.sections:
-            if not section.flags & _SHF_EXECINSTR or section.type == _SHT_NOBITS:
+            if not section.flags & SHF_EXECINSTR or section.type == SHT_NOBITS:
                 continue
             base = bases.get(section.index, section.addr)
             if base <= symbol.address < base + section.size:
@@ -1073,7 +409,7 @@ class ElfSymbolTable:
         image = self._image
         found: dict[int, tuple[str, ...]] = {}
         for relocation in image.sections:
-            if relocation.type != _SHT_RELA or relocation.info != section.index:
+            if relocation.type != SHT_RELA or relocation.info != section.index:
                 continue
             raw = image.section_bytes_raw(relocation)
             usable = len(raw) - len(raw) % 24
@@ -1086,10 +422,10 @@ class ElfSymbolTable:
         """Name the function a call relocation against symbol `number` reaches."""
         if self._raw_symbols is None:
             image = self._image
-            symtab = next((s for s in image.sections if s.type == _SHT_SYMTAB), None)
+            symtab = next((s for s in image.sections if s.type == SHT_SYMTAB), None)
             strtab = b"" if symtab is None else image.section_bytes_raw(
                 image.sections[symtab.link])
-            rows = [] if symtab is None else _iter_raw_symbols(image, symtab)
+            rows = [] if symtab is None else iter_raw_symbols(image, symtab)
             self._raw_symbols = [
                 (strtab[name:strtab.find(b"\0", name)].decode("utf-8", "replace"), shndx)
                 for name, _, shndx, _, _, _ in rows
@@ -1097,9 +433,9 @@ class ElfSymbolTable:
         if number >= len(self._raw_symbols):
             return ()
         name, shndx = self._raw_symbols[number]
-        if shndx == _SHN_UNDEF:
+        if shndx == SHN_UNDEF:
             return (name,) if name else ()
-        values = self._image._symbol_values()
+        values = self._image.symbol_values()
         return self.names_at(values[number] + addend + 4)
 
     def call_sites(self, symbol: Symbol) -> tuple[CallSite, ...]:
@@ -1229,3 +565,4 @@ def _direct_branches(table: ElfSymbolTable, symbol: Symbol, code: bytes,
         elif slot < len(starts) and starts[slot] == target:
             yield position + 5, table.names_at(target)
         position = code.find(marker, position + 1)
+

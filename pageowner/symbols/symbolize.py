@@ -22,6 +22,12 @@ from typing import IO, Any
 
 from pageowner.dump.dumpfile import decode, encode, format_frame, parse_frame
 from pageowner.dump.fileio import atomic_output, check_output_path, line_body, open_input
+from pageowner.dump.handles import (
+    HandleJoin,
+    insert_frames,
+    load_handle_stacks,
+    sidecar_stacks_file,
+)
 from pageowner.errors import SymbolError
 from pageowner.model import Frame
 from pageowner.symbols.elf import ElfSymbolTable, Resolution, SourceLine
@@ -150,7 +156,8 @@ def raw_address(frame: Frame) -> int | None:
     """Return the address a frame without a symbol stands for, or None.
 
     %pS prints `0x...` for an address it cannot name; that text is the real address even
-    when the `[<...>]` column beside it is a hashed pointer (v4.15-5.1).
+    when the `[<...>]` column beside it is not an address (a hashed %p, which a hand-made
+    or foreign dump may carry; page_owner printed plain addresses there until v4.14).
 
     >>> hex(raw_address(Frame(None, address=0x4E6F1A2B, raw="0xffffffffc0123456")))
     '0xffffffffc0123456'
@@ -293,8 +300,8 @@ class Symbolizer:
 
         Frames of the 3.19-4.14 eras carry both `[<address>]` and `func+off/size`; when most
         of them agree on `address - (symbol + off)`, that is the KASLR offset, and raw
-        addresses are taken back by it. From v4.15 `[<%p>]` is hashed, so they disagree and
-        the offset stays 0.
+        addresses are taken back by it. Where the column is not an address (a hashed %p)
+        they disagree and the offset stays 0.
         """
         votes: dict[int, int] = {}
         for frame in frames:
@@ -336,6 +343,8 @@ class SymbolizeOptions:
     use_cache: bool = True
     # Write the output even when frames do not match the ELF (they stay unchanged).
     allow_mismatch: bool = False
+    # Frames for 7.3 handle-only records: show_stacks_handles or a stack_handle dump.
+    stacks_from: str | None = None
 
 
 @dataclass
@@ -415,24 +424,26 @@ FORMATS = tuple(WRITERS)
 
 
 @contextlib.contextmanager
-def _two_pass_input(path: str) -> Iterator[tuple[list[str], Callable[[], Iterator[bytes]]]]:
+def _two_pass_input(
+    path: str, join: HandleJoin
+) -> Iterator[tuple[list[str], Callable[[], Iterator[bytes]]]]:
     """Read the frame lines of an input, and give a way to read all of it again.
 
     A plain file is read twice; stdin, pipes and compressed input are copied to a
-    temporary file on the first pass.
+    temporary file on the first pass. Handle-only records get their joined frames.
     """
     with open_input(path) as source:
         if source.is_regular:
-            frames = _collect_frames(source.lines(), None)
+            frames = _collect_frames(insert_frames(source.lines(), join), None)
 
             def again() -> Iterator[bytes]:
                 with open_input(path) as second:
-                    yield from second.lines()
+                    yield from insert_frames(second.lines(), HandleJoin(path, join.stacks))
 
             yield frames, again
             return
         with tempfile.TemporaryFile() as spool:
-            frames = _collect_frames(source.lines(), spool)
+            frames = _collect_frames(insert_frames(source.lines(), join), spool)
 
             def replay() -> Iterator[bytes]:
                 spool.seek(0)
@@ -458,13 +469,18 @@ def symbolize_file(
     if writer is None:
         raise SymbolError(f"unknown output format {options.output_format!r}")
     check_output_path(output_path, (input_path, options.vmlinux))
+    stacks_path = options.stacks_from or sidecar_stacks_file(input_path)
+    join = HandleJoin(input_path, load_handle_stacks(stacks_path) if stacks_path else None)
     report = SymbolizeReport()
     with ElfSymbolTable.from_path(options.vmlinux, cache_dir=options.cache_dir,
                                   use_cache=options.use_cache) as vmlinux:  # fmt: skip
         symbolizer = Symbolizer(vmlinux, options.modules_dir, cache_dir=options.cache_dir,
                                 use_cache=options.use_cache, on_warning=on_warning)  # fmt: skip
         try:
-            with _two_pass_input(input_path) as (frames, again):
+            with _two_pass_input(input_path, join) as (frames, again):
+                message = join.warning("left without frames")
+                if message is not None and on_warning is not None:
+                    on_warning(message)
                 resolved = symbolizer.resolve_lines(frames, on_progress)
                 _summarize(report, resolved, symbolizer, vmlinux)
                 report.base_path = _base_path(options.base_path, vmlinux)

@@ -1,9 +1,9 @@
 """Symbol tables without ELF parsing: the protocol, System.map and /proc/kallsyms.
 
 The simulator takes function addresses and sizes from a `SymbolTable`; the ELF-backed
-table (pyelftools, with DWARF lines) lives in `pageowner.symbols.elf`, the only module that
-imports elftools. Text tables have no sizes, so a symbol's size runs to the next symbol,
-and no code, so they know no call sites.
+table (pyelftools, with DWARF lines) lives in `pageowner.symbols.elf`; only
+`pageowner.symbols.elfimage` imports elftools. Text tables have no sizes, so a symbol's
+size runs to the next symbol, and no code, so they know no call sites.
 """
 
 from __future__ import annotations

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
+
 import pytest
 from elfwriter import aranges_set, encode_sleb, encode_uleb
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pageowner.symbols.dwarf import AddressRanges, DwarfError, parse_aranges, read_sleb, read_uleb
+from pageowner.symbols.aranges import AddressRanges, parse_aranges
+from pageowner.symbols.dwarf_format import DwarfError, read_sleb, read_uleb
 
 
 @given(st.integers(0, 1 << 70), st.binary(max_size=4))
@@ -59,3 +63,10 @@ def test_address_ranges_find_a_holding_range(ranges: list[tuple[int, int]], addr
     # THEN find agrees with a scan of every range
     expected = next((value for start, end, value in triples if start <= address < end), None)
     assert table.find(address) == expected
+
+
+@pytest.mark.parametrize("module", ["pageowner.symbols.dwarf_format", "pageowner.symbols.aranges",
+                                    "pageowner.symbols.dwarf_lines"])
+def test_docstring_examples(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

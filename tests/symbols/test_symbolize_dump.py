@@ -14,7 +14,8 @@ from conftest import Program
 from pageowner.dump.dumpfile import DumpReader, parse_frame
 from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.errors import SymbolError
-from pageowner.sort.engine import build_options, parse_cull_spec, sort_dump
+from pageowner.sort.engine import sort_dump
+from pageowner.sort.options import build_options, parse_cull_spec
 from pageowner.symbols.elf import ElfSymbolTable, call_return_offsets
 from pageowner.symbols.symbolize import SymbolizeOptions, symbolize_file
 
@@ -359,3 +360,41 @@ def test_symbolizing_twice_changes_nothing(program: Program, module_dir: Path,
     _, again = run(text, tmp_path, options, name="again.txt")
     # THEN the source groups are replaced, not stacked
     assert again == text
+
+
+def test_handle_dump_is_symbolized_through_stacks_from(program: Program, addr2line: str,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    # GIVEN the case as a 7.3 stack_handle dump, the same records in handle mode, and a
+    # show_stacks_handles file listing every handle but the last (printed %d: negative)
+    case = make_case(program)
+    blocks = case.text.split("\n\n")[:-1]
+    handles: dict[str, int] = {}
+    both, bare, shows = [], [], []
+    for block in blocks:
+        lines = block.split("\n")
+        stack = "\n".join(lines[2:])
+        handle = handles.setdefault(stack, 2**31 + len(handles))
+        both.append(f"{block}\nhandle: {handle}\n\n")
+        bare.append("\n".join(lines[:2]) + f"\nhandle: {handle}\n\n")
+    unlisted = max(handles.values())
+    for stack, handle in handles.items():
+        if handle != unlisted:
+            shows.append(f"{stack}\nhandle: {handle - 2**32}\n\n")
+    (tmp_path / "shows.txt").write_text("".join(shows))
+    options = SymbolizeOptions(str(program.path), cache_dir=str(tmp_path / "c"),
+                               stacks_from=str(tmp_path / "shows.txt"))
+    # WHEN both dumps are symbolized
+    warnings: list[str] = []
+    _, joined = run("".join(bare), tmp_path, options, "handle.txt", warnings)
+    _, reference = run("".join(both), tmp_path, options, "both.txt")
+    # THEN the handle records come out as the stack_handle ones, symbolized, except the
+    # unlisted handle's, which stay bare and are counted in one warning
+    expected = [block for block in reference.split("\n\n")
+                if block and f"handle: {unlisted}" not in block]
+    got = [block for block in joined.split("\n\n") if block and f"handle: {unlisted}" not in block]
+    assert got == expected and len(got) == len(blocks) - 2
+    assert joined.count(f"\nhandle: {unlisted}\n") == 2
+    assert warnings == [f"{tmp_path / 'handle.txt'}: 2 records of 1 handles not in "
+                        f"{tmp_path / 'shows.txt'}: left without frames ({len(got)} resolved; "
+                        "show_stacks_handles never lists the early and no-reclaim stacks)"]
+    assert " (" in joined  # file:line groups were added

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pageowner.errors import PageOwnerError, SymbolError
-from pageowner.symbols.dwarf import DwarfError
+from pageowner.symbols.dwarf_format import DwarfError
 from pageowner.symbols.elf import ElfSymbolTable
 
 FUNCTIONS = [("alloc_pages", 0x401000, 0x40), ("kmalloc", 0x401040, 0x30)]

@@ -1,0 +1,1 @@
+"""pprof's profile.proto and the message classes protoc generates from it (`make proto`)."""

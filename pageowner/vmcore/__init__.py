@@ -1,0 +1,1 @@
+"""Post-mortem page_owner: read what a crash dump (vmcore) held, through drgn."""
