@@ -55,6 +55,7 @@ COMMAND_MODULES: dict[str, str] = {
     "capture": "pageowner.cli.live",
     "watch": "pageowner.cli.live",
     "trend": "pageowner.cli.live",
+    "fleet": "pageowner.cli.fleet",
 }
 
 
