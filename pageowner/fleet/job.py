@@ -92,7 +92,7 @@ def connect(engine: Engine) -> Iterator[Any]:
         return
     workers = engine.workers or os.cpu_count() or 1
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:  # fmt: skip
         yield client
 

@@ -1,0 +1,278 @@
+"""`pageowner fleet` on a real dask.distributed cluster (a scheduler and two workers on
+127.0.0.1) and on a local one: the answers must be those of `pageowner top --format json`
+added up host by host, whatever the workers, their count or their deaths."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+pytest.importorskip("pyarrow")
+
+from pageowner.analyze.analysis import GroupTable, aggregate_file, aggregate_range, get_group_key  # noqa: E402
+from pageowner.fleet.discover import Capture, discover  # noqa: E402
+from pageowner.fleet.job import Engine, JobOptions, plan_ranges, read_fleet  # noqa: E402
+from tests.analyze_support import run  # noqa: E402
+from tests.fleet_support import Cluster, captures_in, local_cluster, simulate  # noqa: E402
+
+HOSTS = 6
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fleet")
+    simulate(root, HOSTS, rounds=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with local_cluster(2) as running:
+        yield running
+
+
+def _json(args: list[str]) -> dict[str, object]:
+    result = run(args)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def _per_host_sum(dumps: list[Path], by: str = "stack") -> tuple[Counter[tuple[object, ...]], int, Counter[tuple[object, ...]]]:
+    """Add up `pageowner top --format json --top 0` over hosts one by one."""
+    pages: Counter[tuple[object, ...]] = Counter()
+    hosts: Counter[tuple[object, ...]] = Counter()
+    total = 0
+    for dump in dumps:
+        data = _json(["top", str(dump), "--top", "0", "--by", by, "--format", "json", "-j", "1"])
+        total += data["total_pages"]  # type: ignore[operator]
+        for entry in data["entries"]:  # type: ignore[attr-defined]
+            key = (entry["key"], tuple(entry["stack"]))
+            pages[key] += entry["pages"]
+            hosts[key] += 1
+    return pages, total, hosts
+
+
+def _fleet_entries(data: dict[str, object]) -> tuple[Counter[tuple[object, ...]], Counter[tuple[object, ...]]]:
+    pages: Counter[tuple[object, ...]] = Counter()
+    hosts: Counter[tuple[object, ...]] = Counter()
+    for entry in data["entries"]:  # type: ignore[attr-defined]
+        key = (entry["key"], tuple(entry["stack"]))
+        pages[key] += entry["pages"]
+        hosts[key] += entry["hosts"]
+    return pages, hosts
+
+
+def test_a_range_read_adds_up_to_the_whole_file(fleet: Path) -> None:
+    dump = captures_in(fleet / "round-2")[0]
+    key = get_group_key("stack")
+    _, whole = aggregate_file(str(dump), lambda: GroupTable(key), jobs=1)
+    capture = Capture(str(dump), "h", "r", "t", dump.stat().st_size)
+    ranges = plan_ranges(capture, 1 << 20)
+    assert len(ranges) > 2
+    data = dump.read_bytes()
+    assert all(data[start - 2:start] == b"\n\n" for start, _ in ranges[1:])
+    merged = GroupTable(key)
+    from pageowner.kernel.frames import StackInterner
+
+    interner = StackInterner()
+    for start, end in ranges:
+        _, part = aggregate_range(str(dump), lambda: GroupTable(key), start, end)
+        merged.merge_json(part.to_json(), interner)
+    assert merged.total_pages == whole.total_pages
+    assert [(g.label, g.pages, g.times) for g in merged.groups.values()] == \
+        [(g.label, g.pages, g.times) for g in whole.groups.values()]
+
+
+def test_fleet_top_on_the_cluster_is_the_sum_of_top_per_host(fleet: Path, cluster: Cluster) -> None:
+    dumps = captures_in(fleet / "round-2")
+    expected, total, hosts = _per_host_sum(dumps)
+    data = _json(["fleet", "top", str(fleet / "round-2"), "--top", "0", "--format", "json",
+                  "--scheduler", cluster.address, "--chunk-size", "2M"])
+    got, got_hosts = _fleet_entries(data)
+    assert data["hosts"] == HOSTS
+    assert data["total_pages"] == total
+    assert got == expected
+    assert got_hosts == hosts
+    assert data["skipped"] == []
+
+
+def test_local_cluster_gives_the_same_bytes(fleet: Path, cluster: Cluster) -> None:
+    args = ["fleet", "top", str(fleet / "round-2"), "--top", "30", "--group-by", "release"]
+    remote = run([*args, "--scheduler", cluster.address])
+    local = run([*args, "--workers", "1"])
+    assert remote.exit_code == 0 and local.exit_code == 0, remote.stderr + local.stderr
+    assert remote.stdout == local.stdout
+    assert "release=" in remote.stdout
+
+
+def test_fleet_diff_is_the_growth_of_the_per_host_sums(fleet: Path, cluster: Cluster) -> None:
+    before, before_total, _ = _per_host_sum(captures_in(fleet / "round-1"))
+    after, after_total, _ = _per_host_sum(captures_in(fleet / "round-2"))
+    data = _json(["fleet", "diff", "--before", str(fleet / "round-1"), "--after",
+                  str(fleet / "round-2"), "--top", "0", "--format", "json",
+                  "--scheduler", cluster.address])
+    assert data["delta_pages"] == after_total - before_total
+    expected = {key: after[key] - before[key] for key in {*before, *after}
+                if after[key] != before[key]}
+    got: Counter[tuple[object, ...]] = Counter()
+    for entry in data["entries"]:  # type: ignore[attr-defined]
+        got[(entry["key"], tuple(entry["stack"]))] += entry["delta_pages"]
+    assert {k: v for k, v in got.items() if v} == expected
+    top = data["entries"][0]  # type: ignore[index]
+    assert top["top_hosts"] and top["delta_pages"] > 0
+    # --fail-on-growth exits 3 when the biggest growth is over the limit.
+    result = run(["fleet", "diff", "--before", str(fleet / "round-1"), "--after",
+                  str(fleet / "round-2"), "--scheduler", cluster.address,
+                  "--fail-on-growth", str(top["delta_pages"] - 1)])
+    assert result.exit_code == 3
+
+
+def _bad_fleet(fleet: Path, tmp_path: Path) -> tuple[Path, list[Path]]:
+    """Good captures among an empty, a truncated, a foreign, a sidecar-less and a duplicate."""
+    root = tmp_path / "mixed"
+    good = captures_in(fleet / "round-1")[:3]
+    for dump in good:
+        target = root / dump.parent.name
+        target.mkdir(parents=True)
+        shutil.copy(dump, target / dump.name)
+        shutil.copy(f"{dump}.meta.json", target / f"{dump.name}.meta.json")
+    sidecar = json.loads(Path(f"{good[0]}.meta.json").read_text())
+
+    def add(name: str, data: bytes, host: str, size: int | None = None) -> None:
+        folder = root / name
+        folder.mkdir()
+        (folder / "page_owner.txt").write_bytes(data)
+        meta = dict(sidecar, hostname=host, bytes=len(data) if size is None else size)
+        (folder / "page_owner.txt.meta.json").write_text(json.dumps(meta))
+
+    add("empty", b"", "empty-host")
+    whole = good[1].read_bytes()
+    add("truncated", whole[: len(whole) // 3], "cut-host", size=len(whole))
+    add("foreign", b"Hello, this is not a dump.\nAt all.\n\n", "foreign-host")
+    (root / "notes.txt").write_text("fleet notes\n")
+    dup = root / "copy-of-first"
+    dup.mkdir()
+    shutil.copy(good[0], dup / "page_owner.txt")
+    shutil.copy(f"{good[0]}.meta.json", dup / "page_owner.txt.meta.json")
+    return root, good
+
+
+def test_bad_captures_are_skipped_with_reasons(fleet: Path, cluster: Cluster, tmp_path: Path) -> None:
+    root, good = _bad_fleet(fleet, tmp_path)
+    expected, total, _ = _per_host_sum(good)
+    result = run(["fleet", "top", str(root), "--top", "0", "--format", "json",
+                  "--scheduler", cluster.address])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["hosts"] == 3 and data["total_pages"] == total
+    assert _fleet_entries(data)[0] == expected
+    reasons = {Path(s["path"]).parent.name if s["host"] != "-" else Path(s["path"]).name:
+               s["reason"] for s in data["skipped"]}
+    assert reasons["empty"] == "empty (0 bytes)"
+    assert reasons["truncated"].startswith("damaged: ")
+    assert "neither a page_owner dump nor a show_stacks file" in reasons["foreign"]
+    assert reasons["notes.txt"].startswith("no sidecar")
+    assert len(reasons) == 4
+    assert "same host at the same time" in result.stderr and "counted once" in result.stderr
+    # --strict: one line, exit 1.
+    strict = run(["fleet", "top", str(root), "--strict", "--scheduler", cluster.address])
+    assert strict.exit_code == 1
+    lines = strict.stderr.strip().splitlines()
+    assert lines[-1].startswith("pageowner: ") and "--strict" in lines[-1]
+
+
+def test_export_reads_back_with_the_same_totals(fleet: Path, cluster: Cluster, tmp_path: Path) -> None:
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    result = run(["fleet", "export", str(fleet / "round-2"), "-o", str(out),
+                  "--scheduler", cluster.address])
+    assert result.exit_code == 0, result.stderr
+    top = _json(["fleet", "top", str(fleet / "round-2"), "--top", "0", "--format", "json",
+                 "--group-by", "release", "--scheduler", cluster.address])
+    rows = ds.dataset(out / "groups", format="parquet", partitioning="hive").to_table()
+    assert sum(rows.column("pages").to_pylist()) == top["total_pages"]
+    assert len(set(rows.column("host").to_pylist())) == HOSTS
+    by_release: Counter[str] = Counter()
+    for release, pages in zip(rows.column("release").to_pylist(),
+                              rows.column("pages").to_pylist(), strict=True):
+        by_release[release] += pages
+    assert dict(by_release) == {c["name"]: c["pages"] for c in top["columns"]}  # type: ignore[attr-defined]
+    partitions = sorted(p.name for p in (out / "groups").iterdir())
+    assert partitions == sorted(f"release={c['name']}" for c in top["columns"])  # type: ignore[attr-defined]
+    stacks = pq.read_table(out / "stacks.parquet")
+    assert set(rows.column("stack_id").to_pylist()) <= set(stacks.column("stack_id").to_pylist())
+    # Never over an existing folder.
+    again = run(["fleet", "export", str(fleet / "round-2"), "-o", str(out),
+                 "--scheduler", cluster.address])
+    assert again.exit_code == 1 and "already exists" in again.stderr
+
+
+def test_simulate_is_seeded(cluster: Cluster, tmp_path: Path) -> None:
+    outputs = []
+    for name in ("a", "b"):
+        result = run(["fleet", "simulate", "--hosts", "3", "--mem", "64M", "--seed", "5",
+                      "-o", str(tmp_path / name), "--scheduler", cluster.address])
+        assert result.exit_code == 0, result.stderr
+        outputs.append(sorted((tmp_path / name).rglob("*")))
+    first = [p.relative_to(tmp_path / "a") for p in outputs[0]]
+    assert first == [p.relative_to(tmp_path / "b") for p in outputs[1]]
+    dumps = [p for p in outputs[0] if p.name == "page_owner.txt"]
+    assert len(dumps) == 3
+    for dump in dumps:
+        twin = tmp_path / "b" / dump.relative_to(tmp_path / "a")
+        assert dump.read_bytes() == twin.read_bytes()
+    hosts = {json.loads(Path(f"{d}.meta.json").read_text())["hostname"] for d in dumps}
+    assert hosts == {"host-0000", "host-0001", "host-0002"}
+
+
+def test_without_the_extra_fleet_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = run(["fleet", "top", "somewhere"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "pip install 'pageowner[fleet]'" in result.stderr
+
+
+def test_host_from_names_hosts_without_sidecars(fleet: Path, tmp_path: Path) -> None:
+    for dump in captures_in(fleet / "round-1")[:2]:
+        target = tmp_path / dump.parent.name / "dump.txt"
+        target.parent.mkdir()
+        shutil.copy(dump, target)
+    found = discover([str(tmp_path)], host_from="{host}/dump.txt")
+    assert [c.host for c in found.captures] == ["host-0000", "host-0001"]
+    assert found.skipped == []
+    unnamed = discover([str(tmp_path)])
+    assert unnamed.captures == [] and len(unnamed.skipped) == 2
+
+
+def test_a_worker_killed_mid_job_changes_nothing(fleet: Path, cluster: Cluster) -> None:
+    """Runs last: it leaves the module's cluster one worker short."""
+    options = JobOptions(chunk_bytes=1 << 20, fan_in=2)
+    engine = Engine(scheduler=cluster.address)
+    (reference,) = read_fleet([[str(fleet / "round-2")]], options, engine)
+    victim = cluster.workers[0]
+    seen: list[tuple[int, int]] = []
+
+    def kill_once(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 2 and victim.poll() is None:
+            os.kill(victim.pid, signal.SIGKILL)
+
+    (table,) = read_fleet([[str(fleet / "round-2")]], options, engine, on_progress=kill_once)
+    assert victim.wait(timeout=10) == -signal.SIGKILL
+    assert seen[-1][0] == seen[-1][1] > 2 * HOSTS  # the kill came mid-job
+    assert cluster.alive_workers() == 1
+    assert table.to_json() == reference.to_json()
