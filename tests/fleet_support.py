@@ -56,15 +56,17 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every process this cluster started."""
-        for process in [*self.workers, self.scheduler]:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in [*self.workers, self.scheduler]:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # Workers first: a worker left without its scheduler waits to reconnect.
+        for group in (self.workers, [self.scheduler]):
+            for process in group:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in group:
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 @contextlib.contextmanager
@@ -97,7 +99,7 @@ def simulate(output: Path, hosts: int, rounds: int, seed: int = 7) -> list[str]:
     """Simulate a fleet in this process (no cluster needed); return the capture paths."""
     from pageowner.fleet.simulate import SimulateOptions, plan_fleet, simulate_host
 
-    options = SimulateOptions(hosts=hosts, seed=seed, mem_mib=96, leak_every=3, rounds=rounds)
+    options = SimulateOptions(hosts=hosts, seed=seed, mem_mib=128, leak_every=3, rounds=rounds)
     written: list[str] = []
     for plan in plan_fleet(options):
         written.extend(simulate_host(plan.to_json(), str(output), rounds))

@@ -80,8 +80,8 @@ def plan_fleet(options: SimulateOptions) -> list[HostPlan]:
     """Draw every host of the fleet from the seed."""
     if options.hosts < 1:
         raise SpecError("--hosts must be at least 1")
-    if options.mem_mib < 64:
-        raise SpecError("--mem: at least 64M per host")
+    if options.mem_mib < 128:
+        raise SpecError("--mem: at least 128M (the smallest hosts get half of it)")
     rng = random.Random(f"pageowner-fleet:{options.seed}")
     leakers = max(1, options.hosts // max(1, options.leak_every))
     leaking = set(rng.sample(range(options.hosts), min(leakers, options.hosts)))
