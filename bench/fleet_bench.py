@@ -48,7 +48,9 @@ def measure(paths: list[str], workers: int, total_bytes: int) -> dict[str, float
         seconds = time.perf_counter() - started
         with Client(cluster.address) as client:
             peaks = client.run(_worker_peak_mb)
+    largest = max(os.path.getsize(os.path.join(p, "page_owner.txt")) for p in paths)
     return {"workers": workers, "hosts": len(paths), "seconds": seconds,
+            "largest_capture_mb": largest / 1e6,
             "mb_per_s": total_bytes / 1e6 / seconds, "hosts_per_s": len(paths) / seconds,
             "worker_peak_mb": max(peaks.values()), "groups": len(table.groups)}
 
