@@ -244,6 +244,10 @@ def test_export_reads_back_with_the_same_totals(fleet: Path, cluster: Cluster, t
     assert dict(by_release) == {c["name"]: c["pages"] for c in top["columns"]}  # type: ignore[attr-defined]
     partitions = sorted(p.name for p in (out / "groups").iterdir())
     assert partitions == sorted(f"release={c['name']}" for c in top["columns"])  # type: ignore[attr-defined]
+    duckdb = pytest.importorskip("duckdb")
+    # The query the README shows: hive partitions are found without being named.
+    query = f"SELECT release, sum(pages) FROM '{out}/groups/*/*.parquet' GROUP BY ALL"
+    assert dict(duckdb.sql(query).fetchall()) == dict(by_release)
     stacks = pq.read_table(out / "stacks.parquet")
     assert set(rows.column("stack_id").to_pylist()) <= set(stacks.column("stack_id").to_pylist())
     # Never over an existing folder.

@@ -104,8 +104,8 @@ def _work(state: Path, plan: HostPlan, round_index: int) -> None:
     """Run one round of a host's workloads."""
     rng = random.Random(f"{plan.seed}:{round_index}")
     quarter = max(4, plan.mem_mib // 4)
-    # The same file every round: its cached pages are found again, not allocated again, so
-    # what grows between rounds is the work that really grows (and the leak).
+    # The simulator reads every file from disk (no cache hits), so each round's reads add
+    # page cache until reclaim: the noise a real fleet shows between two captures.
     _run(state, "pagecache", ["--mb", str(rng.randint(4, quarter)),
                                  "--file", "/data/app.db"])  # fmt: skip
     _run(state, "fork", ["--count", str(rng.randint(2, 12)), "--comm", rng.choice(
