@@ -70,8 +70,10 @@ class Discovery:
 def host_pattern(text: str) -> re.Pattern[str]:
     """Compile --host-from: `{host}`, `{release}`, `{captured_at}` are path parts, `...` any.
 
-    >>> host_pattern("{host}/...").search("/data/fleet/web-1/x.txt")["host"]
-    'fleet'
+    Paths are matched below the folder given (a glob's or a file's path as given).
+
+    >>> host_pattern("{host}/...").search("web-1/x.txt")["host"]
+    'web-1'
     >>> host_pattern("{host}/{release}/*.txt").search("/d/web-1/6.1.0/x.txt")["host"]
     'web-1'
     """
@@ -110,23 +112,28 @@ def _is_url(path: str) -> bool:
     return "://" in path
 
 
-def _expand(path: str) -> tuple[list[str], str | None]:
-    """List the candidate files of one PATH argument, or say why there are none."""
+def _expand(path: str) -> tuple[list[tuple[str, str]], str | None]:
+    """List the candidate files of one PATH argument, each with the path --host-from reads.
+
+    Or say why there are none.
+    """
     if _is_url(path):
         if not path.startswith("file://"):
             raise SpecError(f"{path}: only local paths and file:// URLs are read so far")
         path = path[len("file://"):]
     if _GLOB_CHARS.search(path):
-        found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        found = sorted((p, p) for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         return found, None if found else "the pattern matches no file"
     if os.path.isdir(path):
         found = []
         for root, dirs, files in os.walk(path):
             dirs.sort()
-            found.extend(os.path.join(root, name) for name in sorted(files))
+            found.extend((os.path.join(root, name),
+                          os.path.relpath(os.path.join(root, name), path))
+                         for name in sorted(files))  # fmt: skip
         return found, None if found else "an empty folder"
     if os.path.lexists(path):
-        return [path], None
+        return [(path, path)], None
     return [], "no such file or folder"
 
 
@@ -159,10 +166,10 @@ def _companions(files: Iterable[str]) -> set[str]:
     return skip
 
 
-def _capture(path: str, pattern: re.Pattern[str] | None) -> Capture | Skipped:
+def _capture(path: str, named_by: str, pattern: re.Pattern[str] | None) -> Capture | Skipped:
     """Describe one candidate file, or say why it is skipped."""
     sidecar, problem = _read_sidecar(path)
-    matched = pattern.search(path.replace(os.sep, "/")) if pattern is not None else None
+    matched = pattern.search(named_by.replace(os.sep, "/")) if pattern is not None else None
     named = matched.groupdict() if matched else {}
     host = str(sidecar.get("hostname") or "") if sidecar else ""
     host = host or named.get("host") or ""
@@ -193,21 +200,21 @@ def discover(paths: Sequence[str], host_from: str | None = None) -> Discovery:
     """
     pattern = host_pattern(host_from) if host_from else None
     result = Discovery()
-    candidates: list[str] = []
+    candidates: list[tuple[str, str]] = []
     for path in paths:
         found, problem = _expand(path)
         if problem is not None:
             result.skipped.append(Skipped(UNKNOWN, path, problem))
         candidates.extend(found)
-    companions = _companions(candidates)
+    companions = _companions(path for path, _ in candidates)
     seen: set[str] = set()
     found_captures: list[Capture] = []
-    for path in candidates:
+    for path, named_by in candidates:
         real = os.path.realpath(path)
         if path in companions or real in seen:
             continue
         seen.add(real)
-        item = _capture(path, pattern)
+        item = _capture(path, named_by, pattern)
         if isinstance(item, Skipped):
             result.skipped.append(item)
         else:
