@@ -235,15 +235,40 @@ def _submit_capture(client: Any, capture: Capture, options: JobOptions) -> tuple
     return future, [*parts, future]
 
 
-def _reduce(client: Any, futures: list[Any], fan_in: int) -> tuple[Any, list[Any]]:
-    """Submit a tree of merges over `futures` (in order); return the root and the merges."""
-    merges: list[Any] = []
-    level = futures
-    while len(level) > 1:
-        level = [client.submit(merge_tables, *level[i : i + fan_in])
-                 for i in range(0, len(level), fan_in)]  # fmt: skip
-        merges.extend(level)
-    return level[0], merges
+class _Tree:
+    """Submit a merge as soon as `fan_in` tables of one level are submitted.
+
+    Dask runs tasks in submission order among those ready, so a merge submitted right
+    after its inputs runs before later captures are read: a worker holds a few tables at
+    a time, not one per host. Levels hold futures in capture order (a higher level's
+    tables come from earlier captures), so the merged order is the serial one.
+    """
+
+    def __init__(self, client: Any, fan_in: int) -> None:
+        self.client = client
+        self.fan_in = fan_in
+        self.levels: list[list[Any]] = []
+        self.merges: list[Any] = []
+
+    def add(self, future: Any, level: int = 0) -> None:
+        """Add a table at a level, merging the level when it is full."""
+        while len(self.levels) <= level:
+            self.levels.append([])
+        self.levels[level].append(future)
+        if len(self.levels[level]) == self.fan_in:
+            merged = self.client.submit(merge_tables, *self.levels[level])
+            self.merges.append(merged)
+            self.levels[level] = []
+            self.add(merged, level + 1)
+
+    def root(self) -> Any:
+        """Merge what is left, earliest captures first; return the root's future or None."""
+        left = [future for level in reversed(self.levels) for future in level]
+        while len(left) > 1:
+            left = [self.client.submit(merge_tables, *left[i : i + self.fan_in])
+                    for i in range(0, len(left), self.fan_in)]  # fmt: skip
+            self.merges.extend(left)
+        return left[0] if left else None
 
 
 def run_job(
@@ -259,7 +284,7 @@ def run_job(
     every: list[Any] = []
     early: list[list[Skipped]] = []
     for captures in sides:
-        tables: list[Any] = []
+        tree = _Tree(client, options.fan_in)
         bad: list[Skipped] = []
         for capture in captures:
             damaged = _damaged(capture)
@@ -267,15 +292,11 @@ def run_job(
                 bad.append(damaged)
                 continue
             table, made = _submit_capture(client, capture, options)
-            tables.append(table)
             every.extend(made)
+            tree.add(table)
         early.append(bad)
-        if tables:
-            root, merges = _reduce(client, tables, options.fan_in)
-            every.extend(merges)
-            roots.append(root)
-        else:
-            roots.append(None)
+        roots.append(tree.root())
+        every.extend(tree.merges)
     total = len(every)
     done = 0
     if on_progress is not None:
