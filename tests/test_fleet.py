@@ -278,10 +278,13 @@ def test_simulate_is_seeded(cluster: Cluster, tmp_path: Path) -> None:
 
 def test_without_the_extra_fleet_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)
-    result = run(["fleet", "top", "somewhere"])
-    assert result.exit_code == 1
-    assert result.stderr.strip().count("\n") == 0
-    assert "pip install 'pageowner[fleet]'" in result.stderr
+    for args in (["fleet"], ["fleet", "top", "somewhere"]):
+        result = run(args)
+        assert result.exit_code == 1
+        assert result.stderr.strip().count("\n") == 0
+        assert "pip install 'pageowner[fleet]'" in result.stderr
+    monkeypatch.undo()
+    assert "simulate" in run(["fleet"]).stdout
 
 
 def test_host_from_names_hosts_without_sidecars(fleet: Path, tmp_path: Path) -> None:

@@ -42,14 +42,18 @@ class FleetGroup(click.Group):
     command_class = PageOwnerCommand
 
 
-@cli.group("fleet", cls=FleetGroup, context_settings=CONTEXT_SETTINGS)
-def fleet_group() -> None:
+@cli.group("fleet", cls=FleetGroup, context_settings=CONTEXT_SETTINGS,
+           invoke_without_command=True)
+@click.pass_context
+def fleet_group(ctx: click.Context) -> None:
     """Aggregate the page_owner captures of many hosts on Dask (pageowner[fleet]).
 
     PATH is a folder, a glob or a file:// URL of `pageowner capture` outputs; host,
     kernel release and capture time come from each capture's sidecar.
     """
     require_extra()
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 def _options(*decorators: Decorator) -> Decorator:
