@@ -59,6 +59,7 @@ COMMAND_MODULES: dict[str, str] = {
     "filter": "pageowner.cli.live",
     "watch": "pageowner.cli.live",
     "trend": "pageowner.cli.live",
+    "fleet": "pageowner.cli.fleet",
 }
 
 
