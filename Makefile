@@ -5,12 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit demo bench fuzz clean browser-deps tool-deps golden proto
+.PHONY: test lint typecheck unit demo demo-fleet bench fuzz clean browser-deps tool-deps golden proto
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,vmcore]'
+	$(BIN)/python -m pip install --quiet -e '.[test,vmcore,fleet]'
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -63,6 +63,17 @@ test: lint typecheck fuzz unit
 
 demo: $(STAMP)
 	$(BIN)/python -m pageowner demo
+
+# The fleet flow on a simulated fleet of FLEET_HOSTS hosts, captured twice, on a local Dask
+# cluster: simulate, top by release, diff, export to Parquet (in a temporary folder).
+FLEET_HOSTS ?= 20
+demo-fleet: $(STAMP)
+	@dir=$$(mktemp -d); set -x; \
+	$(BIN)/pageowner fleet simulate --hosts $(FLEET_HOSTS) --rounds 2 -o $$dir/fleet >/dev/null && \
+	$(BIN)/pageowner fleet top $$dir/fleet/round-2 --top 5 --group-by release --depth 2 && \
+	$(BIN)/pageowner fleet diff --before $$dir/fleet/round-1 --after $$dir/fleet/round-2 --top 5 --depth 2 && \
+	$(BIN)/pageowner fleet export $$dir/fleet/round-2 -o $$dir/parquet; \
+	status=$$?; rm -rf $$dir; exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH)

@@ -113,7 +113,7 @@ LAYERS = [
     {"pageowner.kernel"},
     {"pageowner.dump"},
     {"pageowner.sort", "pageowner.analyze", "pageowner.symbols"},
-    {"pageowner.sim", "pageowner.live", "pageowner.vmcore"},
+    {"pageowner.sim", "pageowner.live", "pageowner.vmcore", "pageowner.fleet"},
     {"pageowner.report"},
     {"pageowner.demo"},
     {"pageowner.cli", "pageowner.__main__"},

@@ -52,6 +52,7 @@ __all__ = [
     "Sample",
     "SampleStream",
     "aggregate_file",
+    "aggregate_range",
     "allocator_bits",
     "allocator_label",
     "sample_allocator_bits",
@@ -534,6 +535,67 @@ def aggregate_file(
     _warn_join(join, watch)
     stream.join = join
     return stream, partial
+
+
+def aggregate_range(
+    path: str,
+    make: Callable[[], P],
+    start: int = 0,
+    end: int | None = None,
+    *,
+    strict: bool = False,
+    on_warning: WarningHandler | None = None,
+    interner: StackInterner | None = None,
+    check: Callable[[SampleStream], None] | None = None,
+) -> tuple[int, P]:
+    """Feed the samples between bytes `start` and `end` of an input into `make()`.
+
+    `start` and `end` are block boundaries (just after a blank line, or the file's ends).
+    From 0 the input is opened as `aggregate_file` opens it (any kind, compressed too) and
+    `check` sees the stream; a later range is a part of a regular dump file. Warnings and
+    errors carry the file's own line numbers. Returns the samples read and the partial;
+    a range where blocks were skipped and none read is not an error here (its file may
+    have other ranges).
+    """
+    interner = interner if interner is not None else StackInterner()
+    watch = _SkipWatch(on_warning)
+    partial = make()
+    if start == 0:
+        with open_input(path) as source:
+            read = source.read if end is None else _Limited(source.read, end).read
+            stream = _sample_stream(source, read, strict, watch, interner, check=False)
+            if check is not None:
+                check(stream)
+            counted = _Counted(stream.samples)
+            partial.feed(counted)
+            return counted.count, partial
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    try:
+        stream_read = _PreadStream(fd, start, path).read
+        limited = _Limited(stream_read, end - start) if end is not None else None
+        reader = DumpReader(limited if limited is not None else _PreadStream(fd, start, path),
+                            path, strict=strict, on_warning=watch,
+                            first_lineno=_count_lines(fd, start) + 1)  # fmt: skip
+        partial.feed(_record_samples(reader, interner, watch, check=False))
+    finally:
+        os.close(fd)
+    return watch.samples, partial
+
+
+class _Counted:
+    """Count the samples of an iterator as they pass."""
+
+    def __init__(self, samples: Iterator[Sample]) -> None:
+        self._samples = samples
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Sample]:
+        for sample in self._samples:
+            self.count += 1
+            yield sample
 
 
 # -- derived record fields ---------------------------------------------------------------

@@ -59,6 +59,7 @@ COMMAND_MODULES: dict[str, str] = {
     "filter": "pageowner.cli.live",
     "watch": "pageowner.cli.live",
     "trend": "pageowner.cli.live",
+    "fleet": "pageowner.cli.fleet",
 }
 
 
@@ -66,10 +67,11 @@ COMMAND_MODULES: dict[str, str] = {
 # terminal's width; these fit 80 columns whole).
 SHORT_HELP: dict[str, str] = {
     "boot": "Boot a simulated machine with page_owner",
-    "capture": "Copy a live machine's page_owner dump, with a sidecar",
+    "capture": "Copy page_owner from a live machine or a vmcore, with a sidecar",
     "demo": "Boot, run a leaky workload, dump and sort: a tour",
     "diff": "Rank what grew (or shrank) between two dumps",
     "dump": "Print the simulated machine's page_owner files",
+    "filter": "Read page_owner through a 7.3 filter, as page_owner_filter",
     "flame": "Draw a flame graph: HTML, folded, speedscope or pprof",
     "frag": "Count mixed pageblocks and the stacks that mixed them",
     "grep": "Keep the records that pass every filter, as a dump",

@@ -10,14 +10,14 @@
   the largest block; claimed, or moved whole to the requester's list).
 
 Facts from mm/page_alloc.c (read, not translated); docs/simulator.md says more. The
-functions work on the allocator's free lists through its primitives (_add_free,
-_del_free, _expand, _smallest).
+functions work on the free lists through the primitives of `freearea.FreeAreas`
+(_add_free, _del_free, _expand, _smallest); they import that lower module, never
+`buddy`, which imports them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from pageowner.sim.freearea import FreeAreas, Zone
 from pageowner.sim.mmzone import (
     ALLOC_NOFRAGMENT,
     FALLBACKS,
@@ -32,9 +32,6 @@ from pageowner.sim.mmzone import (
     PAGEBLOCK_PAGES,
 )
 
-if TYPE_CHECKING:
-    from pageowner.sim.buddy import BuddyAllocator, Zone
-
 __all__ = [
     "can_claim",
     "claim",
@@ -48,7 +45,7 @@ __all__ = [
 ]
 
 
-def find_fallback(buddy: BuddyAllocator, zone: Zone, order: int, start_mt: int) -> int:
+def find_fallback(buddy: FreeAreas, zone: Zone, order: int, start_mt: int) -> int:
     """Return the first fallback type with a free block of this order, or -1."""
     for fallback in FALLBACKS[start_mt]:
         if zone.lists[order][fallback].seq:
@@ -61,7 +58,7 @@ def can_claim(order: int, start_mt: int) -> bool:
     return (order >= PAGEBLOCK_ORDER // 2 or start_mt in (MT_RECLAIMABLE, MT_UNMOVABLE))
 
 
-def claim(buddy: BuddyAllocator, zone: Zone, order: int, start_mt: int,
+def claim(buddy: FreeAreas, zone: Zone, order: int, start_mt: int,
           flags: int) -> int | None:
     """Take the largest block of a fallback type and try to claim its pageblock."""
     min_order = order
@@ -81,7 +78,7 @@ def claim(buddy: BuddyAllocator, zone: Zone, order: int, start_mt: int,
     return None
 
 
-def try_claim_block(buddy: BuddyAllocator, zone: Zone, pfn: int, current: int, order: int,
+def try_claim_block(buddy: FreeAreas, zone: Zone, pfn: int, current: int, order: int,
                     start_mt: int) -> int | None:
     """Claim the pageblock of a free block for start_mt when enough of it suits."""
     block_mt = buddy.get_pageblock_mt(pfn)
@@ -108,7 +105,7 @@ def try_claim_block(buddy: BuddyAllocator, zone: Zone, pfn: int, current: int, o
     return buddy._smallest(zone, order, start_mt)
 
 
-def pageblock_census(buddy: BuddyAllocator, start: int) -> tuple[int, int]:
+def pageblock_census(buddy: FreeAreas, start: int) -> tuple[int, int]:
     """Count free pages and pages allocated as movable in one pageblock."""
     free_pages = 0
     movable = 0
@@ -133,7 +130,7 @@ def pageblock_census(buddy: BuddyAllocator, start: int) -> tuple[int, int]:
     return free_pages, movable
 
 
-def move_freepages_block(buddy: BuddyAllocator, zone: Zone, start: int, mt: int) -> None:
+def move_freepages_block(buddy: FreeAreas, zone: Zone, start: int, mt: int) -> None:
     """Move every free block of a pageblock to mt's lists (tail) and retype the block."""
     pfn = start
     end = start + PAGEBLOCK_PAGES
@@ -148,7 +145,7 @@ def move_freepages_block(buddy: BuddyAllocator, zone: Zone, start: int, mt: int)
     buddy.pageblock_mt[start >> PAGEBLOCK_ORDER] = mt
 
 
-def steal(buddy: BuddyAllocator, zone: Zone, order: int, start_mt: int) -> int | None:
+def steal(buddy: FreeAreas, zone: Zone, order: int, start_mt: int) -> int | None:
     """Take the smallest fallback block without claiming its pageblock."""
     for current in range(order, NR_ORDERS):
         fallback = find_fallback(buddy, zone, current, start_mt)
@@ -162,7 +159,7 @@ def steal(buddy: BuddyAllocator, zone: Zone, order: int, start_mt: int) -> int |
     return None
 
 
-def steal_suitable(buddy: BuddyAllocator, zone: Zone, order: int, start_mt: int,
+def steal_suitable(buddy: FreeAreas, zone: Zone, order: int, start_mt: int,
                    flags: int) -> int | None:
     """Fall back the way v5.10-v6.12.0 did (__rmqueue_fallback, steal_suitable_fallback).
 
@@ -207,7 +204,7 @@ def steal_suitable(buddy: BuddyAllocator, zone: Zone, order: int, start_mt: int,
     return buddy._smallest(zone, order, start_mt)
 
 
-def claimable(buddy: BuddyAllocator, zone: Zone, pfn: int, start_mt: int) -> bool:
+def claimable(buddy: FreeAreas, zone: Zone, pfn: int, start_mt: int) -> bool:
     """Tell whether half of a free block's pageblock is free or alike (whole_block)."""
     start = pfn & ~(PAGEBLOCK_PAGES - 1)
     if start < zone.spec.start_pfn or start + PAGEBLOCK_PAGES > zone.spec.end_pfn:

@@ -55,6 +55,8 @@ __all__ = [
     "SymbolSource",
     "layout_memory",
     "load_symbols",
+    "oom_message",
+    "page_flags_of",
 ]
 
 PAGE_SHIFT = 12
@@ -497,7 +499,7 @@ class Machine:
             if pfn is None and self._reclaim(1 << order):
                 pfn = self.buddy.alloc(order, highest, mt, flags, node)
             if pfn is None:
-                raise OutOfMemory(self._oom_message(alloc_class, order))
+                raise OutOfMemory(oom_message(self, alloc_class, order))
             if ts is not None:
                 stamp = ts[index]
                 self.clock_ns = max(self.clock_ns, stamp)
@@ -526,7 +528,7 @@ class Machine:
             if run is None and self._reclaim(pages - done):
                 run = self.buddy.alloc_run(highest, mt, flags, pages - done, node)
             if run is None:
-                raise OutOfMemory(self._oom_message(alloc_class, 0, pages - done))
+                raise OutOfMemory(oom_message(self, alloc_class, 0, pages - done))
             pfn, n = run
             start = self.clock_ns + step_ns
             page.order[pfn:pfn + n] = bytes(n)
@@ -552,16 +554,6 @@ class Machine:
         nodes = self.buddy.nr_nodes
         pid = self.tasks[task].pid
         return pid % nodes if nodes > 1 else 0
-
-    def _oom_message(self, alloc_class: AllocClass, order: int, pages: int = 0) -> str:
-        """Describe a failed allocation the way the kernel's warning starts."""
-        task = self.tasks[alloc_class.task]
-        gfp = to_version(alloc_class.gfp, self.version)
-        table = self.kernel.gfp_table
-        names = f"({decode_flags(gfp, table)})" if table is not None else ""
-        need = f"; {pages} pages still to allocate" if pages else ""
-        return (f"out of memory: {task.comm}: page allocation failure: order:{order}, "
-                f"mode:{gfp:#x}{names}; {self.buddy.free_pages} pages free{need}")
 
     # -- free ----------------------------------------------------------------------------
 
@@ -620,7 +612,7 @@ class Machine:
             if target is None and self._reclaim(1):
                 target = self.buddy.alloc(0, gfp_zone(self.classes[cls].gfp), gfp_mt, 0, node)
             if target is None:
-                raise OutOfMemory(self._oom_message(self.classes[cls], 0))
+                raise OutOfMemory(oom_message(self, self.classes[cls], 0))
         elif not self.buddy.alloc_at(target, gfp_mt):
             raise ValueError(f"migration target {target:#x} is not free")
         self.clock_ns += 2000
@@ -649,31 +641,43 @@ class Machine:
         flags = self._flags_cache.get(key)
         if flags is None:
             zone = self.buddy.zones[position]
-            flags = self._flags_cache[key] = self._page_flags(cls.flags, zone.index, zone.node)
+            flags = self._flags_cache[key] = page_flags_of(
+                self.flag_sets[cls.flags], self.fmt.pfn, self.pageflag_table, zone.index,
+                zone.node)
         return flags
 
-    def _page_flags(self, flag_set: int, zone: int, node: int = 0) -> PageFlags:
-        """Compute the PageFlags of a flag set in a node's zone."""
-        names = self.flag_sets[flag_set]
-        style = self.fmt.pfn
-        if style is PfnStyle.LETTERS:
-            letters = {name for _, name in LETTER_FLAGS}
-            mapped = tuple(n if n != "head" else "compound" for n in names)
-            printed = tuple(name for _, name in LETTER_FLAGS if name in mapped and name in letters)
-            return PageFlags(None, printed)
-        table = self.pageflag_table
-        value = 0
-        for name in names:
+
+def oom_message(machine: Machine, alloc_class: AllocClass, order: int, pages: int = 0) -> str:
+    """Describe a failed allocation the way the kernel's warning starts."""
+    task = machine.tasks[alloc_class.task]
+    gfp = to_version(alloc_class.gfp, machine.version)
+    table = machine.kernel.gfp_table
+    names = f"({decode_flags(gfp, table)})" if table is not None else ""
+    need = f"; {pages} pages still to allocate" if pages else ""
+    return (f"out of memory: {task.comm}: page allocation failure: order:{order}, "
+            f"mode:{gfp:#x}{names}; {machine.buddy.free_pages} pages free{need}")
+
+
+def page_flags_of(names: tuple[str, ...], style: PfnStyle, table: FlagTable, zone: int,
+                  node: int = 0) -> PageFlags:
+    """Return the PageFlags a set of flag names prints in a node's zone, in a pfn style."""
+    if style is PfnStyle.LETTERS:
+        letters = {name for _, name in LETTER_FLAGS}
+        mapped = tuple(n if n != "head" else "compound" for n in names)
+        printed = tuple(name for _, name in LETTER_FLAGS if name in mapped and name in letters)
+        return PageFlags(None, printed)
+    value = 0
+    for name in names:
+        try:
+            value |= table.value_of(name)
+        except KeyError:
             try:
-                value |= table.value_of(name)
+                value |= table.value_of(_FLAG_ALIASES.get(name, name))
             except KeyError:
-                try:
-                    value |= table.value_of(_FLAG_ALIASES.get(name, name))
-                except KeyError:
-                    continue  # e.g. `slab` is a page type, not a flag, from v6.10
-        printed_names = tuple(filter(None, decode_flags(value, table).split("|")))
-        value |= zone << ZONE_BITS_SHIFT | node << NODE_BITS_SHIFT
-        fields: tuple[tuple[str, str], ...] = ()
-        if style is not PfnStyle.DEC_RAW_FLAGS:
-            fields = (("node", str(node)), ("zone", str(zone)))
-        return PageFlags(value, printed_names, fields)
+                continue  # e.g. `slab` is a page type, not a flag, from v6.10
+    printed_names = tuple(filter(None, decode_flags(value, table).split("|")))
+    value |= zone << ZONE_BITS_SHIFT | node << NODE_BITS_SHIFT
+    fields: tuple[tuple[str, str], ...] = ()
+    if style is not PfnStyle.DEC_RAW_FLAGS:
+        fields = (("node", str(node)), ("zone", str(zone)))
+    return PageFlags(value, printed_names, fields)

@@ -33,7 +33,7 @@ from typing import Any
 from pageowner import __version__
 from pageowner.dump.fileio import atomic_output
 from pageowner.errors import OutputError, PageOwnerError, StateError
-from pageowner.sim.buddy import ZoneSpec
+from pageowner.sim.freearea import ZoneSpec
 from pageowner.sim.machine import (
     AllocClass,
     Machine,
