@@ -257,7 +257,27 @@ def test_d_dump_page_owner_in_a_kernel_log_gives_one_record(free: bool) -> None:
     assert out == ("Page allocated via order 1, mask 0xcc0(GFP_KERNEL), pid 7, tgid 7 (bash), "
                    f"ts 100 ns, free_ts 0 ns\n{frames}\n\n")  # fmt: skip
     assert one(warnings, "__dump_page_owner()").startswith("t.txt:3: ")
-    assert "(4 times;" in one(warnings, "not page_owner data ignored")
+    # BUG:, Call Trace: and its frame; `page_owner tracks ...` is __dump_page_owner()'s own.
+    assert "(3 times;" in one(warnings, "not page_owner data ignored")
+
+
+def test_d_dump_page_context_and_migration_of_a_logged_page() -> None:
+    # GIVEN dump_page()'s first line, __dump_page_owner()'s lines and its migration line
+    # (lower case in the log), as `capture --vmcore --freed` writes them too
+    text = ("page: refcount:0 mapcount:0 pfn:0x1000\n"
+            "page_owner tracks the page as freed\n"
+            "page last allocated via order 0, migratetype Movable, gfp_mask 0x0(), pid 1, "
+            "tgid 1 (init), ts 5\n"
+            " post_alloc_hook+0x1a/0x20\n"
+            "page last free pid 2 tgid 2 ts 9 stack trace:\n"
+            " free_unref_page+0x1/0x2\n"
+            "page has been migrated, last migrate reason: compaction\n\n")
+    out, warnings = fix(text)
+    # THEN one record with the dump's migration line, and no line reported as ignored
+    assert out == ("Page allocated via order 0, mask 0x0(), pid 1, tgid 1 (init), ts 5 ns\n"
+                   " post_alloc_hook+0x1a/0x20\n"
+                   "Page has been migrated, last migrate reason: compaction\n\n")
+    assert not [w for w in warnings if "not page_owner data" in w]
 
 
 SYZBOT = """\

@@ -215,6 +215,18 @@ def test_freed_pages_carry_their_free(files: dict[str, Path], captured: Path) ->
     allocated = _records(captured)
     assert not freed_pfns & allocated.keys()
     assert freed_pfns & truth.keys()
+    # The readers take it back (docs/reader.md, __dump_page_owner() in a log): every page
+    # counts, the allocation stack by default and the free stack with --free.
+    count = _run("grep", "-c", str(out))
+    assert count.stdout.strip() == str(len(blocks)) and "ignored" not in count.stderr
+    pages = sum(1 << int(m) for m in re.findall(r"via order (\d+),", out.read_text()))
+    for extra in ([], ["--free"]):
+        top = _run("top", *extra, "--format", "json", "--by", "caller", str(out))
+        assert top.returncode == 0, top.stderr
+        data = json.loads(top.stdout)
+        assert data["total_pages"] == pages
+        callers = " ".join(entry["key"] for entry in data["entries"])
+        assert ("free" in callers) == bool(extra), callers
 
 
 def test_sidecar_names_the_kernel(files: dict[str, Path], captured: Path) -> None:

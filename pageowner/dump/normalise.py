@@ -78,6 +78,12 @@ _LOG_ALLOC_RE = re.compile(
 )
 _LOG_FREE_RE = re.compile(r"page last free (?:pid .* )?stack trace:")
 _LOG_MISSING = ("page_owner allocation stack trace missing", "page_owner free stack trace missing")
+# The lines around __dump_page_owner() output that say nothing the record lacks: its own
+# first line (v5.4+), and dump_page()'s `page: refcount:... pfn:...` line before it. They
+# are read silently, so a log (or `capture --vmcore --freed`) warns only of other lines.
+_LOG_CONTEXT_RE = re.compile(r"page_owner tracks the page as (?:allocated|freed)|page: .*")
+# __dump_page_owner()'s migration line, lower case where the dump prints `Page has been...`.
+_LOG_MIGRATED = "page has been migrated, last migrate reason: "
 _STACK_COUNT_RE = re.compile(r"(?:nr_base_pages|stack_count): (-?\d+)")
 _HANDLE_RE = re.compile(r"handle: (-?\d+)")
 # A.5: migration, memcg, and (pending 2026 `mode=handle`) the stack handle.
@@ -329,6 +335,9 @@ class Normaliser(_Repairs):
         if report:
             self._start_report(report, out, original)
             return
+        if _LOG_CONTEXT_RE.fullmatch(content):
+            self._flush(out)
+            return
         log = _LOG_ALLOC_RE.fullmatch(content)
         if log:
             self._flush(out)
@@ -355,6 +364,10 @@ class Normaliser(_Repairs):
                 record.in_free = True
                 return
             if content in _LOG_MISSING:
+                return
+            if content.startswith(_LOG_MIGRATED):
+                record.trailers.append("P" + content[1:])
+                record.joinable = False
                 return
             if frame is None:
                 # The rest of the log is not page_owner's.
