@@ -1,10 +1,12 @@
 """Reading dumps and page_owner_stacks files as weighted stacks, and grouping them by a key.
 
-Every analysis command (top, diff, stats, frag, flame) reads its input here: a
-/sys/kernel/debug/page_owner dump through `DumpReader` (lenient: non-record blocks are
-skipped with a warning) or a `show_stacks` file through `pageowner.dump.stacksfile`, sniffed from
-the first block. Each record or stack block becomes a `Sample`; `GROUP_KEYS` is the registry
-of `--by` keys, each a pair of functions (key and label) read by `group_samples`.
+Every analysis command (top, diff, stats, frag, flame, grep) reads its input here: a
+/sys/kernel/debug/page_owner dump through the byte scanner `pageowner.dump.scan` (lenient:
+non-record blocks are skipped with a warning; fields parsed only when a command asks), or
+through `DumpReader` under --strict, or a `show_stacks` file through
+`pageowner.dump.stacksfile`, sniffed from the first block. Each record or stack block
+becomes a `Sample`; `GROUP_KEYS` is the registry of `--by` keys, each a pair of functions
+(key and label) read by `group_samples`.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from pageowner.dump.dumpfile import (
     iter_blocks,
 )
 from pageowner.dump.fileio import InputSource, line_body, open_input
+from pageowner.dump.scan import AnyRecord, ScanRecord, handle_of, scan_records, stack_frames
 from pageowner.dump.stacksfile import parse_stack_block, sniff_kind
 from pageowner.errors import InputError, ParseError, SpecError
 from pageowner.kernel.frames import StackInfo, StackInterner
 from pageowner.kernel.tables import ZONE_NAMES
-from pageowner.model import Frame, PageRecord, StackCount, StacksFileKind
+from pageowner.model import Frame, StackCount, StacksFileKind
 from pageowner.sort.engine import ALLOCATOR_LABELS, classify_block
 
 __all__ = [
@@ -83,7 +86,7 @@ class Sample:
     stack: StackInfo
     pages: int
     times: int
-    record: PageRecord | None = None
+    record: AnyRecord | None = None
     entry: StackCount | None = None  # the show_stacks block, for show_stacks input
 
 
@@ -205,7 +208,25 @@ def _record_samples(
     count = 0
     for record in reader:
         count += 1
-        yield Sample(intern(record.stack), record.nr_pages, 1, record)
+        frames = record.stack
+        if not frames and record.extra:
+            frames = stack_frames(frames, handle_of(record.extra))
+        yield Sample(intern(frames), record.nr_pages, 1, record)
+    watch.samples += count
+    if check:
+        watch.check(watch.samples)
+
+
+def _scan_samples(
+    read: Callable[[int], bytes], name: str, interner: StackInterner, watch: _SkipWatch,
+    *, check: bool = True, first_lineno: int = 1,
+) -> Iterator[Sample]:  # fmt: skip
+    """Turn scanned dump records into samples (`check`: fail at the end if none was read)."""
+    count = 0
+    for record, stack in scan_records(read, name, interner, on_warning=watch,
+                                      first_lineno=first_lineno):  # fmt: skip
+        count += 1
+        yield Sample(stack, record.nr_pages, 1, record)
     watch.samples += count
     if check:
         watch.check(watch.samples)
@@ -264,6 +285,9 @@ def _sample_stream(
     if kind is InputKind.DUMP:
         # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
         stream = _Replay(b"".join(head), buffer.read)
+        if not strict:
+            samples = _scan_samples(stream.read, source.name, interner, watch, check=check)
+            return SampleStream(source.name, kind, samples)
         reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
         samples = _record_samples(reader, interner, watch, check=check)
         return SampleStream(source.name, kind, samples, reader)
@@ -370,11 +394,18 @@ def _read_later_part(
     """
     warnings: list[str] = []
     watch = _SkipWatch(warnings.append)
-    reader = DumpReader(_PreadStream(fd, start, name), name, strict=strict, on_warning=watch,
-                        first_lineno=_count_lines(fd, start) + 1)  # fmt: skip
+    stream = _PreadStream(fd, start, name)
+    first_lineno = _count_lines(fd, start) + 1
+    if strict:
+        reader = DumpReader(stream, name, strict=strict, on_warning=watch,
+                            first_lineno=first_lineno)  # fmt: skip
+        samples = _record_samples(reader, StackInterner(), watch, check=False)
+    else:
+        samples = _scan_samples(stream.read, name, StackInterner(), watch, check=False,
+                                first_lineno=first_lineno)  # fmt: skip
     error = None
     try:
-        partial.feed(_record_samples(reader, StackInterner(), watch, check=False))
+        partial.feed(samples)
     except ParseError as exc:
         error = [exc.path, exc.lineno, exc.line, exc.reason]
     payload = {"samples": watch.samples, "warnings": warnings, "error": error,
@@ -491,7 +522,7 @@ def _field_of(value: int, shift: int, width: int) -> int:
     return (value >> shift) & ((1 << width) - 1)
 
 
-def zone_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
+def zone_of(record: AnyRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
     """Return the zone index: printed by %pGp (5.14+), else derived from the flags word.
 
     The 3.19 letter format prints no flags word, so its zone is unknown (None).
@@ -499,12 +530,12 @@ def zone_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> in
     return _flags_field(record, "zone", layout.zone_shift, layout.zone_width)
 
 
-def node_of(record: PageRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
+def node_of(record: AnyRecord, layout: FlagsLayout = FLAGS_LAYOUT_X86_64) -> int | None:
     """Return the NUMA node, printed or derived like `zone_of`."""
     return _flags_field(record, "node", layout.node_shift, layout.node_width)
 
 
-def _flags_field(record: PageRecord, name: str, shift: int, width: int) -> int | None:
+def _flags_field(record: AnyRecord, name: str, shift: int, width: int) -> int | None:
     """Return a field %pGp printed, else the bits of the flags word that hold it."""
     flags = record.flags
     if flags is None:
@@ -517,7 +548,7 @@ def _flags_field(record: PageRecord, name: str, shift: int, width: int) -> int |
     return _field_of(flags.value, shift, width)
 
 
-def zone_derived(record: PageRecord) -> bool:
+def zone_derived(record: AnyRecord) -> bool:
     """Tell whether the zone of a record comes from the layout rather than the text."""
     flags = record.flags
     return flags is not None and flags.zone is None and flags.value is not None
@@ -536,12 +567,14 @@ def zone_label(zone: int | None) -> str:
     return ZONE_NAMES[zone] if 0 <= zone < len(ZONE_NAMES) else f"zone{zone}"
 
 
-def allocator_bits(record: PageRecord) -> int:
+def allocator_bits(record: AnyRecord) -> int:
     """Classify a record as page_owner_sort does (CMA, SLAB, VMALLOC or OTHERS bits).
 
     The PFN line of the record itself is used; page_owner_sort lets a block without one
     inherit the previous block's, which only matters for `grep -v ^PFN` dumps.
     """
+    if isinstance(record, ScanRecord):
+        return classify_block(record.text)
     text = record.raw if record.raw is not None else format_record(record)
     return classify_block(encode(text))
 
@@ -569,7 +602,7 @@ class GroupKey:
     needs_record: bool = True
 
 
-def _rec(sample: Sample) -> PageRecord:
+def _rec(sample: Sample) -> AnyRecord:
     """Return a sample's record; keys that need one are refused on show_stacks input."""
     assert sample.record is not None
     return sample.record

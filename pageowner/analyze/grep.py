@@ -25,11 +25,12 @@ from pageowner.analyze.analysis import (
 )
 from pageowner.dump.dumpfile import encode, format_record
 from pageowner.dump.fileio import atomic_output, check_output_path
+from pageowner.dump.scan import AnyRecord, ScanRecord
 from pageowner.dump.stacksfile import format_stack_count
 from pageowner.errors import InputError, SpecError
 from pageowner.kernel.frames import StackInfo
 from pageowner.kernel.tables import GFP_TABLES, ZONE_NAMES, FlagTable, decode_flags, encode_flags
-from pageowner.model import MigrateType, PageRecord
+from pageowner.model import MigrateType
 from pageowner.sort.engine import ALLOCATOR_LABELS, parse_int_list
 from pageowner.units import parse_duration_range
 
@@ -61,7 +62,7 @@ class Filter:
     on_stacks: bool = False  # applies to show_stacks input too
 
 
-def _record(sample: Sample) -> PageRecord:
+def _record(sample: Sample) -> AnyRecord:
     """Return the sample's record; record filters are refused on show_stacks input."""
     assert sample.record is not None
     return sample.record
@@ -159,7 +160,7 @@ def _parse_gfp(text: str) -> str:
 _TABLE_OF: dict[tuple[int, str | None], FlagTable | None] = {}
 
 
-def _gfp_table(record: PageRecord) -> FlagTable | None:
+def _gfp_table(record: AnyRecord) -> FlagTable | None:
     """Return the GFP table of the record's kernel: the newest that prints its mask as it was.
 
     Bits moved between eras (4.6-4.14 differ from 4.15+), so a name means different bits
@@ -179,7 +180,7 @@ def _gfp_table(record: PageRecord) -> FlagTable | None:
     return _TABLE_OF[key]
 
 
-def _gfp_contains(record: PageRecord, flag: str) -> bool:
+def _gfp_contains(record: AnyRecord, flag: str) -> bool:
     """Tell whether every bit of a flag (or composite, or hex) is set in the mask."""
     table = _gfp_table(record)
     value = 0
@@ -374,8 +375,12 @@ def grep_file(
                 selected += 1
                 if count_only:
                     continue
-                if sample.record is not None:
-                    out.write(encode(format_record(sample.record)))
+                record = sample.record
+                if isinstance(record, ScanRecord):
+                    out.write(record.text + b"\n")  # verbatim, closing blank line added
+                elif record is not None:
+                    text = record.raw if record.raw is not None else format_record(record)
+                    out.write(encode(text if record.raw is None else text + "\n"))
                 elif sample.entry is not None:
                     out.write(encode(format_stack_count(sample.entry)))
             if count_only:

@@ -25,8 +25,9 @@ from pageowner.analyze.analysis import (
     zone_label,
     zone_of,
 )
+from pageowner.dump.scan import AnyRecord
 from pageowner.kernel.frames import StackInterner
-from pageowner.model import HeaderStyle, PageRecord
+from pageowner.model import HeaderStyle
 
 __all__ = ["BREAKDOWNS", "Breakdown", "StatsResult", "StatsRow", "StatsSection", "stats_file"]
 
@@ -85,7 +86,7 @@ class Breakdown:
     overlapping: bool = False
 
 
-def _rec(sample: Sample) -> PageRecord:
+def _rec(sample: Sample) -> AnyRecord:
     """Return the sample's record (breakdowns that need one never see stack samples)."""
     assert sample.record is not None
     return sample.record
