@@ -219,14 +219,18 @@ def _record_samples(
 
 def _scan_samples(
     read: Callable[[int], bytes], name: str, interner: StackInterner, watch: _SkipWatch,
-    *, check: bool = True, first_lineno: int = 1,
+    *, check: bool = True, first_lineno: int = 1, collapse: bool = False,
 ) -> Iterator[Sample]:  # fmt: skip
-    """Turn scanned dump records into samples (`check`: fail at the end if none was read)."""
+    """Turn scanned dump records into samples (`check`: fail at the end if none was read).
+
+    With `collapse`, a sample may stand for a run of records that differ only in ts, pfn
+    and block: its times is the run's length and its pages theirs (see scan_records).
+    """
     count = 0
-    for record, stack in scan_records(read, name, interner, on_warning=watch,
-                                      first_lineno=first_lineno):  # fmt: skip
-        count += 1
-        yield Sample(stack, record.nr_pages, 1, record)
+    for record, stack, times in scan_records(read, name, interner, on_warning=watch,
+                                             first_lineno=first_lineno, collapse=collapse):
+        count += times
+        yield Sample(stack, record.nr_pages * times, times, record)
     watch.samples += count
     if check:
         watch.check(watch.samples)
@@ -277,7 +281,7 @@ def open_samples(
 
 def _sample_stream(
     source: InputSource, read: Callable[[int], bytes], strict: bool, watch: _SkipWatch,
-    interner: StackInterner, *, check: bool = True,
+    interner: StackInterner, *, check: bool = True, collapse: bool = False,
 ) -> SampleStream:  # fmt: skip
     """Sniff an opened input and stream its samples through `read`."""
     buffer = source.buffered(read)
@@ -286,7 +290,8 @@ def _sample_stream(
         # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
         stream = _Replay(b"".join(head), buffer.read)
         if not strict:
-            samples = _scan_samples(stream.read, source.name, interner, watch, check=check)
+            samples = _scan_samples(stream.read, source.name, interner, watch, check=check,
+                                    collapse=collapse)  # fmt: skip
             return SampleStream(source.name, kind, samples)
         reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
         samples = _record_samples(reader, interner, watch, check=check)
@@ -314,6 +319,15 @@ class Partial(Protocol):
 
     def merge_json(self, data: Any, interner: StackInterner) -> None:
         """Add a later part's `to_json` data, interning its stacks again."""
+
+
+def _collapsible(partial: Partial) -> bool:
+    """Tell whether a partial reads no ts, pfn or block, so runs may come as one sample.
+
+    A partial says so with a true `collapsible` attribute; its `feed` must then add up a
+    sample's `pages` and `times` rather than count samples.
+    """
+    return bool(getattr(partial, "collapsible", False))
 
 
 P = TypeVar("P", bound=Partial)
@@ -384,9 +398,7 @@ def _count_lines(fd: int, end: int) -> int:
     return count
 
 
-def _read_later_part(
-    fd: int, start: int, name: str, strict: bool, partial: Partial
-) -> bytes:
+def _read_later_part(fd: int, start: int, name: str, strict: bool, partial: Partial) -> bytes:
     """Feed the samples from `start` to the end of a dump file into `partial` (the child).
 
     Returns JSON: the partial's data, the samples read, the warnings in file order (with
@@ -402,7 +414,7 @@ def _read_later_part(
         samples = _record_samples(reader, StackInterner(), watch, check=False)
     else:
         samples = _scan_samples(stream.read, name, StackInterner(), watch, check=False,
-                                first_lineno=first_lineno)  # fmt: skip
+                                first_lineno=first_lineno, collapse=_collapsible(partial))
     error = None
     try:
         partial.feed(samples)
@@ -451,7 +463,8 @@ def aggregate_file(
         if split is None:
             read = source.read if on_progress is None else _counting(
                 source.read, on_progress, source.size)  # fmt: skip
-            stream = _sample_stream(source, read, strict, watch, interner)
+            stream = _sample_stream(source, read, strict, watch, interner,
+                                    collapse=_collapsible(partial))  # fmt: skip
             if check is not None:
                 check(stream)
             partial.feed(stream.samples)
@@ -463,7 +476,8 @@ def aggregate_file(
             scale = [source.size / split if source.size else 1.0]
             read = _counting(limited.read, lambda done, total: on_progress(
                 int(done * scale[0]), total), source.size)  # fmt: skip
-        stream = _sample_stream(source, read, strict, watch, interner, check=False)
+        stream = _sample_stream(source, read, strict, watch, interner, check=False,
+                                collapse=_collapsible(partial))  # fmt: skip
         if check is not None:
             check(stream)
         if stream.kind is not InputKind.DUMP:  # show_stacks files are small: one process
@@ -699,6 +713,7 @@ class Group:
 class GroupTable:
     """Groups in first-seen order, with the totals of everything grouped (a `Partial`)."""
 
+    collapsible = True  # reads no ts, pfn or block; sums pages and times
     by: GroupKey
     groups: dict[Hashable, Group] = field(default_factory=dict)
     total_pages: int = 0

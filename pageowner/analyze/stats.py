@@ -191,6 +191,8 @@ def _percent(part: int, whole: int) -> float:
 class _StatsPartial:
     """The tallies of every breakdown over some samples (a mergeable `Partial`)."""
 
+    collapsible = True  # reads no ts, pfn or block; sums pages and times
+
     def __init__(self) -> None:
         self.counts: list[dict[Hashable, _Tally]] = [{} for _ in BREAKDOWNS]
         self.records = 0

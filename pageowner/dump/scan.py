@@ -54,32 +54,40 @@ __all__ = [
 WarningHandler = Callable[[str], None]
 
 _DEC = rb"[0-9]{1,64}"
-# Orders 0-63 without leading zeros; anything else (leading zeros, an order out of range)
-# is left to parse_block, which reads or refuses it.
-_ORDER = rb"[0-9]|[1-5][0-9]|6[0-3]"
+# The header (dumpfile._HEADER_RE) in two parts: before ", ts " (pid, tgid, comm: the same
+# for many records, so parsed once per distinct text) and the ts digits after it. A header
+# without ts (before 5.11) is parsed whole, once per distinct text. Classes exclude the
+# newline, which a one-line regex in parse_block never sees.
+_PREFIX_RE = re.compile(
+    rb"Page allocated via order (?P<order>" + _DEC + rb"), mask (?P<mask>0x[0-9a-f]+)"
+    rb"\((?P<names>[^()\n]*)\), pid (?P<pid>-?" + _DEC + rb")"
+    rb"(?:, tgid (?P<tgid>-?" + _DEC + rb") \((?P<comm>.*)\))?"
+)
+_NO_TS_RE = re.compile(
+    rb"Page allocated via order (?P<order>" + _DEC + rb"), mask (?P<mask>0x[0-9a-f]+)"
+    rb"(?:\((?P<names>[^()\n]*)\))?"
+)
+# What follows ", ts ": the ts digits, " ns", and free_ts in 5.14-6.6; checked on its shape
+# (every digit read as 0), which keeps lengths, so the {1,64} bounds still hold.
+_TS_SHAPE_RE = re.compile(rb"0{1,64} ns(?:, free_ts 0{1,64} ns)?")
+_TS_RE = re.compile(rb"(?P<ts>[0-9]{1,64}) ns(?:, free_ts (?P<free_ts>[0-9]{1,64}) ns)?")
+_ZEROS = bytes.maketrans(b"0123456789", b"0000000000")
 _MIGRATETYPE = b"|".join(re.escape(mt.value.encode()) for mt in MigrateType)
 _LETTERS = b"".join(b"[" + letter.encode() + b" ]" for letter, _ in LETTER_FLAGS)
-# The header (dumpfile._HEADER_RE) and the PFN line of any era, both whole lines. pid and
-# ts only after the mask's names: the other order is no kernel's and parse_block refuses it.
-# Classes exclude the newline, which a one-line regex in parse_block never sees.
-_HEAD_RE = re.compile(
-    rb"Page allocated via order (?P<order>" + _ORDER + rb"), mask (?P<mask>0x[0-9a-f]+)"
-    rb"(?:\((?P<names>[^()\n]*)\)"
-    rb"(?:, pid (?P<pid>-?" + _DEC + rb")(?:, tgid (?P<tgid>-?" + _DEC + rb") \((?P<comm>.*)\))?"
-    rb", ts (?P<ts>" + _DEC + rb") ns(?:, free_ts (?P<free_ts>" + _DEC + rb") ns)?)?)?\n"
-    rb"(?:PFN (?:"
+# The PFN line of any era (dumpfile._PFN_RE and _PFN_LETTERS_RE), only known migratetypes.
+_PFN_RE = re.compile(
+    rb"PFN (?:"
     rb"(?P<pfn>0x[0-9a-f]+|" + _DEC + rb") type (?P<page_mt>" + _MIGRATETYPE + rb")"
     rb" Block (?P<block>" + _DEC + rb") type (?P<block_mt>" + _MIGRATETYPE + rb")"
     rb" Flags (?P<value>0x[0-9a-f]+)\((?P<flags>[^()\n]*)\)"
     rb"|(?P<lpfn>" + _DEC + rb") Block (?P<lblock>" + _DEC + rb")"
     rb" type (?P<lblock_mt>[0-" + str(len(MIGRATETYPE_NUMBERS_3_19) - 1).encode() + rb"])"
     rb" (?P<fallback>Fallback|        ) Flags (?P<letters>" + _LETTERS + rb")"
-    rb")\n)?"
+    rb")"
 )
 _HEADER = HEADER_PREFIX.encode()
 _HANDLE_RE = re.compile(r"handle: (?P<handle>[0-9]{1,20})")
 _MIGRATETYPES = {mt.value.encode(): mt for mt in MigrateType}
-_PAGES = {str(order).encode(): 1 << order for order in range(MAX_RECORD_ORDER + 1)}
 
 
 def handle_of(extra: tuple[str, ...]) -> int | None:
@@ -147,32 +155,66 @@ def _opt_int(data: bytes | None) -> int | None:
     return None if data is None else int(data)
 
 
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The fields of a header before its ts, parsed once per distinct text."""
+
+    order: int
+    nr_pages: int
+    gfp_mask: int
+    gfp_names: str | None
+    pid: int | None
+    tgid: int | None
+    comm: str | None
+
+
+def _parse_head(text: bytes, with_ts: bool) -> _Head | None:
+    """Parse the part of a header before ", ts " (or a whole header without ts)."""
+    match = (_PREFIX_RE if with_ts else _NO_TS_RE).fullmatch(text)
+    if match is None:
+        return None
+    order = int(match["order"])
+    if order > MAX_RECORD_ORDER:
+        return None
+    names, comm = match["names"], match.groupdict().get("comm")
+    return _Head(order, 1 << order, int(match["mask"], 16),
+                 None if names is None else decode(names),
+                 _opt_int(match.groupdict().get("pid")),
+                 _opt_int(match.groupdict().get("tgid")),
+                 None if comm is None else decode(comm))  # fmt: skip
+
+
 class ScanRecord:
     """One dump record as its bytes, with `PageRecord`'s fields read from them on demand.
 
-    `text` is the block exactly as read, every line newline-ended (what `grep` prints).
-    `info` is the interned stack the record is grouped by; `handle` the 7.3 stack depot
+    `text` is the block exactly as read, every line newline-ended (what `grep` prints);
+    `info` the interned stack the record is grouped by; `handle` the 7.3 stack depot
     handle. `to_record()` gives the typed record.
     """
 
-    __slots__ = ("_m", "lineno", "nr_pages", "tail")
+    __slots__ = ("_head", "_pfn", "lineno", "tail", "text")
 
-    def __init__(self, match: re.Match[bytes], tail: ScanTail, nr_pages: int, lineno: int
-                 ) -> None:  # fmt: skip
-        self._m = match
+    def __init__(self, text: bytes, head: _Head, pfn: re.Match[bytes] | bool | None,
+                 tail: ScanTail, lineno: int) -> None:  # fmt: skip
+        self.text = text
+        self._head = head
+        self._pfn = pfn  # the PFN line's match; None without one, True: not matched yet
         self.tail = tail
-        self.nr_pages = nr_pages
         self.lineno = lineno
 
-    @property
-    def text(self) -> bytes:
-        """Return the block's bytes, every line newline-ended, no blank line."""
-        return self._m.string
+    def _pfn_line(self) -> re.Match[bytes] | None:
+        """Return the match of the PFN line (matched on first use), None without one."""
+        pfn = self._pfn
+        if isinstance(pfn, bool):
+            text = self.text
+            start = text.find(b"\n") + 1
+            pfn = self._pfn = _PFN_RE.fullmatch(text, start, text.find(b"\n", start))
+        return pfn
 
     @property
     def raw(self) -> str:
         """Return the block as text, as `PageRecord.raw` keeps it."""
-        return decode(self._m.string)
+        return decode(self.text)
 
     @property
     def info(self) -> StackInfo:
@@ -180,102 +222,120 @@ class ScanRecord:
         return self.tail.info
 
     @property
+    def nr_pages(self) -> int:
+        """Return the number of base pages (2^order)."""
+        return self._head.nr_pages
+
+    @property
     def order(self) -> int:
         """Return the allocation order."""
-        return int(self._m["order"])
+        return self._head.order
 
     @property
     def gfp_mask(self) -> int:
         """Return the GFP mask."""
-        return int(self._m["mask"], 16)
+        return self._head.gfp_mask
 
     @property
     def gfp_names(self) -> str | None:
         """Return what %pGg printed after the mask."""
-        names = self._m["names"]
-        return None if names is None else decode(names)
+        return self._head.gfp_names
 
     @property
     def pid(self) -> int | None:
         """Return the pid (5.11+)."""
-        return _opt_int(self._m["pid"])
+        return self._head.pid
 
     @property
     def tgid(self) -> int | None:
         """Return the tgid (5.18+)."""
-        return _opt_int(self._m["tgid"])
+        return self._head.tgid
 
     @property
     def comm(self) -> str | None:
         """Return the command name (5.18+)."""
-        comm = self._m["comm"]
-        return None if comm is None else decode(comm)
+        return self._head.comm
+
+    def _ts_fields(self) -> re.Match[bytes] | None:
+        """Match what follows the header's ", ts " (None before 5.11)."""
+        if self._head.pid is None:
+            return None
+        text = self.text
+        end = text.find(b"\n")
+        return _TS_RE.fullmatch(text, text.rfind(b", ts ", 0, end) + 5, end)
 
     @property
     def ts_nsec(self) -> int | None:
         """Return the allocation time (5.11+)."""
-        return _opt_int(self._m["ts"])
+        match = self._ts_fields()
+        return None if match is None else int(match["ts"])
 
     @property
     def free_ts_nsec(self) -> int | None:
         """Return the free time (5.14-6.6)."""
-        return _opt_int(self._m["free_ts"])
+        match = self._ts_fields()
+        return None if match is None else _opt_int(match["free_ts"])
 
     @property
     def pfn(self) -> int | None:
         """Return the page frame number, None without a PFN line."""
-        m = self._m
+        m = self._pfn_line()
+        if m is None:
+            return None
         pfn = m["pfn"]
         if pfn is not None:
             return int(pfn, 16) if pfn.startswith(b"0x") else int(pfn)
-        return _opt_int(m["lpfn"])
+        return int(m["lpfn"])
 
     @property
     def has_pfn_line(self) -> bool:
         """Tell whether the record carried its PFN line."""
-        return self._m["pfn"] is not None or self._m["lpfn"] is not None
+        return self._pfn_line() is not None
 
     @property
     def block(self) -> int | None:
         """Return the pageblock number."""
-        m = self._m
+        m = self._pfn_line()
+        if m is None:
+            return None
         block = m["block"]
-        return int(block) if block is not None else _opt_int(m["lblock"])
+        return int(block) if block is not None else int(m["lblock"])
 
     @property
     def page_mt(self) -> MigrateType | None:
         """Return the page's migratetype (None where 3.19 printed `Fallback`)."""
-        m = self._m
+        m = self._pfn_line()
+        if m is None:
+            return None
         page_mt = m["page_mt"]
         if page_mt is not None:
             return _MIGRATETYPES[page_mt]
-        if m["lpfn"] is None or m["fallback"] == b"Fallback":
-            return None
-        return self.block_mt
+        return None if m["fallback"] == b"Fallback" else self.block_mt
 
     @property
     def block_mt(self) -> MigrateType | None:
         """Return the pageblock's migratetype."""
-        m = self._m
+        m = self._pfn_line()
+        if m is None:
+            return None
         block_mt = m["block_mt"]
         if block_mt is not None:
             return _MIGRATETYPES[block_mt]
-        number = m["lblock_mt"]
-        return None if number is None else MIGRATETYPE_NUMBERS_3_19[int(number)]
+        return MIGRATETYPE_NUMBERS_3_19[int(m["lblock_mt"])]
 
     @property
     def flags(self) -> PageFlags | None:
         """Return the page flags."""
-        m = self._m
+        m = self._pfn_line()
+        if m is None:
+            return None
         value = m["value"]
         if value is not None:
             return _flags(value, m["flags"])[0]
-        letters = m["letters"]
-        if letters is None:
-            return None
-        names = tuple(name for column, (letter, name) in zip(decode(letters), LETTER_FLAGS,
-                                                             strict=True) if column == letter)
-        return PageFlags(None, names)
+        letters = decode(m["letters"])
+        return PageFlags(None, tuple(name for column, (letter, name)
+                                     in zip(letters, LETTER_FLAGS, strict=True)
+                                     if column == letter))  # fmt: skip
 
     @property
     def stack(self) -> tuple[Frame, ...]:
@@ -310,24 +370,25 @@ class ScanRecord:
     @property
     def fmt(self) -> DumpFormat:
         """Return the era of the record's lines."""
-        m = self._m
-        if m["pid"] is None:
-            header = HeaderStyle.MASK if m["names"] is None else HeaderStyle.MASK_NAMES
-        elif m["tgid"] is None:
-            header = HeaderStyle.PID_TS if m["free_ts"] is None else HeaderStyle.PID_TS_FREE
+        head = self._head
+        if head.pid is None:
+            header = HeaderStyle.MASK if head.gfp_names is None else HeaderStyle.MASK_NAMES
         else:
-            header = HeaderStyle.TGID_TS if m["free_ts"] is None else HeaderStyle.TGID_TS_FREE
-        pfn = m["pfn"]
-        if pfn is not None:
-            if pfn.startswith(b"0x"):
-                pfn_style = PfnStyle.HEX
+            free = self.free_ts_nsec is not None
+            if head.tgid is None:
+                header = HeaderStyle.PID_TS_FREE if free else HeaderStyle.PID_TS
             else:
-                has_fields = _flags(m["value"], m["flags"])[1]
-                pfn_style = PfnStyle.DEC if has_fields else PfnStyle.DEC_RAW_FLAGS
+                header = HeaderStyle.TGID_TS_FREE if free else HeaderStyle.TGID_TS
+        m = self._pfn_line()
+        if m is None:
+            pfn_style = PfnStyle.HEX
         elif m["lpfn"] is not None:
             pfn_style = PfnStyle.LETTERS
-        else:
+        elif m["pfn"].startswith(b"0x"):
             pfn_style = PfnStyle.HEX
+        else:
+            has_fields = _flags(m["value"], m["flags"])[1]
+            pfn_style = PfnStyle.DEC if has_fields else PfnStyle.DEC_RAW_FLAGS
         return DumpFormat(header, pfn_style, self.tail.frame_style)
 
     def to_record(self, path: str = "<dump>") -> PageRecord:
@@ -383,66 +444,205 @@ def scan_records(
     *,
     on_warning: WarningHandler | None = None,
     first_lineno: int = 1,
+    collapse: bool = False,
     chunk_size: int = 1 << 20,
-) -> Iterator[tuple[AnyRecord, StackInfo]]:
-    """Yield each record of a dump read through `read(n)` with its interned stack.
+) -> Iterator[tuple[AnyRecord, StackInfo, int]]:
+    """Yield each record of a dump read through `read(n)`, its interned stack and a count.
 
     Lenient as `DumpReader` is: a block that is not a record is skipped with the same
     warning, and a last block cut off by the end of the input is reported the same way.
+    With `collapse`, a run of records equal but for their ts, PFN and pageblock numbers
+    comes out as its first record and the run's length (for consumers that read no ts,
+    pfn or block); otherwise every count is 1.
     """
-    tails = _Tails(interner)
-    get_tail = tails.get
-    match_head = _HEAD_RE.match
-    pages_of = _PAGES
-    prev_text = b""
-    prev_tail = get_tail(prev_text)
-    rest = b""
-    lineno = first_lineno  # line number of the first line of `rest`
-    read = CrLfReader(read).read
-    while True:
-        chunk = read(chunk_size)
-        if not chunk:
-            break
-        data = rest + chunk if rest else chunk
-        pos = 0
-        size = len(data)
+    return _Scanner(path, interner, on_warning, collapse).run(read, first_lineno, chunk_size)
+
+
+class _Template:
+    """The bytes of the last record read the slow way, to recognise records like it.
+
+    A record matches when it is the template's text but for its ts digits and the numbers
+    of its PFN line (each checked against the class parse_block reads it with), so it is
+    known to parse, to the same fields but those, without a regex over its lines.
+    """
+
+    __slots__ = ("end", "head", "lines", "mid", "num", "prefix", "suffix", "tail", "tail_text")
+
+    def __init__(self, block: bytes, head: _Head, ts_at: int, pfn: re.Match[bytes] | None,
+                 tail_start: int, tail: ScanTail) -> None:  # fmt: skip
+        nl = block.find(b"\n")
+        self.head = head
+        if ts_at >= 0:
+            digits_end = block.find(b" ", ts_at + 5)
+            self.prefix = block[: ts_at + 5]
+            self.suffix: bytes | None = block[digits_end : nl + 1]
+        else:
+            self.prefix = block[: nl + 1]
+            self.suffix = None
+        self.mid = self.end = b""
+        self.num: re.Pattern[bytes] | None = None
+        if pfn is not None:
+            modern = pfn["pfn"] is not None
+            number, blockno = ("pfn", "block") if modern else ("lpfn", "lblock")
+            self.mid = block[pfn.end(number) : pfn.start(blockno)]
+            self.end = block[pfn.end(blockno) : pfn.end() + 1]
+            self.num = _PFN_NUMBER_RE if modern else _DIGITS_RE
+        self.tail_text = block[tail_start:]
+        self.tail = tail
+        self.lines = block.count(b"\n")
+
+
+_DIGITS_RE = re.compile(rb"[0-9]{1,64}")
+_PFN_NUMBER_RE = re.compile(rb"0x[0-9a-f]+|[0-9]{1,64}")
+_ANY_DIGITS_RE = re.compile(rb"[0-9]*")
+
+
+class _Scanner:
+    """The state of one scan: memos of headers and tails, and the last template."""
+
+    def __init__(self, path: str, interner: StackInterner, on_warning: WarningHandler | None,
+                 collapse: bool) -> None:  # fmt: skip
+        self.path = path
+        self.on_warning = on_warning
+        self.collapse = collapse
+        self.tails = _Tails(interner)
+        self.heads: dict[bytes, _Head | None] = {}
+        self.ts_shapes: dict[bytes, bool] = {}
+
+    def slow(self, block: bytes, lineno: int) -> tuple[ScanRecord | None, _Template | None]:
+        """Read a block with the memos and the PFN regex; None if parse_block must judge."""
+        if not block.startswith(_HEADER):
+            return None, None
+        nl = block.find(b"\n")
+        ts_at = block.rfind(b", ts ", 0, nl)
+        key = block[:ts_at] if ts_at >= 0 else block[:nl]
+        heads = self.heads
+        try:
+            head = heads[key]
+        except KeyError:
+            if len(heads) >= _MEMO_LIMIT:
+                heads.clear()
+            head = heads[key] = _parse_head(key, ts_at >= 0)
+        if head is None:
+            return None, None
+        if ts_at >= 0:
+            shape = block[ts_at + 5 : nl].translate(_ZEROS)
+            ok = self.ts_shapes.get(shape)
+            if ok is None:
+                if len(self.ts_shapes) >= _MEMO_LIMIT:
+                    self.ts_shapes.clear()
+                ok = self.ts_shapes[shape] = _TS_SHAPE_RE.fullmatch(shape) is not None
+            if not ok:
+                return None, None
+        start = nl + 1
+        pfn = None
+        if block.startswith(b"PFN", start):
+            start = block.find(b"\n", start) + 1
+            pfn = _PFN_RE.fullmatch(block, nl + 1, start - 1)
+            if pfn is None:
+                return None, None  # a PFN line of no known shape: parse_block words it
+        tail = self.tails.get(block[start:])
+        if tail is None:
+            return None, None
+        record = ScanRecord(block, head, pfn, tail, lineno)
+        return record, _Template(block, head, ts_at, pfn, start, tail)
+
+    def typed(self, block: bytes, lineno: int, complete: bool
+              ) -> tuple[PageRecord, StackInfo] | None:  # fmt: skip
+        """Read a block as `DumpReader` does: a typed record, or a warning."""
+        record = _typed(block, self.path, lineno, complete, self.on_warning)
+        return None if record is None else (record, self.tails.typed(record))
+
+    def run(self, read: Callable[[int], bytes], lineno: int, chunk_size: int
+            ) -> Iterator[tuple[AnyRecord, StackInfo, int]]:  # fmt: skip
+        """Scan a stream; `lineno` numbers its first line."""
+        collapse = self.collapse
+        tmpl: _Template | None = None
+        # The run being collapsed: its first record and its length.
+        run_record: ScanRecord | None = None
+        run_count = 0
+        any_digits = _ANY_DIGITS_RE.match
+        rest = b""
+        read = CrLfReader(read).read
         while True:
-            while pos < size and data[pos] == 10:
-                pos += 1
-                lineno += 1
-            end = data.find(b"\n\n", pos)
-            if end < 0:
+            chunk = read(chunk_size)
+            if not chunk:
                 break
-            block = data[pos : end + 1]
-            lines = block.count(b"\n")
-            m = match_head(block)
-            if m is not None:
-                start = m.end()
-                if m["pfn"] is None and m["lpfn"] is None and block.startswith(b"PFN", start):
-                    m = None  # a PFN line of no known shape: parse_block words the error
+            data = rest + chunk if rest else chunk
+            startswith = data.startswith
+            pos = 0
+            size = len(data)
+            while True:
+                while pos < size and data[pos] == 10:
+                    pos += 1
+                    lineno += 1
+                if tmpl is not None and startswith(tmpl.prefix, pos):
+                    # The template's text but for the numbers? (see _Template)
+                    q = pos + len(tmpl.prefix)
+                    suffix = tmpl.suffix
+                    hit = True
+                    if suffix is not None:
+                        digits_end = any_digits(data, q).end()  # type: ignore[union-attr]
+                        hit = 0 < digits_end - q <= 64 and startswith(suffix, digits_end)
+                        q = digits_end + len(suffix)
+                    num = tmpl.num
+                    if hit and num is not None:
+                        number = num.match(data, q + 4)
+                        hit = number is not None and startswith(b"PFN ", q)
+                        if hit:
+                            q = number.end() + len(tmpl.mid)  # type: ignore[union-attr]
+                            digits_end = any_digits(data, q).end()  # type: ignore[union-attr]
+                            hit = (startswith(tmpl.mid, q - len(tmpl.mid))
+                                   and 0 < digits_end - q <= 64
+                                   and startswith(tmpl.end, digits_end))  # fmt: skip
+                            q = digits_end + len(tmpl.end)
+                    if hit:
+                        q += len(tmpl.tail_text)
+                        if startswith(tmpl.tail_text, q - len(tmpl.tail_text)) and startswith(
+                                b"\n", q):  # fmt: skip
+                            if collapse and run_record is not None:
+                                run_count += 1
+                            else:
+                                record = ScanRecord(data[pos:q], tmpl.head, True, tmpl.tail,
+                                                    lineno)  # fmt: skip
+                                if collapse:
+                                    run_record, run_count = record, 1
+                                else:
+                                    yield record, tmpl.tail.info, 1
+                            lineno += tmpl.lines + 1
+                            pos = q + 1
+                            continue
+                end = data.find(b"\n\n", pos)
+                if end < 0:
+                    break
+                if run_record is not None:
+                    yield run_record, run_record.tail.info, run_count
+                    run_record = None
+                block = data[pos : end + 1]
+                first, new = self.slow(block, lineno)
+                if first is not None:
+                    tmpl = new
+                    if collapse:
+                        run_record, run_count = first, 1
+                    else:
+                        yield first, first.tail.info, 1
                 else:
-                    tail_size = len(block) - start
-                    if tail_size == len(prev_text) and block.endswith(prev_text):
-                        tail = prev_tail
-                    else:
-                        prev_text = block[start:]
-                        tail = prev_tail = get_tail(prev_text)
-                    if tail is not None:
-                        yield (ScanRecord(m, tail, pages_of[m["order"]], lineno), tail.info)
-                    else:
-                        m = None
-            if m is None:
-                typed = _typed(block, path, lineno, True, on_warning)
-                if typed is not None:
-                    yield typed, tails.typed(typed)
-            lineno += lines + 1
-            pos = end + 2
-        rest = data[pos:]
-    last = rest.rstrip(b"\n")
-    if last:
-        typed = _typed(last + b"\n", path, lineno, False, on_warning)
-        if typed is not None:
-            yield typed, tails.typed(typed)
+                    typed = self.typed(block, lineno, True)
+                    if typed is not None:
+                        yield typed[0], typed[1], 1
+                lineno += block.count(b"\n") + 1
+                pos = end + 2
+            rest = data[pos:]
+        if run_record is not None:
+            yield run_record, run_record.tail.info, run_count
+        last = rest.rstrip(b"\n")
+        if last:
+            typed = self.typed(last + b"\n", lineno, False)
+            if typed is not None:
+                yield typed[0], typed[1], 1
+
+
+_MEMO_LIMIT = 50_000
 
 
 def _typed(block: bytes, path: str, lineno: int, complete: bool,
