@@ -62,6 +62,7 @@ __all__ = [
     "node_of",
     "open_samples",
     "parse_page_size",
+    "shape_of",
     "zone_label",
     "zone_of",
 ]
@@ -560,6 +561,15 @@ def _flags_field(record: AnyRecord, name: str, shift: int, width: int) -> int | 
     if flags.value is None:
         return None
     return _field_of(flags.value, shift, width)
+
+
+def shape_of(record: AnyRecord) -> Hashable | None:
+    """Return a key shared by records whose fields are all equal but ts, pfn and block.
+
+    Scanned records have one (`ScanRecord.shape`), to memoize per-record work on; typed
+    records have none (None).
+    """
+    return record.shape if isinstance(record, ScanRecord) else None
 
 
 def zone_derived(record: AnyRecord) -> bool:

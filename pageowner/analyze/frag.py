@@ -10,7 +10,7 @@ migratetypes on the PFN line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +23,11 @@ from pageowner.analyze.analysis import (
     frames_from_json,
     frames_to_json,
     node_of,
+    shape_of,
     zone_label,
     zone_of,
 )
+from pageowner.dump.scan import AnyRecord
 from pageowner.kernel.frames import StackInfo, StackInterner
 from pageowner.kernel.tables import MIGRATETYPE_NUMBERS
 from pageowner.model import MigrateType
@@ -134,25 +136,38 @@ class _FragPartial:
         zones = self.zones
         suspects = self.suspects
         exact = self.exact
+        # What a record says but for its pageblock number, memoized per scanned shape.
+        memo: dict[Hashable, _Facts | None] = {}
         for sample in samples:
             record = sample.record
             assert record is not None
             self.records += 1
-            if record.block is None or record.block_mt is None:
+            shape = shape_of(record)
+            if shape is None:
+                facts = _facts(record)
+            else:
+                try:
+                    facts = memo[shape]
+                except KeyError:
+                    if len(memo) >= 10_000:
+                        memo.clear()
+                    facts = memo[shape] = _facts(record)
+            if facts is None:
                 self.without_pfn += 1
                 continue
-            zone = zone_of(record)
-            node = node_of(record)
-            where = (-1 if node is None else node, -1 if zone is None else zone)
-            blocks = zones.setdefault(where, {})
-            block = blocks.get(record.block)
+            where, block_mt, reserved, kind = facts
+            number = record.block
+            assert number is not None
+            blocks = zones.get(where)
+            if blocks is None:
+                blocks = zones[where] = {}
+            block = blocks.get(number)
             if block is None:
-                block = blocks[record.block] = _Block(record.block_mt)
-            if record.flags is not None and "reserved" in record.flags.names:
+                block = blocks[number] = _Block(block_mt)
+            if reserved:
                 self.reserved += 1
                 continue
-            # 3.19 prints no page migratetype, only "Fallback" when it differs (page_mt None).
-            if record.page_mt is record.block_mt:
+            if kind is None:
                 continue
             self.mismatched += 1
             block.mixed = True
@@ -162,9 +177,7 @@ class _FragPartial:
                 suspect = suspects[key] = _Suspect(sample.stack)
             suspect.pages += sample.pages
             suspect.records += 1
-            suspect.blocks.add((where, record.block))
-            page_mt = record.page_mt.value if record.page_mt is not None else "other"
-            kind = f"{page_mt} in {record.block_mt.value}"
+            suspect.blocks.add((where, number))
             suspect.kinds[kind] = suspect.kinds.get(kind, 0) + sample.pages
 
     def to_json(self) -> object:
@@ -203,6 +216,27 @@ class _FragPartial:
             suspect.blocks.update(((w[0], w[1]), number) for w, number in blocks_data)
             for kind, kind_pages in kinds:
                 suspect.kinds[kind] = suspect.kinds.get(kind, 0) + kind_pages
+
+
+# Where a record's pageblock is ((node, zone), -1 for unknown), the block's migratetype,
+# whether the page is reserved, and "X in Y" when the page's migratetype is not the block's.
+_Facts = tuple[tuple[int, int], MigrateType, bool, str | None]
+
+
+def _facts(record: AnyRecord) -> _Facts | None:
+    """Return what frag reads off a record but its pageblock number; None without a block."""
+    if record.block is None or record.block_mt is None:
+        return None
+    zone = zone_of(record)
+    node = node_of(record)
+    where = (-1 if node is None else node, -1 if zone is None else zone)
+    reserved = record.flags is not None and "reserved" in record.flags.names
+    # 3.19 prints no page migratetype, only "Fallback" when it differs (page_mt None).
+    kind = None
+    if record.page_mt is not record.block_mt:
+        page_mt = record.page_mt.value if record.page_mt is not None else "other"
+        kind = f"{page_mt} in {record.block_mt.value}"
+    return where, record.block_mt, reserved, kind
 
 
 def frag_file(

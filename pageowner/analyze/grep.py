@@ -8,8 +8,9 @@ stack filters (`-e`, `--module`) apply, and the output is a show_stacks file.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from pageowner.analyze.analysis import (
     allocator_bits,
     node_of,
     open_samples,
+    shape_of,
     zone_of,
 )
 from pageowner.dump.dumpfile import encode, format_record
@@ -60,6 +62,7 @@ class Filter:
     parse: Callable[[str], Any]
     test: Callable[[Sample, tuple[Any, ...]], bool]
     on_stacks: bool = False  # applies to show_stacks input too
+    per_record: bool = False  # reads ts, pfn or block, which records of one shape differ in
 
 
 def _record(sample: Sample) -> AnyRecord:
@@ -281,11 +284,11 @@ FILTERS: tuple[Filter, ...] = (
            lambda s, v: bool(allocator_bits(_record(s)) & sum(set(_flatten(v))))),
     Filter("pfn_range", "--pfn-range", "A-B",
            "Keep allocations overlapping PFNs A to B inclusive (decimal or 0x-hex; repeatable).",
-           parse_pfn_range, _in_pfn_ranges),
+           parse_pfn_range, _in_pfn_ranges, per_record=True),
     Filter("ts_range", "--ts-range", "A-B",
            "Keep pages allocated A to B after boot (the record's ts: 30s, 2m, 1.5h; an end may "
            "be left open: 1h-; repeatable). The capture sidecar's uptime says when now is.",
-           parse_duration_range, _in_ts_ranges),
+           parse_duration_range, _in_ts_ranges, per_record=True),
     Filter("migrated", "--migrated", None, "Keep pages that have been migrated.",
            lambda text: True, lambda s, v: _record(s).migrate_reason is not None),
     Filter("memcg", "--memcg", "NAMES", "Keep pages charged to these memcgs (5.18+).",
@@ -299,6 +302,9 @@ def get_filter(name: str) -> Filter:
         if entry.name == name:
             return entry
     raise SpecError(f"unknown filter {name!r}")
+
+
+_Terms = tuple[tuple[Filter, tuple[Any, ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -317,9 +323,31 @@ class Selection:
             raise SpecError("-v inverts -e; give a pattern with -e")
         return cls(terms, invert_regex)
 
-    def matches(self, sample: Sample) -> bool:
-        """Tell whether a sample passes every filter."""
-        for entry, values in self.terms:
+    def matches(self, sample: Sample, memo: dict[Hashable, bool] | None = None) -> bool:
+        """Tell whether a sample passes every filter.
+
+        `memo` keeps what the filters that read no ts, pfn or block said per record shape
+        (`shape_of`): records of one shape differ in nothing else.
+        """
+        shape = None if memo is None or sample.record is None else shape_of(sample.record)
+        if memo is None or shape is None:
+            return self._passes(sample, self.terms)
+        hit = memo.get(shape)
+        if hit is None:
+            if len(memo) >= 10_000:
+                memo.clear()
+            hit = memo[shape] = self._passes(sample, self._shape_terms[0])
+        return hit and self._passes(sample, self._shape_terms[1])
+
+    @functools.cached_property
+    def _shape_terms(self) -> tuple[_Terms, _Terms]:
+        """Split the terms: those that read no ts, pfn or block, and the others."""
+        return (tuple(term for term in self.terms if not term[0].per_record),
+                tuple(term for term in self.terms if term[0].per_record))  # fmt: skip
+
+    def _passes(self, sample: Sample, terms: _Terms) -> bool:
+        """Tell whether a sample passes the given filters."""
+        for entry, values in terms:
             hit = entry.test(sample, values)
             if entry.name == "regex" and self.invert_regex:
                 hit = not hit
@@ -362,6 +390,7 @@ def grep_file(
                     f"{', '.join(refused)} need(s) a page_owner dump"
                 )
         needs_ts = any(f.name == "ts_range" for f, _ in selection.terms)
+        memo: dict[Hashable, bool] = {}
         with atomic_output(output_path, inputs=(input_path,)) as out:
             for sample in stream.samples:
                 read += 1
@@ -370,7 +399,7 @@ def grep_file(
                         f"{stream.name}:{sample.record.lineno}: this dump's records carry no "
                         "ts (kernels before 5.11 print none), so --ts-range selects nothing"
                     )
-                if not selection.matches(sample):
+                if not selection.matches(sample, memo):
                     continue
                 selected += 1
                 if count_only:

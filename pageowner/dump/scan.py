@@ -184,221 +184,6 @@ def _parse_head(text: bytes, with_ts: bool) -> _Head | None:
                  None if comm is None else decode(comm))  # fmt: skip
 
 
-class ScanRecord:
-    """One dump record as its bytes, with `PageRecord`'s fields read from them on demand.
-
-    `text` is the block exactly as read, every line newline-ended (what `grep` prints);
-    `info` the interned stack the record is grouped by; `handle` the 7.3 stack depot
-    handle. `to_record()` gives the typed record.
-    """
-
-    __slots__ = ("_head", "_pfn", "lineno", "tail", "text")
-
-    def __init__(self, text: bytes, head: _Head, pfn: re.Match[bytes] | bool | None,
-                 tail: ScanTail, lineno: int) -> None:  # fmt: skip
-        self.text = text
-        self._head = head
-        self._pfn = pfn  # the PFN line's match; None without one, True: not matched yet
-        self.tail = tail
-        self.lineno = lineno
-
-    def _pfn_line(self) -> re.Match[bytes] | None:
-        """Return the match of the PFN line (matched on first use), None without one."""
-        pfn = self._pfn
-        if isinstance(pfn, bool):
-            text = self.text
-            start = text.find(b"\n") + 1
-            pfn = self._pfn = _PFN_RE.fullmatch(text, start, text.find(b"\n", start))
-        return pfn
-
-    @property
-    def raw(self) -> str:
-        """Return the block as text, as `PageRecord.raw` keeps it."""
-        return decode(self.text)
-
-    @property
-    def info(self) -> StackInfo:
-        """Return the interned stack the record is grouped by."""
-        return self.tail.info
-
-    @property
-    def nr_pages(self) -> int:
-        """Return the number of base pages (2^order)."""
-        return self._head.nr_pages
-
-    @property
-    def order(self) -> int:
-        """Return the allocation order."""
-        return self._head.order
-
-    @property
-    def gfp_mask(self) -> int:
-        """Return the GFP mask."""
-        return self._head.gfp_mask
-
-    @property
-    def gfp_names(self) -> str | None:
-        """Return what %pGg printed after the mask."""
-        return self._head.gfp_names
-
-    @property
-    def pid(self) -> int | None:
-        """Return the pid (5.11+)."""
-        return self._head.pid
-
-    @property
-    def tgid(self) -> int | None:
-        """Return the tgid (5.18+)."""
-        return self._head.tgid
-
-    @property
-    def comm(self) -> str | None:
-        """Return the command name (5.18+)."""
-        return self._head.comm
-
-    def _ts_fields(self) -> re.Match[bytes] | None:
-        """Match what follows the header's ", ts " (None before 5.11)."""
-        if self._head.pid is None:
-            return None
-        text = self.text
-        end = text.find(b"\n")
-        return _TS_RE.fullmatch(text, text.rfind(b", ts ", 0, end) + 5, end)
-
-    @property
-    def ts_nsec(self) -> int | None:
-        """Return the allocation time (5.11+)."""
-        match = self._ts_fields()
-        return None if match is None else int(match["ts"])
-
-    @property
-    def free_ts_nsec(self) -> int | None:
-        """Return the free time (5.14-6.6)."""
-        match = self._ts_fields()
-        return None if match is None else _opt_int(match["free_ts"])
-
-    @property
-    def pfn(self) -> int | None:
-        """Return the page frame number, None without a PFN line."""
-        m = self._pfn_line()
-        if m is None:
-            return None
-        pfn = m["pfn"]
-        if pfn is not None:
-            return int(pfn, 16) if pfn.startswith(b"0x") else int(pfn)
-        return int(m["lpfn"])
-
-    @property
-    def has_pfn_line(self) -> bool:
-        """Tell whether the record carried its PFN line."""
-        return self._pfn_line() is not None
-
-    @property
-    def block(self) -> int | None:
-        """Return the pageblock number."""
-        m = self._pfn_line()
-        if m is None:
-            return None
-        block = m["block"]
-        return int(block) if block is not None else int(m["lblock"])
-
-    @property
-    def page_mt(self) -> MigrateType | None:
-        """Return the page's migratetype (None where 3.19 printed `Fallback`)."""
-        m = self._pfn_line()
-        if m is None:
-            return None
-        page_mt = m["page_mt"]
-        if page_mt is not None:
-            return _MIGRATETYPES[page_mt]
-        return None if m["fallback"] == b"Fallback" else self.block_mt
-
-    @property
-    def block_mt(self) -> MigrateType | None:
-        """Return the pageblock's migratetype."""
-        m = self._pfn_line()
-        if m is None:
-            return None
-        block_mt = m["block_mt"]
-        if block_mt is not None:
-            return _MIGRATETYPES[block_mt]
-        return MIGRATETYPE_NUMBERS_3_19[int(m["lblock_mt"])]
-
-    @property
-    def flags(self) -> PageFlags | None:
-        """Return the page flags."""
-        m = self._pfn_line()
-        if m is None:
-            return None
-        value = m["value"]
-        if value is not None:
-            return _flags(value, m["flags"])[0]
-        letters = decode(m["letters"])
-        return PageFlags(None, tuple(name for column, (letter, name)
-                                     in zip(letters, LETTER_FLAGS, strict=True)
-                                     if column == letter))  # fmt: skip
-
-    @property
-    def stack(self) -> tuple[Frame, ...]:
-        """Return the frames as printed (`info.frames` may name a 7.3 handle instead)."""
-        return self.tail.frames
-
-    @property
-    def migrate_reason(self) -> str | None:
-        """Return the last migrate reason (4.6+)."""
-        return self.tail.migrate_reason
-
-    @property
-    def slab_cache(self) -> bool:
-        """Tell whether the record says `Slab cache page`."""
-        return self.tail.slab_cache
-
-    @property
-    def memcg(self) -> MemcgCharge | None:
-        """Return the memcg the page is charged to (5.18+)."""
-        return self.tail.memcg
-
-    @property
-    def extra(self) -> tuple[str, ...]:
-        """Return the trailing lines the reader does not know."""
-        return self.tail.extra
-
-    @property
-    def handle(self) -> int | None:
-        """Return the stack depot handle (7.3 handle modes)."""
-        return self.tail.handle
-
-    @property
-    def fmt(self) -> DumpFormat:
-        """Return the era of the record's lines."""
-        head = self._head
-        if head.pid is None:
-            header = HeaderStyle.MASK if head.gfp_names is None else HeaderStyle.MASK_NAMES
-        else:
-            free = self.free_ts_nsec is not None
-            if head.tgid is None:
-                header = HeaderStyle.PID_TS_FREE if free else HeaderStyle.PID_TS
-            else:
-                header = HeaderStyle.TGID_TS_FREE if free else HeaderStyle.TGID_TS
-        m = self._pfn_line()
-        if m is None:
-            pfn_style = PfnStyle.HEX
-        elif m["lpfn"] is not None:
-            pfn_style = PfnStyle.LETTERS
-        elif m["pfn"].startswith(b"0x"):
-            pfn_style = PfnStyle.HEX
-        else:
-            has_fields = _flags(m["value"], m["flags"])[1]
-            pfn_style = PfnStyle.DEC if has_fields else PfnStyle.DEC_RAW_FLAGS
-        return DumpFormat(header, pfn_style, self.tail.frame_style)
-
-    def to_record(self, path: str = "<dump>") -> PageRecord:
-        """Parse the record into a typed `PageRecord`."""
-        text = self.raw[:-1]
-        return parse_block(tuple(text.split("\n")), path, self.lineno, text=text)
-
-
-AnyRecord = PageRecord | ScanRecord
-
 
 class _Tails:
     """Parse and intern the text after the PFN line, once per distinct text."""
@@ -459,28 +244,35 @@ def scan_records(
 
 
 class _Template:
-    """The bytes of the last record read the slow way, to recognise records like it.
+    """The bytes of a record read the slow way, to recognise the records like it.
 
-    A record matches when it is the template's text but for its ts digits and the numbers
-    of its PFN line (each checked against the class parse_block reads it with), so it is
-    known to parse, to the same fields but those, without a regex over its lines.
+    A record matches when it is the template's text but for its ts digits and the two
+    numbers of its PFN line (each checked against the class parse_block reads it with):
+    it is then known to parse, to the template's fields but those three. The fields the
+    matching records share are parsed from the template's text once, on first use.
     """
 
-    __slots__ = ("end", "head", "lines", "mid", "num", "prefix", "suffix", "tail", "tail_text")
+    __slots__ = ("_fmt", "_pfn", "_ts", "end", "first", "head", "lines", "mid", "num", "prefix",
+                 "suffix", "tail", "tail_text")  # fmt: skip
 
     def __init__(self, block: bytes, head: _Head, ts_at: int, pfn: re.Match[bytes] | None,
                  tail_start: int, tail: ScanTail) -> None:  # fmt: skip
         nl = block.find(b"\n")
+        self.first = block
         self.head = head
         if ts_at >= 0:
             digits_end = block.find(b" ", ts_at + 5)
             self.prefix = block[: ts_at + 5]
             self.suffix: bytes | None = block[digits_end : nl + 1]
+            self._ts = _TS_RE.fullmatch(block, ts_at + 5, nl)
         else:
             self.prefix = block[: nl + 1]
             self.suffix = None
+            self._ts = None
         self.mid = self.end = b""
         self.num: re.Pattern[bytes] | None = None
+        self._pfn = pfn
+        self._fmt: DumpFormat | None = None
         if pfn is not None:
             modern = pfn["pfn"] is not None
             number, blockno = ("pfn", "block") if modern else ("lpfn", "lblock")
@@ -491,10 +283,251 @@ class _Template:
         self.tail = tail
         self.lines = block.count(b"\n")
 
+    @property
+    def free_ts_nsec(self) -> int | None:
+        """Return free_ts (5.14-6.6): part of the text every matching record shares."""
+        return None if self._ts is None else _opt_int(self._ts["free_ts"])
+
+    @property
+    def flags(self) -> PageFlags | None:
+        """Return the page flags every matching record shares."""
+        m = self._pfn
+        if m is None:
+            return None
+        value = m["value"]
+        if value is not None:
+            return _flags(value, m["flags"])[0]
+        letters = decode(m["letters"])
+        return PageFlags(None, tuple(name for column, (letter, name)
+                                     in zip(letters, LETTER_FLAGS, strict=True)
+                                     if column == letter))  # fmt: skip
+
+    @property
+    def block_mt(self) -> MigrateType | None:
+        """Return the pageblock migratetype every matching record shares."""
+        m = self._pfn
+        if m is None:
+            return None
+        block_mt = m["block_mt"]
+        if block_mt is not None:
+            return _MIGRATETYPES[block_mt]
+        return MIGRATETYPE_NUMBERS_3_19[int(m["lblock_mt"])]
+
+    @property
+    def page_mt(self) -> MigrateType | None:
+        """Return the page migratetype (None where 3.19 printed `Fallback`)."""
+        m = self._pfn
+        if m is None:
+            return None
+        page_mt = m["page_mt"]
+        if page_mt is not None:
+            return _MIGRATETYPES[page_mt]
+        return None if m["fallback"] == b"Fallback" else self.block_mt
+
+    @property
+    def fmt(self) -> DumpFormat:
+        """Return the era of the lines every matching record shares."""
+        if self._fmt is None:
+            self._fmt = self._era()
+        return self._fmt
+
+    def _era(self) -> DumpFormat:
+        """Name the era of the template's lines."""
+        head = self.head
+        if head.pid is None:
+            header = HeaderStyle.MASK if head.gfp_names is None else HeaderStyle.MASK_NAMES
+        else:
+            free = self.free_ts_nsec is not None
+            if head.tgid is None:
+                header = HeaderStyle.PID_TS_FREE if free else HeaderStyle.PID_TS
+            else:
+                header = HeaderStyle.TGID_TS_FREE if free else HeaderStyle.TGID_TS
+        m = self._pfn
+        if m is None:
+            pfn_style = PfnStyle.HEX
+        elif m["lpfn"] is not None:
+            pfn_style = PfnStyle.LETTERS
+        elif m["pfn"].startswith(b"0x"):
+            pfn_style = PfnStyle.HEX
+        else:
+            has_fields = _flags(m["value"], m["flags"])[1]
+            pfn_style = PfnStyle.DEC if has_fields else PfnStyle.DEC_RAW_FLAGS
+        return DumpFormat(header, pfn_style, self.tail.frame_style)
+
+
+class ScanRecord:
+    """One dump record as its bytes, with `PageRecord`'s fields read from them on demand.
+
+    `text` is the block exactly as read, every line newline-ended (what `grep` prints);
+    `info` the interned stack the record is grouped by; `handle` the 7.3 stack depot
+    handle. `shape` is shared by records whose fields are all equal but ts_nsec, pfn and
+    block (a key to memoize anything else on). `to_record()` gives the typed record.
+    """
+
+    __slots__ = ("lineno", "shape", "text")
+
+    def __init__(self, text: bytes, shape: _Template, lineno: int) -> None:
+        self.text = text
+        self.shape = shape
+        self.lineno = lineno
+
+    @property
+    def raw(self) -> str:
+        """Return the block as text, as `PageRecord.raw` keeps it."""
+        return decode(self.text)
+
+    @property
+    def tail(self) -> ScanTail:
+        """Return what follows the PFN line, parsed."""
+        return self.shape.tail
+
+    @property
+    def info(self) -> StackInfo:
+        """Return the interned stack the record is grouped by."""
+        return self.shape.tail.info
+
+    @property
+    def nr_pages(self) -> int:
+        """Return the number of base pages (2^order)."""
+        return self.shape.head.nr_pages
+
+    @property
+    def order(self) -> int:
+        """Return the allocation order."""
+        return self.shape.head.order
+
+    @property
+    def gfp_mask(self) -> int:
+        """Return the GFP mask."""
+        return self.shape.head.gfp_mask
+
+    @property
+    def gfp_names(self) -> str | None:
+        """Return what %pGg printed after the mask."""
+        return self.shape.head.gfp_names
+
+    @property
+    def pid(self) -> int | None:
+        """Return the pid (5.11+)."""
+        return self.shape.head.pid
+
+    @property
+    def tgid(self) -> int | None:
+        """Return the tgid (5.18+)."""
+        return self.shape.head.tgid
+
+    @property
+    def comm(self) -> str | None:
+        """Return the command name (5.18+)."""
+        return self.shape.head.comm
+
+    @property
+    def ts_nsec(self) -> int | None:
+        """Return the allocation time (5.11+)."""
+        shape = self.shape
+        if shape.suffix is None:
+            return None
+        text = self.text
+        start = len(shape.prefix)
+        return int(text[start : text.find(b" ", start)])
+
+    @property
+    def free_ts_nsec(self) -> int | None:
+        """Return the free time (5.14-6.6)."""
+        return self.shape.free_ts_nsec
+
+    def _numbers(self) -> tuple[bytes, bytes] | None:
+        """Return the PFN and pageblock digits of the PFN line, None without one."""
+        shape = self.shape
+        if shape.num is None:
+            return None
+        text = self.text
+        start = text.find(b"\n") + 5  # after "PFN "
+        mid = text.find(shape.mid, start)
+        end = len(text) - len(shape.tail_text) - len(shape.end)
+        return text[start:mid], text[mid + len(shape.mid) : end]
+
+    @property
+    def pfn(self) -> int | None:
+        """Return the page frame number, None without a PFN line."""
+        numbers = self._numbers()
+        if numbers is None:
+            return None
+        pfn = numbers[0]
+        return int(pfn, 16) if pfn.startswith(b"0x") else int(pfn)
+
+    @property
+    def has_pfn_line(self) -> bool:
+        """Tell whether the record carried its PFN line."""
+        return self.shape.num is not None
+
+    @property
+    def block(self) -> int | None:
+        """Return the pageblock number."""
+        numbers = self._numbers()
+        return None if numbers is None else int(numbers[1])
+
+    @property
+    def page_mt(self) -> MigrateType | None:
+        """Return the page's migratetype (None where 3.19 printed `Fallback`)."""
+        return self.shape.page_mt
+
+    @property
+    def block_mt(self) -> MigrateType | None:
+        """Return the pageblock's migratetype."""
+        return self.shape.block_mt
+
+    @property
+    def flags(self) -> PageFlags | None:
+        """Return the page flags."""
+        return self.shape.flags
+
+    @property
+    def stack(self) -> tuple[Frame, ...]:
+        """Return the frames as printed (`info.frames` may name a 7.3 handle instead)."""
+        return self.shape.tail.frames
+
+    @property
+    def migrate_reason(self) -> str | None:
+        """Return the last migrate reason (4.6+)."""
+        return self.shape.tail.migrate_reason
+
+    @property
+    def slab_cache(self) -> bool:
+        """Tell whether the record says `Slab cache page`."""
+        return self.shape.tail.slab_cache
+
+    @property
+    def memcg(self) -> MemcgCharge | None:
+        """Return the memcg the page is charged to (5.18+)."""
+        return self.shape.tail.memcg
+
+    @property
+    def extra(self) -> tuple[str, ...]:
+        """Return the trailing lines the reader does not know."""
+        return self.shape.tail.extra
+
+    @property
+    def handle(self) -> int | None:
+        """Return the stack depot handle (7.3 handle modes)."""
+        return self.shape.tail.handle
+
+    @property
+    def fmt(self) -> DumpFormat:
+        """Return the era of the record's lines."""
+        return self.shape.fmt
+
+    def to_record(self, path: str = "<dump>") -> PageRecord:
+        """Parse the record into a typed `PageRecord`."""
+        text = self.raw[:-1]
+        return parse_block(tuple(text.split("\n")), path, self.lineno, text=text)
 
 _DIGITS_RE = re.compile(rb"[0-9]{1,64}")
 _PFN_NUMBER_RE = re.compile(rb"0x[0-9a-f]+|[0-9]{1,64}")
 _ANY_DIGITS_RE = re.compile(rb"[0-9]*")
+
+
+AnyRecord = PageRecord | ScanRecord
 
 
 class _Scanner:
@@ -544,8 +577,8 @@ class _Scanner:
         tail = self.tails.get(block[start:])
         if tail is None:
             return None, None
-        record = ScanRecord(block, head, pfn, tail, lineno)
-        return record, _Template(block, head, ts_at, pfn, start, tail)
+        template = _Template(block, head, ts_at, pfn, start, tail)
+        return ScanRecord(block, template, lineno), template
 
     def typed(self, block: bytes, lineno: int, complete: bool
               ) -> tuple[PageRecord, StackInfo] | None:  # fmt: skip
@@ -603,8 +636,7 @@ class _Scanner:
                             if collapse and run_record is not None:
                                 run_count += 1
                             else:
-                                record = ScanRecord(data[pos:q], tmpl.head, True, tmpl.tail,
-                                                    lineno)  # fmt: skip
+                                record = ScanRecord(data[pos:q], tmpl, lineno)
                                 if collapse:
                                     run_record, run_count = record, 1
                                 else:
@@ -616,7 +648,7 @@ class _Scanner:
                 if end < 0:
                     break
                 if run_record is not None:
-                    yield run_record, run_record.tail.info, run_count
+                    yield run_record, run_record.shape.tail.info, run_count
                     run_record = None
                 block = data[pos : end + 1]
                 first, new = self.slow(block, lineno)
@@ -625,7 +657,7 @@ class _Scanner:
                     if collapse:
                         run_record, run_count = first, 1
                     else:
-                        yield first, first.tail.info, 1
+                        yield first, first.shape.tail.info, 1
                 else:
                     typed = self.typed(block, lineno, True)
                     if typed is not None:
@@ -634,7 +666,7 @@ class _Scanner:
                 pos = end + 2
             rest = data[pos:]
         if run_record is not None:
-            yield run_record, run_record.tail.info, run_count
+            yield run_record, run_record.shape.tail.info, run_count
         last = rest.rstrip(b"\n")
         if last:
             typed = self.typed(last + b"\n", lineno, False)
