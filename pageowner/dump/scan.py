@@ -591,6 +591,12 @@ class _Scanner:
         """Scan a stream; `lineno` numbers its first line."""
         collapse = self.collapse
         tmpl: _Template | None = None
+        # The template's parts, kept in locals: this loop runs once per record.
+        prefix = suffix = mid = end_text = tail_text = b""
+        has_ts = False
+        num_match: Callable[[bytes, int], re.Match[bytes] | None] | None = None
+        n_prefix = n_suffix = n_mid = n_end = n_tail = n_lines = 0
+        info: StackInfo | None = None
         # The run being collapsed: its first record and its length.
         run_record: ScanRecord | None = None
         run_count = 0
@@ -609,55 +615,62 @@ class _Scanner:
                 while pos < size and data[pos] == 10:
                     pos += 1
                     lineno += 1
-                if tmpl is not None and startswith(tmpl.prefix, pos):
+                if tmpl is not None and startswith(prefix, pos):
                     # The template's text but for the numbers? (see _Template)
-                    q = pos + len(tmpl.prefix)
-                    suffix = tmpl.suffix
+                    q = pos + n_prefix
                     hit = True
-                    if suffix is not None:
+                    if has_ts:
                         digits_end = any_digits(data, q).end()  # type: ignore[union-attr]
                         hit = 0 < digits_end - q <= 64 and startswith(suffix, digits_end)
-                        q = digits_end + len(suffix)
-                    num = tmpl.num
-                    if hit and num is not None:
-                        number = num.match(data, q + 4)
-                        hit = number is not None and startswith(b"PFN ", q)
-                        if hit:
-                            q = number.end() + len(tmpl.mid)  # type: ignore[union-attr]
-                            digits_end = any_digits(data, q).end()  # type: ignore[union-attr]
-                            hit = (startswith(tmpl.mid, q - len(tmpl.mid))
-                                   and 0 < digits_end - q <= 64
-                                   and startswith(tmpl.end, digits_end))  # fmt: skip
-                            q = digits_end + len(tmpl.end)
-                    if hit:
-                        q += len(tmpl.tail_text)
-                        if startswith(tmpl.tail_text, q - len(tmpl.tail_text)) and startswith(
-                                b"\n", q):  # fmt: skip
-                            if collapse and run_record is not None:
-                                run_count += 1
+                        q = digits_end + n_suffix
+                    if hit and num_match is not None:
+                        number = num_match(data, q + 4)
+                        if number is not None and startswith(b"PFN ", q):
+                            q = number.end()
+                            if startswith(mid, q):
+                                q += n_mid
+                                digits_end = any_digits(data, q).end()  # type: ignore[union-attr]
+                                hit = 0 < digits_end - q <= 64 and startswith(end_text, digits_end)
+                                q = digits_end + n_end
                             else:
-                                record = ScanRecord(data[pos:q], tmpl, lineno)
-                                if collapse:
-                                    run_record, run_count = record, 1
-                                else:
-                                    yield record, tmpl.tail.info, 1
-                            lineno += tmpl.lines + 1
-                            pos = q + 1
-                            continue
+                                hit = False
+                        else:
+                            hit = False
+                    if hit and startswith(tail_text, q) and startswith(b"\n", q + n_tail):
+                        q += n_tail
+                        if run_record is not None:
+                            run_count += 1
+                        else:
+                            record = ScanRecord(data[pos:q], tmpl, lineno)
+                            if collapse:
+                                run_record, run_count = record, 1
+                            else:
+                                yield record, info, 1  # type: ignore[misc]
+                        lineno += n_lines
+                        pos = q + 1
+                        continue
                 end = data.find(b"\n\n", pos)
                 if end < 0:
                     break
                 if run_record is not None:
-                    yield run_record, run_record.shape.tail.info, run_count
+                    yield run_record, info, run_count  # type: ignore[misc]
                     run_record = None
                 block = data[pos : end + 1]
                 first, new = self.slow(block, lineno)
-                if first is not None:
+                if first is not None and new is not None:
                     tmpl = new
+                    prefix, mid, end_text = new.prefix, new.mid, new.end
+                    has_ts = new.suffix is not None
+                    suffix = new.suffix or b""
+                    tail_text = new.tail_text
+                    num_match = None if new.num is None else new.num.match
+                    n_prefix, n_suffix, n_mid = len(prefix), len(suffix), len(mid)
+                    n_end, n_tail, n_lines = len(end_text), len(tail_text), new.lines + 1
+                    info = new.tail.info
                     if collapse:
                         run_record, run_count = first, 1
                     else:
-                        yield first, first.shape.tail.info, 1
+                        yield first, info, 1
                 else:
                     typed = self.typed(block, lineno, True)
                     if typed is not None:
@@ -666,7 +679,7 @@ class _Scanner:
                 pos = end + 2
             rest = data[pos:]
         if run_record is not None:
-            yield run_record, run_record.shape.tail.info, run_count
+            yield run_record, info, run_count  # type: ignore[misc]
         last = rest.rstrip(b"\n")
         if last:
             typed = self.typed(last + b"\n", lineno, False)
