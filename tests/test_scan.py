@@ -210,6 +210,7 @@ _REAL_DUMPS = ("5.10.223-work.page_owner.txt.xz", "6.12.117-work.page_owner.txt.
 def test_commands_agree_with_the_typed_path_on_real_dumps(tmp_path: Path, name: str) -> None:
     path = _write(tmp_path, lzma.decompress((REAL / name).read_bytes()))
     _same_stats_frag_flame(path)
+    _same_grep(tmp_path, path)
     for by in ("stack", "pid", "allocator", "zone", "gfp"):
         options = TopOptions(by=by, top=0, jobs=1)
         assert top_file(path, options) == top_file(path, dataclasses.replace(options,
