@@ -1,14 +1,18 @@
 """A byte scanner for page_owner dumps: records as views, fields parsed from bytes on demand.
 
-`scan_records` cuts blocks out of big reads as `iter_blocks_read` does and checks each one
-with a single bytes regex over its header and PFN line; a block the regex takes is a
-`ScanRecord`, whose fields are read from its bytes only when asked for, and whose frames
-and trailing lines are parsed once per distinct text (a dump repeats a few thousand
-stacks over millions of records). A block the regex does not take goes to the typed
-reader (`parse_block`), so what is skipped, the warnings and the line numbers are exactly
-those of `DumpReader`, and odd but valid records come back as typed `PageRecord`s.
-The regexes accept a subset of what `parse_block` accepts, and agree with it on every
-field (tests/test_scan.py checks both over generated dumps of every era).
+`scan_records` cuts blocks out of big reads as `iter_blocks_read` does. The first record of
+a kind is read the "slow" way: its header before `ts` is parsed once per distinct text,
+the digits after `ts` are checked by their shape, the PFN line by one regex, and the frames
+and trailing lines once per distinct text. It becomes the template (`_Template`): the
+records after it that are its text but for their ts digits and the two numbers of their
+PFN line (each checked against the class the typed reader reads it with) are known to
+parse to its fields but those three, with a few byte compares and no regex. Each record
+is a `ScanRecord` view of its bytes; the fields it shares with its template are parsed
+once per template. A block the checks do not take goes to the typed reader
+(`parse_block`), so what is skipped, the warnings and the line numbers are exactly those
+of `DumpReader`, and odd but valid records come back as typed `PageRecord`s. The checks
+accept a subset of what `parse_block` accepts and agree with it on every field
+(tests/test_scan.py checks both over generated dumps of every era).
 """
 
 from __future__ import annotations
