@@ -29,6 +29,7 @@ from pageowner.analyze.stats import stats_file
 from pageowner.analyze.top import TopOptions, top_file
 from pageowner.dump.dumpfile import DumpReader, format_record
 from pageowner.dump.scan import ScanRecord, scan_records
+from pageowner.errors import InputError
 from pageowner.kernel.frames import StackInterner
 from pageowner.model import PageRecord
 from tests import analyze_strategies, strategies
@@ -82,14 +83,33 @@ def _typed(dump: bytes) -> tuple[list[PageRecord], list[str]]:
     return list(reader), warnings
 
 
-def _scanned(dump: bytes, chunk_size: int, collapse: bool = False
+def _scanned(dump: bytes, chunk_size: int, collapse: bool = False, blocks: bool = False
              ) -> tuple[list[tuple[object, int]], list[str]]:  # fmt: skip
     warnings: list[str] = []
     stream = io.BytesIO(dump)
-    got = [(record, times) for record, _, times in scan_records(
-        stream.read, "d", StackInterner(), on_warning=warnings.append, collapse=collapse,
-        chunk_size=chunk_size)]  # fmt: skip
+    got = []
+    for record, _, times, numbers in scan_records(
+            stream.read, "d", StackInterner(), on_warning=warnings.append, collapse=collapse,
+            blocks=blocks, chunk_size=chunk_size):  # fmt: skip
+        if numbers is not None and numbers:
+            assert len(numbers) == times
+            # Each record of the run: the first, with its own pageblock number.
+            for number in numbers:
+                got.append((_WithBlock(record, int(number)), 1))
+        else:
+            got.append((record, times))
     return got, warnings
+
+
+class _WithBlock:
+    """A record of a collapsed run: the run's first record with the record's own block."""
+
+    def __init__(self, record: object, block: int) -> None:
+        self._record = record
+        self.block = block
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._record, name)
 
 
 def _fields(record: object) -> dict[str, object]:
@@ -111,15 +131,17 @@ def test_every_field_is_the_typed_readers(dump: bytes, chunk_size: int) -> None:
 
 
 @_SETTINGS
-@given(dump=_mixed_dumps(), chunk_size=st.sampled_from([1 << 20, 64, 7]))
-def test_collapsed_runs_add_up_to_the_records(dump: bytes, chunk_size: int) -> None:
+@given(dump=_mixed_dumps(), chunk_size=st.sampled_from([1 << 20, 64, 7]), blocks=st.booleans())
+def test_collapsed_runs_add_up_to_the_records(dump: bytes, chunk_size: int, blocks: bool
+                                              ) -> None:  # fmt: skip
     expected, expected_warnings = _typed(dump)
-    got, warnings = _scanned(dump, chunk_size, collapse=True)
+    got, warnings = _scanned(dump, chunk_size, collapse=True, blocks=blocks)
     assert warnings == expected_warnings
-    # Expand each run: its records are the run's first but for ts, pfn and block.
+    # Expand each run: its records are the run's first but for ts, pfn and block (and
+    # with `blocks`, each record's own block).
     expanded = [record for record, times in got for _ in range(times)]
     assert len(expanded) == len(expected)
-    ignored = {"ts_nsec", "pfn", "block", "lineno", "raw"}
+    ignored = {"ts_nsec", "pfn", "lineno", "raw"} | (set() if blocks else {"block"})
     for record, typed in zip(expanded, expected, strict=True):
         for name in FIELDS:
             if name not in ignored:
@@ -171,10 +193,16 @@ def _same_grep(tmp_path: Path, path: str) -> None:
         selection = Selection.build(given_)
         outputs = []
         for strict in (False, True):
-            out = tmp_path / f"grep-{strict}.txt"
-            result = grep_file(path, str(out), selection, strict=strict)
-            outputs.append((result, out.read_bytes()))
-        assert outputs[0] == outputs[1], given_
+            for count_only in (False, True):
+                out = tmp_path / f"grep-{strict}-{count_only}.txt"
+                try:
+                    result = grep_file(path, str(out), selection, strict=strict,
+                                       count_only=count_only)  # fmt: skip
+                except InputError as exc:  # --ts-range on a dump without ts: both refuse
+                    outputs.append((str(exc), b""))
+                else:
+                    outputs.append((result, out.read_bytes()))
+        assert outputs[:2] == outputs[2:], given_
 
 
 _DUMP_SETTINGS = settings(max_examples=25, deadline=None,

@@ -89,6 +89,9 @@ class Sample:
     times: int
     record: AnyRecord | None = None
     entry: StackCount | None = None  # the show_stacks block, for show_stacks input
+    # For a run of `times` scanned records (see `_collapsible`), each one's pageblock
+    # number when the partial asked for them; None otherwise.
+    blocks: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -201,6 +204,14 @@ _SKIPPED = " (block skipped)"
 _DROPPED = ": the dump ends inside a record"
 
 
+class _Collapse(enum.Enum):
+    """Whether a partial takes a run of records that differ in ts, pfn, block as one sample."""
+
+    NO = "no"
+    YES = "yes"  # it reads no ts, pfn or block
+    BLOCKS = "blocks"  # it reads the block, which comes in `Sample.blocks`
+
+
 def _record_samples(
     reader: DumpReader, interner: StackInterner, watch: _SkipWatch, *, check: bool = True
 ) -> Iterator[Sample]:
@@ -220,7 +231,7 @@ def _record_samples(
 
 def _scan_samples(
     read: Callable[[int], bytes], name: str, interner: StackInterner, watch: _SkipWatch,
-    *, check: bool = True, first_lineno: int = 1, collapse: bool = False,
+    *, check: bool = True, first_lineno: int = 1, collapse: _Collapse = _Collapse.NO,
 ) -> Iterator[Sample]:  # fmt: skip
     """Turn scanned dump records into samples (`check`: fail at the end if none was read).
 
@@ -228,10 +239,12 @@ def _scan_samples(
     and block: its times is the run's length and its pages theirs (see scan_records).
     """
     count = 0
-    for record, stack, times in scan_records(read, name, interner, on_warning=watch,
-                                             first_lineno=first_lineno, collapse=collapse):
+    for record, stack, times, blocks in scan_records(
+            read, name, interner, on_warning=watch, first_lineno=first_lineno,
+            collapse=collapse is not _Collapse.NO, blocks=collapse is _Collapse.BLOCKS):
         count += times
-        yield Sample(stack, record.nr_pages * times, times, record)
+        yield Sample(stack, record.nr_pages * times, times, record,
+                     blocks=None if blocks is None else tuple(map(int, blocks)))
     watch.samples += count
     if check:
         watch.check(watch.samples)
@@ -282,7 +295,7 @@ def open_samples(
 
 def _sample_stream(
     source: InputSource, read: Callable[[int], bytes], strict: bool, watch: _SkipWatch,
-    interner: StackInterner, *, check: bool = True, collapse: bool = False,
+    interner: StackInterner, *, check: bool = True, collapse: _Collapse = _Collapse.NO,
 ) -> SampleStream:  # fmt: skip
     """Sniff an opened input and stream its samples through `read`."""
     buffer = source.buffered(read)
@@ -322,13 +335,16 @@ class Partial(Protocol):
         """Add a later part's `to_json` data, interning its stacks again."""
 
 
-def _collapsible(partial: Partial) -> bool:
-    """Tell whether a partial reads no ts, pfn or block, so runs may come as one sample.
+def _collapsible(partial: Partial) -> _Collapse:
+    """Tell whether (and how) runs of records may come to a partial as one sample.
 
-    A partial says so with a true `collapsible` attribute; its `feed` must then add up a
-    sample's `pages` and `times` rather than count samples.
+    A partial says so with a `collapsible` attribute, true or "blocks"; its `feed` must
+    then add up a sample's `pages` and `times` rather than count samples.
     """
-    return bool(getattr(partial, "collapsible", False))
+    wanted = getattr(partial, "collapsible", False)
+    if wanted == "blocks":
+        return _Collapse.BLOCKS
+    return _Collapse.YES if wanted else _Collapse.NO
 
 
 P = TypeVar("P", bound=Partial)

@@ -124,6 +124,9 @@ class _FragPartial:
     ours where both have one, so the result is that of one reading in file order.
     """
 
+    # Runs of records come as one sample with each record's pageblock (Sample.blocks).
+    collapsible = "blocks"
+
     def __init__(self, exact: bool) -> None:
         self.exact = exact
         # (node, zone) with -1 for unknown -> pageblock number -> block, in first-seen order
@@ -141,7 +144,8 @@ class _FragPartial:
         for sample in samples:
             record = sample.record
             assert record is not None
-            self.records += 1
+            times = sample.times
+            self.records += times
             shape = shape_of(record)
             if shape is None:
                 facts = _facts(record)
@@ -153,31 +157,35 @@ class _FragPartial:
                         memo.clear()
                     facts = memo[shape] = _facts(record)
             if facts is None:
-                self.without_pfn += 1
+                self.without_pfn += times
                 continue
             where, block_mt, reserved, kind = facts
-            number = record.block
-            assert number is not None
+            numbers = sample.blocks
+            if numbers is None:
+                number = record.block
+                assert number is not None and times == 1
+                numbers = (number,)
             blocks = zones.get(where)
             if blocks is None:
                 blocks = zones[where] = {}
-            block = blocks.get(number)
-            if block is None:
-                block = blocks[number] = _Block(block_mt)
+            for number in numbers:
+                if number not in blocks:
+                    blocks[number] = _Block(block_mt)
             if reserved:
-                self.reserved += 1
+                self.reserved += times
                 continue
             if kind is None:
                 continue
-            self.mismatched += 1
-            block.mixed = True
+            self.mismatched += times
+            for number in numbers:
+                blocks[number].mixed = True
             key = sample.stack.exact_key if exact else sample.stack.key
             suspect = suspects.get(key)
             if suspect is None:
                 suspect = suspects[key] = _Suspect(sample.stack)
             suspect.pages += sample.pages
-            suspect.records += 1
-            suspect.blocks.add((where, number))
+            suspect.records += times
+            suspect.blocks.update((where, number) for number in numbers)
             suspect.kinds[kind] = suspect.kinds.get(kind, 0) + sample.pages
 
     def to_json(self) -> object:

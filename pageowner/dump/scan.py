@@ -234,17 +234,25 @@ def scan_records(
     on_warning: WarningHandler | None = None,
     first_lineno: int = 1,
     collapse: bool = False,
+    blocks: bool = False,
     chunk_size: int = 1 << 20,
-) -> Iterator[tuple[AnyRecord, StackInfo, int]]:
+) -> Iterator[_Scanned]:
     """Yield each record of a dump read through `read(n)`, its interned stack and a count.
 
     Lenient as `DumpReader` is: a block that is not a record is skipped with the same
     warning, and a last block cut off by the end of the input is reported the same way.
     With `collapse`, a run of records equal but for their ts, PFN and pageblock numbers
     comes out as its first record and the run's length (for consumers that read no ts,
-    pfn or block); otherwise every count is 1.
+    pfn or block); otherwise every count is 1. With `blocks` too, each run also carries the
+    pageblock digits of its records, in order (None for records without a PFN line).
     """
-    return _Scanner(path, interner, on_warning, collapse).run(read, first_lineno, chunk_size)
+    scanner = _Scanner(path, interner, on_warning, collapse, collapse and blocks)
+    return scanner.run(read, first_lineno, chunk_size)
+
+
+# A record (the first of its run), its interned stack, the run's length and, when asked,
+# the pageblock digits of the run's records.
+_Scanned = tuple["AnyRecord", StackInfo, int, "list[bytes] | None"]
 
 
 class _Template:
@@ -440,7 +448,7 @@ class ScanRecord:
         """Return the free time (5.14-6.6)."""
         return self.shape.free_ts_nsec
 
-    def _numbers(self) -> tuple[bytes, bytes] | None:
+    def numbers(self) -> tuple[bytes, bytes] | None:
         """Return the PFN and pageblock digits of the PFN line, None without one."""
         shape = self.shape
         if shape.num is None:
@@ -454,7 +462,7 @@ class ScanRecord:
     @property
     def pfn(self) -> int | None:
         """Return the page frame number, None without a PFN line."""
-        numbers = self._numbers()
+        numbers = self.numbers()
         if numbers is None:
             return None
         pfn = numbers[0]
@@ -468,7 +476,7 @@ class ScanRecord:
     @property
     def block(self) -> int | None:
         """Return the pageblock number."""
-        numbers = self._numbers()
+        numbers = self.numbers()
         return None if numbers is None else int(numbers[1])
 
     @property
@@ -538,10 +546,11 @@ class _Scanner:
     """The state of one scan: memos of headers and tails, and the last template."""
 
     def __init__(self, path: str, interner: StackInterner, on_warning: WarningHandler | None,
-                 collapse: bool) -> None:  # fmt: skip
+                 collapse: bool, blocks: bool) -> None:  # fmt: skip
         self.path = path
         self.on_warning = on_warning
         self.collapse = collapse
+        self.blocks = blocks
         self.tails = _Tails(interner)
         self.heads: dict[bytes, _Head | None] = {}
         self.ts_shapes: dict[bytes, bool] = {}
@@ -591,7 +600,7 @@ class _Scanner:
         return None if record is None else (record, self.tails.typed(record))
 
     def run(self, read: Callable[[int], bytes], lineno: int, chunk_size: int
-            ) -> Iterator[tuple[AnyRecord, StackInfo, int]]:  # fmt: skip
+            ) -> Iterator[_Scanned]:  # fmt: skip
         """Scan a stream; `lineno` numbers its first line."""
         collapse = self.collapse
         tmpl: _Template | None = None
@@ -604,6 +613,10 @@ class _Scanner:
         # The run being collapsed: its first record and its length.
         run_record: ScanRecord | None = None
         run_count = 0
+        # With `blocks`, the pageblock digits of each record of the run, in order.
+        with_blocks = self.blocks
+        run_blocks: list[bytes] | None = [] if with_blocks else None
+        block_at = digits_end = 0
         any_digits = _ANY_DIGITS_RE.match
         rest = b""
         read = CrLfReader(read).read
@@ -635,12 +648,15 @@ class _Scanner:
                                 q += n_mid
                                 digits_end = any_digits(data, q).end()  # type: ignore[union-attr]
                                 hit = 0 < digits_end - q <= 64 and startswith(end_text, digits_end)
+                                block_at = q
                                 q = digits_end + n_end
                             else:
                                 hit = False
                         else:
                             hit = False
                     if hit and startswith(tail_text, q) and startswith(b"\n", q + n_tail):
+                        if run_blocks is not None and num_match is not None:
+                            run_blocks.append(data[block_at:digits_end])
                         q += n_tail
                         if run_record is not None:
                             run_count += 1
@@ -649,7 +665,7 @@ class _Scanner:
                             if collapse:
                                 run_record, run_count = record, 1
                             else:
-                                yield record, info, 1  # type: ignore[misc]
+                                yield record, info, 1, None  # type: ignore[misc]
                         lineno += n_lines
                         pos = q + 1
                         continue
@@ -657,8 +673,9 @@ class _Scanner:
                 if end < 0:
                     break
                 if run_record is not None:
-                    yield run_record, info, run_count  # type: ignore[misc]
+                    yield run_record, info, run_count, run_blocks  # type: ignore[misc]
                     run_record = None
+                    run_blocks = [] if with_blocks else None
                 block = data[pos : end + 1]
                 first, new = self.slow(block, lineno)
                 if first is not None and new is not None:
@@ -673,22 +690,25 @@ class _Scanner:
                     info = new.tail.info
                     if collapse:
                         run_record, run_count = first, 1
+                        numbers = first.numbers()
+                        if run_blocks is not None and numbers is not None:
+                            run_blocks.append(numbers[1])
                     else:
-                        yield first, info, 1
+                        yield first, info, 1, None
                 else:
                     typed = self.typed(block, lineno, True)
                     if typed is not None:
-                        yield typed[0], typed[1], 1
+                        yield typed[0], typed[1], 1, None
                 lineno += block.count(b"\n") + 1
                 pos = end + 2
             rest = data[pos:]
         if run_record is not None:
-            yield run_record, info, run_count  # type: ignore[misc]
+            yield run_record, info, run_count, run_blocks  # type: ignore[misc]
         last = rest.rstrip(b"\n")
         if last:
             typed = self.typed(last + b"\n", lineno, False)
             if typed is not None:
-                yield typed[0], typed[1], 1
+                yield typed[0], typed[1], 1, None
 
 
 _MEMO_LIMIT = 50_000
