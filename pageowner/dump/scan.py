@@ -76,12 +76,14 @@ _NO_TS_RE = re.compile(
 _TS_SHAPE_RE = re.compile(rb"0{1,64} ns(?:, free_ts 0{1,64} ns)?")
 _TS_RE = re.compile(rb"(?P<ts>[0-9]{1,64}) ns(?:, free_ts (?P<free_ts>[0-9]{1,64}) ns)?")
 _ZEROS = bytes.maketrans(b"0123456789", b"0000000000")
+# parse_block reads a decimal PFN with int(text, 0), which refuses leading zeros.
+_PFN_DEC = rb"0|[1-9][0-9]{0,63}"
 _MIGRATETYPE = b"|".join(re.escape(mt.value.encode()) for mt in MigrateType)
 _LETTERS = b"".join(b"[" + letter.encode() + b" ]" for letter, _ in LETTER_FLAGS)
 # The PFN line of any era (dumpfile._PFN_RE and _PFN_LETTERS_RE), only known migratetypes.
 _PFN_RE = re.compile(
     rb"PFN (?:"
-    rb"(?P<pfn>0x[0-9a-f]+|" + _DEC + rb") type (?P<page_mt>" + _MIGRATETYPE + rb")"
+    rb"(?P<pfn>0x[0-9a-f]+|" + _PFN_DEC + rb") type (?P<page_mt>" + _MIGRATETYPE + rb")"
     rb" Block (?P<block>" + _DEC + rb") type (?P<block_mt>" + _MIGRATETYPE + rb")"
     rb" Flags (?P<value>0x[0-9a-f]+)\((?P<flags>[^()\n]*)\)"
     rb"|(?P<lpfn>" + _DEC + rb") Block (?P<lblock>" + _DEC + rb")"
@@ -535,7 +537,7 @@ class ScanRecord:
         return parse_block(tuple(text.split("\n")), path, self.lineno, text=text)
 
 _DIGITS_RE = re.compile(rb"[0-9]{1,64}")
-_PFN_NUMBER_RE = re.compile(rb"0x[0-9a-f]+|[0-9]{1,64}")
+_PFN_NUMBER_RE = re.compile(rb"0x[0-9a-f]+|" + _PFN_DEC)
 _ANY_DIGITS_RE = re.compile(rb"[0-9]*")
 
 
