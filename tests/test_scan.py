@@ -269,3 +269,20 @@ def test_stack_handle_records_group_by_their_frames(tmp_path: Path) -> None:
     path = _write(tmp_path, dump)
     options = TopOptions(by="stack", top=0, jobs=1)
     assert top_file(path, options) == top_file(path, dataclasses.replace(options, strict=True))
+
+
+# Inputs on which the scanner once disagreed with the typed reader (found by fuzz/run.py):
+# a decimal PFN with leading zeros (int(text, 0) refuses it), and a header without ts
+# equal to another header's text before its ", ts " (a memo key shared by both).
+_FUZZ_FOUND = sorted((ROOT / "fixtures" / "scan").glob("fuzz-*.txt"))
+
+
+@pytest.mark.parametrize("path", _FUZZ_FOUND, ids=lambda path: path.name)
+def test_inputs_the_fuzzer_found(path: Path) -> None:
+    from fuzz.targets import check_dump
+
+    check_dump(path.read_bytes())
+
+
+def test_the_fuzzer_found_inputs_are_there() -> None:
+    assert len(_FUZZ_FOUND) == 2

@@ -563,14 +563,16 @@ class _Scanner:
             return None, None
         nl = block.find(b"\n")
         ts_at = block.rfind(b", ts ", 0, nl)
-        key = block[:ts_at] if ts_at >= 0 else block[:nl]
+        # The text before ", ts ", or a whole header without ts with its newline: the two
+        # kinds of key never collide (a header "..., pid 1" is no prefix of "..., pid 1, ts").
+        key = block[:ts_at] if ts_at >= 0 else block[: nl + 1]
         heads = self.heads
         try:
             head = heads[key]
         except KeyError:
             if len(heads) >= _MEMO_LIMIT:
                 heads.clear()
-            head = heads[key] = _parse_head(key, ts_at >= 0)
+            head = heads[key] = _parse_head(key if ts_at >= 0 else key[:-1], ts_at >= 0)
         if head is None:
             return None, None
         if ts_at >= 0:
