@@ -3,9 +3,10 @@
 `check_dump(data)` feeds one byte string to the typed reader (`pageowner.dump.dumpfile`:
 `iter_blocks`, `iter_blocks_read`, `parse_block` through `DumpReader`, lenient and strict),
 to the sort engine's scanner (`pageowner.sort.scan.SortEngine.feed_stream`, whole and in small
-reads) and to the show_stacks reader, and raises AssertionError when a promise breaks. Any
-exception other than the library's own `ParseError` where one is allowed is a crash.
-Both drivers in fuzz/run.py (atheris, or our own mutator) call it.
+reads), to the analysis commands' scanner (`pageowner.dump.scan`, which must agree with the
+typed reader field by field) and to the show_stacks reader, and raises AssertionError when
+a promise breaks. Any exception other than the library's own `ParseError` where one is
+allowed is a crash. Both drivers in fuzz/run.py (atheris, or our own mutator) call it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pageowner.dump.dumpfile import (
     parse_block,
 )
 from pageowner.dump.fileio import iter_lines
+from pageowner.dump.scan import scan_records
 from pageowner.dump.stacksfile import iter_stack_counts
 from pageowner.errors import ParseError
 from pageowner.kernel.frames import StackInterner
@@ -105,6 +107,30 @@ def _check_reader(data: bytes, blocks: list[tuple[int, tuple[str, ...], bool]]) 
         assert strict == records
 
 
+_SCAN_FIELDS = ("order", "gfp_mask", "gfp_names", "pid", "tgid", "comm", "ts_nsec",
+                "free_ts_nsec", "pfn", "page_mt", "block", "block_mt", "flags", "stack",
+                "migrate_reason", "slab_cache", "memcg", "extra", "fmt", "lineno", "raw")
+
+
+def _check_scan(data: bytes, size: int) -> None:
+    """The analysis scanner: the typed reader's records, fields and warnings, any read size."""
+    warnings: list[str] = []
+    records = list(DumpReader(io.BytesIO(data), "<fuzz>", on_warning=warnings.append))
+    expected = [[getattr(r, name) for name in _SCAN_FIELDS] for r in records]
+    for read in (io.BytesIO(data).read, _reader(data, size)):
+        got_warnings: list[str] = []
+        scanned = [
+            [getattr(record, name) for name in _SCAN_FIELDS]
+            for record, _, _, _ in scan_records(read, "<fuzz>", StackInterner(),
+                                                    on_warning=got_warnings.append)
+        ]  # fmt: skip
+        assert scanned == expected, "the scanner and the typed reader disagree"
+        assert got_warnings == warnings, "the scanner warns differently"
+    runs = scan_records(io.BytesIO(data).read, "<fuzz>", StackInterner(), collapse=True,
+                        blocks=True)  # fmt: skip
+    assert sum(times for _, _, times, _ in runs) == len(records), "a run lost records"
+
+
 def _check_sort(data: bytes, size: int, blocks: int) -> None:
     """The sort engine: read size changes nothing, every block is counted or skipped."""
     for mode, options in enumerate(SORT_MODES):
@@ -146,5 +172,6 @@ def check_dump(data: bytes, read_size: int | None = None) -> None:
         read_size = 1 + len(data) * 7919 % 97
     blocks = _check_blocks(data, read_size)
     _check_reader(data, blocks)
+    _check_scan(data, read_size)
     _check_sort(data, read_size, len(blocks))
     _check_stacks(data)

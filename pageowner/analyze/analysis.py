@@ -1,10 +1,12 @@
 """Reading dumps and page_owner_stacks files as weighted stacks, and grouping them by a key.
 
-Every analysis command (top, diff, stats, frag, flame) reads its input here: a
-/sys/kernel/debug/page_owner dump through `DumpReader` (lenient: non-record blocks are
-skipped with a warning) or a `show_stacks` file through `pageowner.dump.stacksfile`, sniffed from
-the first block. Each record or stack block becomes a `Sample`; `GROUP_KEYS` is the registry
-of `--by` keys, each a pair of functions (key and label) read by `group_samples`.
+Every analysis command (top, diff, stats, frag, flame, grep) reads its input here: a
+/sys/kernel/debug/page_owner dump through the byte scanner `pageowner.dump.scan` (lenient:
+non-record blocks are skipped with a warning; fields parsed only when a command asks), or
+through `DumpReader` under --strict, or a `show_stacks` file through
+`pageowner.dump.stacksfile`, sniffed from the first block. Each record or stack block
+becomes a `Sample`; `GROUP_KEYS` is the registry of `--by` keys, each a pair of functions
+(key and label) read by `group_samples`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pageowner.dump.dumpfile import (
     DumpReader,
     decode,
     encode,
+    format_frame,
     format_record,
     iter_blocks,
 )
@@ -33,11 +36,12 @@ from pageowner.dump.era import sidecar_flags_layout
 from pageowner.dump.fileio import InputSource, line_body, open_input
 from pageowner.dump.handles import HandleJoin, load_handle_stacks, sidecar_stacks_file
 from pageowner.dump.repair import Tolerance, tolerate
+from pageowner.dump.scan import AnyRecord, ScanRecord, scan_records
 from pageowner.dump.stacksfile import parse_stack_block, sniff_kind
 from pageowner.errors import InputError, ParseError, SpecError
 from pageowner.kernel.frames import StackInfo, StackInterner
 from pageowner.kernel.tables import DEFAULT_FLAGS_LAYOUT, FLAGS_LAYOUTS, ZONE_NAMES, FlagsLayout
-from pageowner.model import Frame, PageRecord, StackCount, StacksFileKind
+from pageowner.model import Frame, StackCount, StacksFileKind
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -67,6 +71,7 @@ __all__ = [
     "parse_flags_layout",
     "parse_page_size",
     "resolve_flags_layout",
+    "shape_of",
     "zone_label",
     "zone_of",
 ]
@@ -91,10 +96,13 @@ class Sample:
     stack: StackInfo
     pages: int
     times: int
-    record: PageRecord | None = None
+    record: AnyRecord | None = None
     entry: StackCount | None = None  # the show_stacks block, for show_stacks input
     # How to read node and zone from the flags word when the kernel printed no fields.
     layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT
+    # For a run of `times` scanned records (see `_collapsible`), each one's pageblock
+    # number when the partial asked for them; None otherwise.
+    blocks: tuple[int, ...] | None = None
 
     @property
     def zone(self) -> int | None:
@@ -223,6 +231,14 @@ _SKIPPED = " (block skipped)"
 _DROPPED = ": the dump ends inside a record"
 
 
+class _Collapse(enum.Enum):
+    """Whether a partial takes a run of records that differ in ts, pfn, block as one sample."""
+
+    NO = "no"
+    YES = "yes"  # it reads no ts, pfn or block
+    BLOCKS = "blocks"  # it reads the block, which comes in `Sample.blocks`
+
+
 def _record_samples(
     reader: DumpReader, interner: StackInterner, watch: _SkipWatch, *, check: bool = True,
     join: HandleJoin | None = None,
@@ -243,6 +259,48 @@ def _record_samples(
     if check:
         watch.check(watch.samples)
         _warn_join(join, watch)
+
+
+def _scan_samples(
+    read: Callable[[int], bytes], name: str, interner: StackInterner, watch: _SkipWatch,
+    *, check: bool = True, first_lineno: int = 1, collapse: _Collapse = _Collapse.NO,
+    join: HandleJoin | None = None, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT,
+) -> Iterator[Sample]:  # fmt: skip
+    """Turn scanned dump records into samples (`check`: fail at the end if none was read).
+
+    With `collapse`, a sample may stand for a run of records that differ only in ts, pfn
+    and block: its times is the run's length and its pages theirs (see scan_records).
+    `join` gives 7.3 handle-only records their frames (else they stay `handle N`).
+    """
+    join = join if join is not None else HandleJoin(name)
+    count = 0
+    for record, stack, times, blocks in scan_records(
+            read, name, interner, on_warning=watch, first_lineno=first_lineno,
+            collapse=collapse is not _Collapse.NO, blocks=collapse is _Collapse.BLOCKS):
+        count += times
+        handle = record.handle
+        if handle is not None and not record.stack:
+            stack = _joined(join, handle, times, stack, interner)
+        yield Sample(stack, record.nr_pages * times, times, record,
+                     blocks=None if blocks is None else tuple(map(int, blocks)),
+                     layout=layout)
+    watch.samples += count
+    if check:
+        watch.check(watch.samples)
+        _warn_join(join, watch)
+
+
+def _joined(join: HandleJoin, handle: int, times: int, stand_in: StackInfo,
+            interner: StackInterner) -> StackInfo:
+    """Return the joined stack of `times` handle-only records, counting each in the join."""
+    found = join.lookup(handle)
+    if times > 1:
+        # lookup() counted one record; a collapsed run stands for `times` of them.
+        if found:
+            join.resolved += times - 1
+        else:
+            join.unresolved[handle] += times - 1
+    return interner.intern(found) if found else stand_in
 
 
 def _warn_join(join: HandleJoin, watch: _SkipWatch) -> None:
@@ -313,7 +371,7 @@ def open_samples(
 def _sample_stream(
     source: InputSource, read: Callable[[int], bytes], strict: bool, watch: _SkipWatch,
     interner: StackInterner, *, check: bool = True, join: HandleJoin | None = None,
-    layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT,
+    layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT, collapse: _Collapse = _Collapse.NO,
 ) -> SampleStream:  # fmt: skip
     """Sniff an opened input and stream its samples through `read`."""
     buffer = source.buffered(read)
@@ -321,6 +379,11 @@ def _sample_stream(
     if kind is InputKind.DUMP:
         # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
         stream = _Replay(b"".join(head), buffer.read)
+        join = join if join is not None else HandleJoin(source.name)
+        if not strict:
+            samples = _scan_samples(stream.read, source.name, interner, watch, check=check,
+                                    collapse=collapse, join=join, layout=layout)
+            return SampleStream(source.name, kind, samples, None, join, layout)
         reader = DumpReader(stream, source.name, strict=strict, on_warning=watch)
         samples = _record_samples(reader, interner, watch, check=check, join=join,
                                   layout=layout)
@@ -348,6 +411,18 @@ class Partial(Protocol):
 
     def merge_json(self, data: Any, interner: StackInterner) -> None:
         """Add a later part's `to_json` data, interning its stacks again."""
+
+
+def _collapsible(partial: Partial) -> _Collapse:
+    """Tell whether (and how) runs of records may come to a partial as one sample.
+
+    A partial says so with a `collapsible` attribute, true or "blocks"; its `feed` must
+    then add up a sample's `pages` and `times` rather than count samples.
+    """
+    wanted = getattr(partial, "collapsible", False)
+    if wanted == "blocks":
+        return _Collapse.BLOCKS
+    return _Collapse.YES if wanted else _Collapse.NO
 
 
 P = TypeVar("P", bound=Partial)
@@ -429,12 +504,20 @@ def _read_later_part(
     """
     warnings: list[str] = []
     watch = _SkipWatch(warnings.append)
-    reader = DumpReader(_PreadStream(fd, start, name), name, strict=strict, on_warning=watch,
-                        first_lineno=_count_lines(fd, start) + 1)  # fmt: skip
+    stream = _PreadStream(fd, start, name)
+    first_lineno = _count_lines(fd, start) + 1
+    if strict:
+        reader = DumpReader(stream, name, strict=strict, on_warning=watch,
+                            first_lineno=first_lineno)  # fmt: skip
+        samples = _record_samples(reader, StackInterner(), watch, check=False, join=join,
+                                  layout=layout)
+    else:
+        samples = _scan_samples(stream.read, name, StackInterner(), watch, check=False,
+                                first_lineno=first_lineno, collapse=_collapsible(partial),
+                                join=join, layout=layout)
     error = None
     try:
-        partial.feed(_record_samples(reader, StackInterner(), watch, check=False, join=join,
-                                     layout=layout))
+        partial.feed(samples)
     except ParseError as exc:
         error = [exc.path, exc.lineno, exc.line, exc.reason]
     payload = {"samples": watch.samples, "warnings": warnings, "error": error,
@@ -486,7 +569,7 @@ def aggregate_file(
             read = source.read if on_progress is None else _counting(
                 source.read, on_progress, source.size)  # fmt: skip
             stream = _sample_stream(source, read, strict, watch, interner, join=join,
-                                    layout=chosen)
+                                    layout=chosen, collapse=_collapsible(partial))
             if check is not None:
                 check(stream)
             partial.feed(stream.samples)
@@ -499,7 +582,7 @@ def aggregate_file(
             read = _counting(limited.read, lambda done, total: on_progress(
                 int(done * scale[0]), total), source.size)  # fmt: skip
         stream = _sample_stream(source, read, strict, watch, interner, check=False, join=join,
-                                layout=chosen)
+                                layout=chosen, collapse=_collapsible(partial))
         if check is not None:
             check(stream)
         if stream.kind is not InputKind.DUMP:  # show_stacks files are small: one process
@@ -629,7 +712,7 @@ def resolve_flags_layout(path: str, given: FlagsLayout | None) -> FlagsLayout:
     return DEFAULT_FLAGS_LAYOUT
 
 
-def zone_of(record: PageRecord, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT) -> int | None:
+def zone_of(record: AnyRecord, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT) -> int | None:
     """Return the zone index: printed by %pGp (5.14+), else derived from the flags word.
 
     The 3.19 letter format prints no flags word, so its zone is unknown (None).
@@ -637,12 +720,12 @@ def zone_of(record: PageRecord, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT) -> i
     return _flags_field(record, "zone", layout)
 
 
-def node_of(record: PageRecord, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT) -> int | None:
+def node_of(record: AnyRecord, layout: FlagsLayout = DEFAULT_FLAGS_LAYOUT) -> int | None:
     """Return the NUMA node, printed or derived like `zone_of` (0 on a layout without NUMA)."""
     return _flags_field(record, "node", layout)
 
 
-def _flags_field(record: PageRecord, name: str, layout: FlagsLayout) -> int | None:
+def _flags_field(record: AnyRecord, name: str, layout: FlagsLayout) -> int | None:
     """Return a field %pGp printed, else the bits of the flags word that hold it."""
     flags = record.flags
     if flags is None:
@@ -657,7 +740,16 @@ def _flags_field(record: PageRecord, name: str, layout: FlagsLayout) -> int | No
     return 0 if value is None and name == "node" else value
 
 
-def zone_derived(record: PageRecord) -> bool:
+def shape_of(record: AnyRecord) -> Hashable | None:
+    """Return a key shared by records whose fields are all equal but ts, pfn and block.
+
+    Scanned records have one (`ScanRecord.shape`), to memoize per-record work on; typed
+    records have none (None).
+    """
+    return record.shape if isinstance(record, ScanRecord) else None
+
+
+def zone_derived(record: AnyRecord) -> bool:
     """Tell whether the zone of a record comes from the layout rather than the text."""
     flags = record.flags
     return flags is not None and flags.zone is None and flags.value is not None
@@ -676,12 +768,14 @@ def zone_label(zone: int | None) -> str:
     return ZONE_NAMES[zone] if 0 <= zone < len(ZONE_NAMES) else f"zone{zone}"
 
 
-def allocator_bits(record: PageRecord) -> int:
+def allocator_bits(record: AnyRecord) -> int:
     """Classify a record as page_owner_sort does (CMA, SLAB, VMALLOC or OTHERS bits).
 
     The PFN line of the record itself is used; page_owner_sort lets a block without one
     inherit the previous block's, which only matters for `grep -v ^PFN` dumps.
     """
+    if isinstance(record, ScanRecord):
+        return classify_block(record.text)
     text = record.raw if record.raw is not None else format_record(record)
     return classify_block(encode(text))
 
@@ -694,7 +788,12 @@ def sample_allocator_bits(sample: Sample) -> int:
     """
     record = _rec(sample)
     frames = sample.stack.frames
-    if record.handle_only and frames and frames[0].symbol is not None:
+    if record.handle is not None and not record.stack and frames and (
+            frames[0].symbol is not None):  # fmt: skip
+        if isinstance(record, ScanRecord):
+            # Only the frames' text matters to the classifier, not where they stand.
+            lines = "".join(format_frame(frame) + "\n" for frame in frames)
+            return classify_block(record.text + encode(lines))
         return allocator_bits(replace(record, stack=frames, raw=None))
     return allocator_bits(record)
 
@@ -722,7 +821,7 @@ class GroupKey:
     needs_record: bool = True
 
 
-def _rec(sample: Sample) -> PageRecord:
+def _rec(sample: Sample) -> AnyRecord:
     """Return a sample's record; keys that need one are refused on show_stacks input."""
     assert sample.record is not None
     return sample.record
@@ -818,6 +917,7 @@ class Group:
 class GroupTable:
     """Groups in first-seen order, with the totals of everything grouped (a `Partial`)."""
 
+    collapsible = True  # reads no ts, pfn or block; sums pages and times
     by: GroupKey
     groups: dict[Hashable, Group] = field(default_factory=dict)
     total_pages: int = 0

@@ -92,6 +92,8 @@ class _FlamePartial:
     names add up exactly as its stacks would have, and first-seen order is kept.
     """
 
+    collapsible = True  # reads no ts, pfn or block; sums pages and times
+
     def __init__(self, times: bool) -> None:
         self.times = times
         self.by_stack: dict[StackInfo, int] = {}

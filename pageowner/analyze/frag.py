@@ -10,7 +10,7 @@ migratetypes on the PFN line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +22,13 @@ from pageowner.analyze.analysis import (
     aggregate_file,
     frames_from_json,
     frames_to_json,
+    node_of,
+    shape_of,
     zone_derived,
     zone_label,
+    zone_of,
 )
+from pageowner.dump.scan import AnyRecord
 from pageowner.kernel.frames import StackInfo, StackInterner
 from pageowner.kernel.tables import MIGRATETYPE_NUMBERS, FlagsLayout
 from pageowner.model import MigrateType
@@ -127,6 +131,9 @@ class _FragPartial:
     ours where both have one, so the result is that of one reading in file order.
     """
 
+    # Runs of records come as one sample with each record's pageblock (Sample.blocks).
+    collapsible = "blocks"
+
     def __init__(self, exact: bool) -> None:
         self.exact = exact
         # (node, zone) with -1 for unknown -> pageblock number -> block, in first-seen order
@@ -140,38 +147,54 @@ class _FragPartial:
         zones = self.zones
         suspects = self.suspects
         exact = self.exact
+        # What a record says but for its pageblock number, memoized per scanned shape.
+        memo: dict[Hashable, _Facts | None] = {}
         for sample in samples:
             record = sample.record
             assert record is not None
-            self.records += 1
-            if record.block is None or record.block_mt is None:
-                self.without_pfn += 1
+            times = sample.times
+            self.records += times
+            shape = shape_of(record)
+            if shape is None:
+                facts = _facts(record, sample.layout)
+            else:
+                try:
+                    facts = memo[shape]
+                except KeyError:
+                    if len(memo) >= 10_000:
+                        memo.clear()
+                    facts = memo[shape] = _facts(record, sample.layout)
+            if facts is None:
+                self.without_pfn += times
                 continue
-            zone = sample.zone
-            node = sample.node
-            self.derived = self.derived or zone_derived(record)
-            where = (-1 if node is None else node, -1 if zone is None else zone)
-            blocks = zones.setdefault(where, {})
-            block = blocks.get(record.block)
-            if block is None:
-                block = blocks[record.block] = _Block(record.block_mt)
-            if record.flags is not None and "reserved" in record.flags.names:
-                self.reserved += 1
+            where, block_mt, reserved, kind, derived = facts
+            self.derived = self.derived or derived
+            numbers = sample.blocks
+            if numbers is None:
+                number = record.block
+                assert number is not None and times == 1
+                numbers = (number,)
+            blocks = zones.get(where)
+            if blocks is None:
+                blocks = zones[where] = {}
+            for number in numbers:
+                if number not in blocks:
+                    blocks[number] = _Block(block_mt)
+            if reserved:
+                self.reserved += times
                 continue
-            # 3.19 prints no page migratetype, only "Fallback" when it differs (page_mt None).
-            if record.page_mt is record.block_mt:
+            if kind is None:
                 continue
-            self.mismatched += 1
-            block.mixed = True
+            self.mismatched += times
+            for number in numbers:
+                blocks[number].mixed = True
             key = sample.stack.exact_key if exact else sample.stack.key
             suspect = suspects.get(key)
             if suspect is None:
                 suspect = suspects[key] = _Suspect(sample.stack)
             suspect.pages += sample.pages
-            suspect.records += 1
-            suspect.blocks.add((where, record.block))
-            page_mt = record.page_mt.value if record.page_mt is not None else "other"
-            kind = f"{page_mt} in {record.block_mt.value}"
+            suspect.records += times
+            suspect.blocks.update((where, number) for number in numbers)
             suspect.kinds[kind] = suspect.kinds.get(kind, 0) + sample.pages
 
     def to_json(self) -> object:
@@ -212,6 +235,27 @@ class _FragPartial:
             suspect.blocks.update(((w[0], w[1]), number) for w, number in blocks_data)
             for kind, kind_pages in kinds:
                 suspect.kinds[kind] = suspect.kinds.get(kind, 0) + kind_pages
+
+
+# Where a record's pageblock is ((node, zone), -1 for unknown), the block's migratetype,
+# whether the page is reserved, and "X in Y" when the page's migratetype is not the block's.
+_Facts = tuple[tuple[int, int], MigrateType, bool, str | None, bool]
+
+
+def _facts(record: AnyRecord, layout: FlagsLayout) -> _Facts | None:
+    """Return what frag reads off a record but its pageblock number; None without a block."""
+    if record.block is None or record.block_mt is None:
+        return None
+    zone = zone_of(record, layout)
+    node = node_of(record, layout)
+    where = (-1 if node is None else node, -1 if zone is None else zone)
+    reserved = record.flags is not None and "reserved" in record.flags.names
+    # 3.19 prints no page migratetype, only "Fallback" when it differs (page_mt None).
+    kind = None
+    if record.page_mt is not record.block_mt:
+        page_mt = record.page_mt.value if record.page_mt is not None else "other"
+        kind = f"{page_mt} in {record.block_mt.value}"
+    return where, record.block_mt, reserved, kind, zone_derived(record)
 
 
 def frag_file(

@@ -8,8 +8,9 @@ stack filters (`-e`, `--module`) apply, and the output is a show_stacks file.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,16 +18,20 @@ from pageowner.analyze.analysis import (
     InputKind,
     ProgressHandler,
     Sample,
+    SampleStream,
     WarningHandler,
+    aggregate_file,
     allocator_bits,
     open_samples,
+    shape_of,
 )
 from pageowner.dump.classify import ALLOCATOR_LABELS
 from pageowner.dump.dumpfile import encode, format_record
 from pageowner.dump.fileio import atomic_output, check_output_path
+from pageowner.dump.scan import AnyRecord, ScanRecord
 from pageowner.dump.stacksfile import format_stack_count
 from pageowner.errors import InputError, SpecError
-from pageowner.kernel.frames import StackInfo
+from pageowner.kernel.frames import StackInfo, StackInterner
 from pageowner.kernel.tables import (
     GFP_TABLES,
     ZONE_NAMES,
@@ -35,7 +40,7 @@ from pageowner.kernel.tables import (
     decode_flags,
     encode_flags,
 )
-from pageowner.model import MigrateType, PageRecord
+from pageowner.model import MigrateType
 from pageowner.units import parse_duration_range, parse_int_list
 
 __all__ = [
@@ -64,9 +69,10 @@ class Filter:
     parse: Callable[[str], Any]
     test: Callable[[Sample, tuple[Any, ...]], bool]
     on_stacks: bool = False  # applies to show_stacks input too
+    per_record: bool = False  # reads ts, pfn or block, which records of one shape differ in
 
 
-def _record(sample: Sample) -> PageRecord:
+def _record(sample: Sample) -> AnyRecord:
     """Return the sample's record; record filters are refused on show_stacks input."""
     assert sample.record is not None
     return sample.record
@@ -164,7 +170,7 @@ def _parse_gfp(text: str) -> str:
 _TABLE_OF: dict[tuple[int, str | None], FlagTable | None] = {}
 
 
-def _gfp_table(record: PageRecord) -> FlagTable | None:
+def _gfp_table(record: AnyRecord) -> FlagTable | None:
     """Return the GFP table of the record's kernel: the newest that prints its mask as it was.
 
     Bits moved between eras (4.6-4.14 differ from 4.15+), so a name means different bits
@@ -184,7 +190,7 @@ def _gfp_table(record: PageRecord) -> FlagTable | None:
     return _TABLE_OF[key]
 
 
-def _gfp_contains(record: PageRecord, flag: str) -> bool:
+def _gfp_contains(record: AnyRecord, flag: str) -> bool:
     """Tell whether every bit of a flag (or composite, or hex) is set in the mask."""
     table = _gfp_table(record)
     value = 0
@@ -285,11 +291,11 @@ FILTERS: tuple[Filter, ...] = (
            lambda s, v: bool(allocator_bits(_record(s)) & sum(set(_flatten(v))))),
     Filter("pfn_range", "--pfn-range", "A-B",
            "Keep allocations overlapping PFNs A to B inclusive (decimal or 0x-hex; repeatable).",
-           parse_pfn_range, _in_pfn_ranges),
+           parse_pfn_range, _in_pfn_ranges, per_record=True),
     Filter("ts_range", "--ts-range", "A-B",
            "Keep pages allocated A to B after boot (the record's ts: 30s, 2m, 1.5h; an end may "
            "be left open: 1h-; repeatable). The capture sidecar's uptime says when now is.",
-           parse_duration_range, _in_ts_ranges),
+           parse_duration_range, _in_ts_ranges, per_record=True),
     Filter("migrated", "--migrated", None, "Keep pages that have been migrated.",
            lambda text: True, lambda s, v: _record(s).migrate_reason is not None),
     Filter("memcg", "--memcg", "NAMES", "Keep pages charged to these memcgs (5.18+).",
@@ -303,6 +309,9 @@ def get_filter(name: str) -> Filter:
         if entry.name == name:
             return entry
     raise SpecError(f"unknown filter {name!r}")
+
+
+_Terms = tuple[tuple[Filter, tuple[Any, ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -321,9 +330,31 @@ class Selection:
             raise SpecError("-v inverts -e; give a pattern with -e")
         return cls(terms, invert_regex)
 
-    def matches(self, sample: Sample) -> bool:
-        """Tell whether a sample passes every filter."""
-        for entry, values in self.terms:
+    def matches(self, sample: Sample, memo: dict[Hashable, bool] | None = None) -> bool:
+        """Tell whether a sample passes every filter.
+
+        `memo` keeps what the filters that read no ts, pfn or block said per record shape
+        (`shape_of`): records of one shape differ in nothing else.
+        """
+        shape = None if memo is None or sample.record is None else shape_of(sample.record)
+        if memo is None or shape is None:
+            return self._passes(sample, self.terms)
+        hit = memo.get(shape)
+        if hit is None:
+            if len(memo) >= 10_000:
+                memo.clear()
+            hit = memo[shape] = self._passes(sample, self._shape_terms[0])
+        return hit and self._passes(sample, self._shape_terms[1])
+
+    @functools.cached_property
+    def _shape_terms(self) -> tuple[_Terms, _Terms]:
+        """Split the terms: those that read no ts, pfn or block, and the others."""
+        return (tuple(term for term in self.terms if not term[0].per_record),
+                tuple(term for term in self.terms if term[0].per_record))  # fmt: skip
+
+    def _passes(self, sample: Sample, terms: _Terms) -> bool:
+        """Tell whether a sample passes the given filters."""
+        for entry, values in terms:
             hit = entry.test(sample, values)
             if entry.name == "regex" and self.invert_regex:
                 hit = not hit
@@ -357,6 +388,9 @@ def grep_file(
     """Write the records of a dump that pass the selection, as a dump (or count them)."""
     check_output_path(output_path, (input_path,))
     _REGEX_HITS.clear()  # keyed by interned stacks, which live as long as one run
+    if count_only and not any(f.per_record for f, _ in selection.terms):
+        return _count_file(input_path, output_path, selection, strict=strict,
+                           on_warning=on_warning, on_progress=on_progress)  # fmt: skip
     read = selected = 0
     with open_samples(input_path, strict=strict, on_warning=on_warning,
                       on_progress=on_progress, stacks_from=stacks_from,
@@ -369,6 +403,7 @@ def grep_file(
                     f"{', '.join(refused)} need(s) a page_owner dump"
                 )
         needs_ts = any(f.name == "ts_range" for f, _ in selection.terms)
+        memo: dict[Hashable, bool] = {}
         with atomic_output(output_path, inputs=(input_path,)) as out:
             for sample in stream.samples:
                 read += 1
@@ -377,15 +412,70 @@ def grep_file(
                         f"{stream.name}:{sample.record.lineno}: this dump's records carry no "
                         "ts (kernels before 5.11 print none), so --ts-range selects nothing"
                     )
-                if not selection.matches(sample):
+                if not selection.matches(sample, memo):
                     continue
                 selected += 1
                 if count_only:
                     continue
-                if sample.record is not None:
-                    out.write(encode(format_record(sample.record)))
+                record = sample.record
+                if isinstance(record, ScanRecord):
+                    out.write(record.text + b"\n")  # verbatim, closing blank line added
+                elif record is not None:
+                    text = record.raw if record.raw is not None else format_record(record)
+                    out.write(encode(text if record.raw is None else text + "\n"))
                 elif sample.entry is not None:
                     out.write(encode(format_stack_count(sample.entry)))
             if count_only:
                 out.write(b"%d\n" % selected)
     return GrepResult(stream.name, stream.kind, read, selected)
+
+
+class _CountPartial:
+    """Records read and selected (a mergeable `Partial`), for `grep -c` without ts or pfn."""
+
+    collapsible = True  # its filters read no ts, pfn or block; it sums times
+
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
+        self.read = self.selected = 0
+        self.memo: dict[Hashable, bool] = {}
+
+    def feed(self, samples: Iterable[Sample]) -> None:
+        """Count the samples' records, and those that pass the selection."""
+        matches, memo = self.selection.matches, self.memo
+        for sample in samples:
+            self.read += sample.times
+            if matches(sample, memo):
+                self.selected += sample.times
+
+    def to_json(self) -> object:
+        """Encode the counts."""
+        return [self.read, self.selected]
+
+    def merge_json(self, data: Any, interner: StackInterner) -> None:
+        """Add a later part's counts."""
+        self.read += data[0]
+        self.selected += data[1]
+
+
+def _count_file(
+    input_path: str, output_path: str, selection: Selection, *, strict: bool,
+    on_warning: WarningHandler | None, on_progress: ProgressHandler | None,
+) -> GrepResult:  # fmt: skip
+    """Count the records that pass a selection, a big dump on two cores as top reads it."""
+
+    def check(stream: SampleStream) -> None:
+        refused = [f.option for f, _ in selection.terms if not f.on_stacks]
+        if stream.kind is not InputKind.DUMP and refused:
+            raise InputError(
+                f"{stream.name}: a show_stacks file has stacks only; "
+                f"{', '.join(refused)} need(s) a page_owner dump"
+            )
+
+    stream, partial = aggregate_file(
+        input_path, lambda: _CountPartial(selection), strict=strict, on_warning=on_warning,
+        on_progress=on_progress, check=check,
+    )  # fmt: skip
+    with atomic_output(output_path, inputs=(input_path,)) as out:
+        out.write(b"%d\n" % partial.selected)
+    return GrepResult(stream.name, stream.kind, partial.read, partial.selected)

@@ -24,9 +24,10 @@ from pageowner.analyze.analysis import (
     zone_derived,
     zone_label,
 )
+from pageowner.dump.scan import AnyRecord
 from pageowner.kernel.frames import StackInterner
 from pageowner.kernel.tables import FlagsLayout
-from pageowner.model import HeaderStyle, PageRecord
+from pageowner.model import HeaderStyle
 
 __all__ = ["BREAKDOWNS", "Breakdown", "StatsResult", "StatsRow", "StatsSection", "stats_file"]
 
@@ -85,7 +86,7 @@ class Breakdown:
     overlapping: bool = False
 
 
-def _rec(sample: Sample) -> PageRecord:
+def _rec(sample: Sample) -> AnyRecord:
     """Return the sample's record (breakdowns that need one never see stack samples)."""
     assert sample.record is not None
     return sample.record
@@ -189,6 +190,8 @@ def _percent(part: int, whole: int) -> float:
 
 class _StatsPartial:
     """The tallies of every breakdown over some samples (a mergeable `Partial`)."""
+
+    collapsible = True  # reads no ts, pfn or block; sums pages and times
 
     def __init__(self) -> None:
         self.counts: list[dict[Hashable, _Tally]] = [{} for _ in BREAKDOWNS]
