@@ -24,10 +24,10 @@ from pageowner.analyze.analysis import (
     frames_to_json,
     node_of,
     shape_of,
-    zone_derived,
     zone_label,
     zone_of,
 )
+from pageowner.analyze.fields import zone_derived
 from pageowner.dump.scan import AnyRecord
 from pageowner.kernel.frames import StackInfo, StackInterner
 from pageowner.kernel.tables import MIGRATETYPE_NUMBERS, FlagsLayout

@@ -390,7 +390,8 @@ def grep_file(
     _REGEX_HITS.clear()  # keyed by interned stacks, which live as long as one run
     if count_only and not any(f.per_record for f, _ in selection.terms):
         return _count_file(input_path, output_path, selection, strict=strict,
-                           on_warning=on_warning, on_progress=on_progress)  # fmt: skip
+                           on_warning=on_warning, on_progress=on_progress,
+                           stacks_from=stacks_from, flags_layout=flags_layout)  # fmt: skip
     read = selected = 0
     with open_samples(input_path, strict=strict, on_warning=on_warning,
                       on_progress=on_progress, stacks_from=stacks_from,
@@ -461,6 +462,7 @@ class _CountPartial:
 def _count_file(
     input_path: str, output_path: str, selection: Selection, *, strict: bool,
     on_warning: WarningHandler | None, on_progress: ProgressHandler | None,
+    stacks_from: str | None = None, flags_layout: FlagsLayout | None = None,
 ) -> GrepResult:  # fmt: skip
     """Count the records that pass a selection, a big dump on two cores as top reads it."""
 
@@ -474,7 +476,7 @@ def _count_file(
 
     stream, partial = aggregate_file(
         input_path, lambda: _CountPartial(selection), strict=strict, on_warning=on_warning,
-        on_progress=on_progress, check=check,
+        on_progress=on_progress, check=check, stacks_from=stacks_from, layout=flags_layout,
     )  # fmt: skip
     with atomic_output(output_path, inputs=(input_path,)) as out:
         out.write(b"%d\n" % partial.selected)

@@ -21,9 +21,9 @@ from pageowner.analyze.analysis import (
     allocator_bits,
     allocator_label,
     sample_allocator_bits,
-    zone_derived,
     zone_label,
 )
+from pageowner.analyze.fields import zone_derived
 from pageowner.dump.scan import AnyRecord
 from pageowner.kernel.frames import StackInterner
 from pageowner.kernel.tables import FlagsLayout

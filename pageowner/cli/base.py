@@ -72,6 +72,7 @@ SHORT_HELP: dict[str, str] = {
     "diff": "Rank what grew (or shrank) between two dumps",
     "dump": "Print the simulated machine's page_owner files",
     "filter": "Read page_owner through a 7.3 filter, as page_owner_filter",
+    "fleet": "Rank, diff and export the captures of many hosts, on Dask",
     "flame": "Draw a flame graph: HTML, folded, speedscope or pprof",
     "frag": "Count mixed pageblocks and the stacks that mixed them",
     "grep": "Keep the records that pass every filter, as a dump",

@@ -211,6 +211,18 @@ class _Repairs:
         return out
 
 
+def _log_line(record: _Record, content: str) -> bool:
+    """Take a __dump_page_owner() line that is not a frame into a log record, if it is one."""
+    if _LOG_FREE_RE.fullmatch(content):
+        record.in_free = True
+        return True
+    if content.startswith(_LOG_MIGRATED):
+        record.trailers.append("P" + content[1:])  # as the dump prints it
+        record.joinable = False
+        return True
+    return content in _LOG_MISSING
+
+
 class Normaliser(_Repairs):
     """Turn lines of any page_owner text into canonical dump (or show_stacks) lines."""
 
@@ -360,14 +372,7 @@ class Normaliser(_Repairs):
                    frame: re.Match[str] | None, original: str, out: _Out) -> None:  # fmt: skip
         """Place a line inside the record being built."""
         if record.log:
-            if _LOG_FREE_RE.fullmatch(content):
-                record.in_free = True
-                return
-            if content in _LOG_MISSING:
-                return
-            if content.startswith(_LOG_MIGRATED):
-                record.trailers.append("P" + content[1:])
-                record.joinable = False
+            if _log_line(record, content):
                 return
             if frame is None:
                 # The rest of the log is not page_owner's.
