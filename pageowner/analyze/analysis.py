@@ -42,7 +42,7 @@ from pageowner.dump.dumpfile import (
     format_frame,
     iter_blocks,
 )
-from pageowner.dump.fileio import InputSource, line_body, open_input
+from pageowner.dump.fileio import InputSource, ReplayReader, line_body, open_input
 from pageowner.dump.handles import HandleJoin, load_handle_stacks, sidecar_stacks_file
 from pageowner.dump.repair import Tolerance, tolerate
 from pageowner.dump.scan import AnyRecord, ScanRecord, scan_records
@@ -197,21 +197,6 @@ def _counting(
         return data
 
     return counting_read
-
-
-class _Replay:
-    """A `read(n)` stream that returns bytes already read (by sniffing) before the rest."""
-
-    def __init__(self, head: bytes, read: Callable[[int], bytes]) -> None:
-        self._head = head
-        self._read = read
-
-    def read(self, size: int) -> bytes:
-        """Return up to `size` bytes."""
-        if self._head:
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._read(size)
 
 
 class _SkipWatch:
@@ -387,7 +372,7 @@ def _sample_stream(
     kind, head = _sniff(source.name, iter(buffer))
     if kind is InputKind.DUMP:
         # Blocks are cut from big reads (iter_blocks_read): much faster than lines.
-        stream = _Replay(b"".join(head), buffer.read)
+        stream = ReplayReader(b"".join(head), buffer.read)
         join = join if join is not None else HandleJoin(source.name)
         if not strict:
             samples = _scan_samples(stream.read, source.name, interner, watch, check=check,

@@ -29,6 +29,7 @@ from pageowner.errors import InputError, OutputError
 __all__ = [
     "CrLfReader",
     "InputSource",
+    "ReplayReader",
     "atomic_output",
     "check_output_path",
     "iter_lines",
@@ -213,6 +214,21 @@ def iter_lines(data: bytes) -> Iterator[bytes]:
             return
         yield data[start : end + 1]
         start = end + 1
+
+
+class ReplayReader:
+    """A `read(n)` stream that returns bytes already read (by sniffing) before the rest."""
+
+    def __init__(self, head: bytes, read: Callable[[int], bytes]) -> None:
+        self._head = head
+        self._read = read
+
+    def read(self, size: int) -> bytes:
+        """Return up to `size` bytes."""
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._read(size)
 
 
 class CrLfReader:

@@ -26,7 +26,7 @@ from pageowner.dump.dumpfile import (
     _PFN_RE,
     decode,
 )
-from pageowner.dump.fileio import InputSource, iter_lines
+from pageowner.dump.fileio import InputSource, ReplayReader, iter_lines
 from pageowner.dump.normalise import POINTER_RE, QP_HINT_RE, Normaliser, Repeat, normalise_text
 from pageowner.errors import InputError
 
@@ -174,26 +174,12 @@ def tolerate(source: InputSource, tolerance: Tolerance) -> InputSource:
         if source.fd is not None:
             os.lseek(source.fd, 0, os.SEEK_SET)
             return source
-        return InputSource(source.name, _Replay(head, source.read).read, _closers=source._closers)
+        replay = ReplayReader(head, source.read)
+        return InputSource(source.name, replay.read, _closers=source._closers)
     qp = bool(QP_HINT_RE.search(head))
     normaliser = Normaliser(source.name, strict=tolerance.strict, free=_FREE_STACKS.get(), qp=qp)
-    reader = _RepairedReader(_Replay(head, source.read).read, normaliser, tolerance)
+    reader = _RepairedReader(ReplayReader(head, source.read).read, normaliser, tolerance)
     return InputSource(source.name, reader.read, _closers=source._closers)
-
-
-class _Replay:
-    """A `read(n)` stream that returns bytes already read (by sniffing) before the rest."""
-
-    def __init__(self, head: bytes, read: Callable[[int], bytes]) -> None:
-        self._head = head
-        self._read = read
-
-    def read(self, size: int) -> bytes:
-        """Return up to `size` bytes."""
-        if self._head:
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._read(size)
 
 
 class _RepairedReader:
