@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pageowner.dump.era import Era, detect_kernel, sniff_dump_format, version_from_release
+from pageowner.dump.era import (
+    Era,
+    detect_kernel,
+    sidecar_flags_layout,
+    sniff_dump_format,
+    version_from_release,
+)
+from pageowner.dump.handles import sidecar_stacks_file
 from pageowner.errors import InputError
 from pageowner.kernel.kernels import dump_format_for
 from pageowner.live.capture import capture
@@ -60,6 +68,36 @@ def test_corrupt_sidecar_is_reported(tmp_path: Path) -> None:
     (tmp_path / "d.txt.meta.json").write_text("{not json")
     with pytest.raises(InputError, match=r"d.txt.meta.json: not a pageowner capture sidecar"):
         detect_kernel(str(dump))
+
+
+@pytest.mark.parametrize(
+    ("text", "era_error", "layout", "stacks"),
+    [
+        ("{not json", "(no kernel_release)", "(not JSON)", None),
+        ("[1, 2]", "(no kernel_release)", None, None),
+        (json.dumps({"flags_layout": "x86_64", "stacks_file": "s.txt"}),
+         "(no kernel_release)", "x86_64", "s.txt"),
+    ],
+)  # fmt: skip
+def test_every_sidecar_key_is_read_by_one_reader(
+    tmp_path: Path, text: str, era_error: str, layout: str | None, stacks: str | None
+) -> None:
+    # GIVEN a dump whose sidecar is broken, of the wrong shape, or holds only some keys
+    dump = tmp_path / "d.txt"
+    dump.write_bytes(b"")
+    (tmp_path / "d.txt.meta.json").write_text(text)
+    # THEN era detection names what is missing, the flags layout raises only on bad JSON,
+    # and the stacks file is quietly absent unless named
+    with pytest.raises(InputError, match=r"d.txt.meta.json: not a pageowner capture sidecar "
+                       + re.escape(era_error)):  # fmt: skip
+        detect_kernel(str(dump))
+    if layout is not None and layout.startswith("("):
+        with pytest.raises(InputError, match=re.escape(layout)):
+            sidecar_flags_layout(str(dump))
+    else:
+        assert sidecar_flags_layout(str(dump)) == layout
+    expected = str(tmp_path / stacks) if stacks else None
+    assert sidecar_stacks_file(str(dump)) == expected
 
 
 def test_sidecar_with_a_bad_release_is_reported(tmp_path: Path) -> None:

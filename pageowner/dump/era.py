@@ -11,6 +11,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pageowner.dump.dumpfile import iter_blocks, parse_block
 from pageowner.dump.fileio import iter_lines, open_input
@@ -23,6 +24,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "Era",
     "detect_kernel",
+    "load_sidecar",
     "sidecar_flags_layout",
     "sidecar_path",
     "sniff_dump_format",
@@ -114,18 +116,32 @@ def sniff_dump_format(head: bytes) -> DumpFormat | None:
     return None
 
 
-def _read_sidecar(path: str) -> Era | None:
-    """Return the era a capture sidecar names, None without one; raise if it is unreadable."""
+def load_sidecar(path: str, not_json: str) -> Any:
+    """Return the parsed JSON of a dump's capture sidecar, None without one; raise if unreadable.
+
+    `not_json` is the reason the error gives when the sidecar is not JSON.
+    """
     meta = sidecar_path(path)
     if not os.path.exists(meta):
         return None
     try:
         with open(meta, encoding="utf-8") as handle:
-            data = json.load(handle)
-        release = data["kernel_release"]
+            return json.load(handle)
     except OSError as exc:
         raise InputError(f"{meta}: {exc.strerror or exc}") from None
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
+        raise InputError(f"{meta}: not a pageowner capture sidecar ({not_json})") from None
+
+
+def _read_sidecar(path: str) -> Era | None:
+    """Return the era a capture sidecar names, None without one; raise if it is unreadable."""
+    meta = sidecar_path(path)
+    data = load_sidecar(path, "no kernel_release")
+    if data is None:
+        return None
+    try:
+        release = data["kernel_release"]
+    except (KeyError, TypeError):
         raise InputError(f"{meta}: not a pageowner capture sidecar (no kernel_release)") from None
     if not isinstance(release, str) or (version := version_from_release(release)) is None:
         raise InputError(f"{meta}: kernel_release {release!r} is not a kernel release")
@@ -138,16 +154,7 @@ def sidecar_flags_layout(path: str) -> str | None:
     `pageowner capture` records it when it could read the kernel's .config; a dump
     without a sidecar, or a sidecar without the key, gives None.
     """
-    meta = sidecar_path(path)
-    if not os.path.exists(meta):
-        return None
-    try:
-        with open(meta, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as exc:
-        raise InputError(f"{meta}: {exc.strerror or exc}") from None
-    except ValueError:
-        raise InputError(f"{meta}: not a pageowner capture sidecar (not JSON)") from None
+    data = load_sidecar(path, "not JSON")
     layout = data.get("flags_layout") if isinstance(data, dict) else None
     return layout if isinstance(layout, str) else None
 

@@ -10,7 +10,6 @@ records whose handle is unknown are grouped as `handle N` and counted in one war
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pageowner.dump.dumpfile import (
     format_frame,
     iter_blocks,
 )
-from pageowner.dump.era import sidecar_path
+from pageowner.dump.era import load_sidecar
 from pageowner.dump.fileio import open_input
 from pageowner.dump.stacksfile import parse_stack_block, sniff_kind
 from pageowner.errors import InputError, ParseError
@@ -104,13 +103,9 @@ def sidecar_stacks_file(path: str) -> str | None:
     """Return the stacks file a capture sidecar ties to a handle dump, if any."""
     if path == "-":
         return None
-    meta = sidecar_path(path)
-    if not os.path.exists(meta):
-        return None
     try:
-        with open(meta, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
+        data = load_sidecar(path, "not JSON")
+    except InputError:
         return None  # era detection reports an unreadable sidecar
     name = data.get(SIDECAR_STACKS_KEY) if isinstance(data, dict) else None
     if not isinstance(name, str) or not name:
