@@ -18,52 +18,20 @@ from __future__ import annotations
 
 import lzma
 import re
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import OneRecordPerRead, median_seconds  # noqa: E402
 from pageowner.analyze.top import TopOptions, top_file  # noqa: E402
 from pageowner.live.capture import copy_records  # noqa: E402
 from pageowner.sim import api  # noqa: E402
 
 REAL73 = ROOT / "fixtures" / "real73"
 _FRAMES_RE = re.compile(rb"((?: [^\n]*\n)+)handle: (-?[0-9]+)\n")
-
-
-def _median(run: Callable[[], object], times: int) -> float:
-    """Return the median wall time of `run`."""
-    samples = []
-    for _ in range(times):
-        start = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-class _OneRecordPerRead:
-    """Serve records one per read(), like read_page_owner()."""
-
-    def __init__(self, records: list[bytes]) -> None:
-        self.records = records
-        self.index = 0
-
-    def read(self, size: int) -> bytes:
-        if self.index == len(self.records):
-            return b""
-        self.index += 1
-        return self.records[self.index - 1]
-
-    def skip(self) -> None:
-        self.index += 1
-
-    def close(self) -> None:
-        pass
 
 
 def _modes(dump: bytes, stacks_handles: bytes) -> dict[str, list[bytes]]:
@@ -105,16 +73,16 @@ def main() -> None:
         first = sum(map(len, modes["stack"]))
         for mode, records in modes.items():
             size = sum(map(len, records))
-            seconds = _median(lambda r=records: copy_records(_OneRecordPerRead(r),
-                                                             lambda b: None), 3)
+            seconds = median_seconds(lambda r=records: copy_records(OneRecordPerRead(r),
+                                                                    lambda b: None), 3)
             (base / f"{mode}.txt").write_bytes(b"".join(records))
             print(f"simulated 7.3, 1 GiB, run capture: {mode:12} {len(records):,} records, "
                   f"{size / 1e6:.2f} MB ({size / first:.2f}x), copied in "
                   f"{seconds * 1000:.0f} ms")
         options = TopOptions(jobs=1)
-        plain = _median(lambda: top_file(str(base / "stack.txt"), options), 3)
+        plain = median_seconds(lambda: top_file(str(base / "stack.txt"), options), 3)
         joined_options = TopOptions(jobs=1, stacks_from=str(base / "ssh.txt"))
-        joined = _median(lambda: top_file(str(base / "handle.txt"), joined_options), 3)
+        joined = median_seconds(lambda: top_file(str(base / "handle.txt"), joined_options), 3)
         print(f"top: stack dump {plain * 1000:.0f} ms; handle dump joined to "
               f"show_stacks_handles {joined * 1000:.0f} ms ({joined / plain:.2f}x)")
 

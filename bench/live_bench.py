@@ -17,16 +17,15 @@ from __future__ import annotations
 import lzma
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import OneRecordPerRead, median_seconds  # noqa: E402
 from pageowner.dump.dumpfile import format_frame  # noqa: E402
 from pageowner.dump.stacksfile import iter_stack_counts  # noqa: E402
 from pageowner.live.capture import capture, copy_records  # noqa: E402
@@ -37,33 +36,6 @@ from pageowner.live.watch import SnapshotKind, make_reader  # noqa: E402
 
 REAL = ROOT / "fixtures" / "real"
 REPEAT = int(os.environ.get("LIVE_BENCH_REPEAT", "8"))
-
-
-def _median(run: Callable[[], object], times: int) -> float:
-    """Return the median wall time of `run`."""
-    samples = []
-    for _ in range(times):
-        start = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-class _OneRecordPerRead:
-    """Serve records one per read(), like read_page_owner()."""
-
-    def __init__(self, records: list[bytes]) -> None:
-        self.records = records
-        self.index = 0
-
-    def read(self, size: int) -> bytes:
-        if self.index == len(self.records):
-            return b""
-        self.index += 1
-        return self.records[self.index - 1]
-
-    def close(self) -> None:
-        pass
 
 
 def main() -> None:
@@ -82,12 +54,12 @@ def main() -> None:
         size = len(dump) * REPEAT
         target = str(base / "d.txt")
         capture(target, host=host)  # warm the page cache
-        seconds = _median(lambda: capture(target, host=host), 3)
+        seconds = median_seconds(lambda: capture(target, host=host), 3)
         print(f"capture: {size / 1e6:.0f} MB ({REPEAT} x the 6.12.117 dump) in {seconds:.3f} s"
               f" = {size / 1e6 / seconds:.0f} MB/s")
 
         records = [block + b"\n\n" for block in dump.split(b"\n\n") if block]
-        seconds = _median(lambda: copy_records(_OneRecordPerRead(records), lambda b: None), 3)
+        seconds = median_seconds(lambda: copy_records(OneRecordPerRead(records), lambda b: None), 3)
         print(f"one record per read: {len(records):,} records in {seconds:.3f} s = "
               f"{seconds / len(records) * 1e6:.2f} us per record of Python overhead")
 
@@ -95,7 +67,7 @@ def main() -> None:
         for kind in (SnapshotKind.SHOW_STACKS, SnapshotKind.PAGE_OWNER):
             read = make_reader(kind, host)
             reading = read()
-            seconds = _median(read, 5)
+            seconds = median_seconds(read, 5)
             print(f"watch snapshot from {kind.value}: {reading.bytes_read / 1e6:.2f} MB read, "
                   f"{len(reading.samples)} stacks, {seconds * 1000:.1f} ms")
 
@@ -114,7 +86,7 @@ def main() -> None:
                                    read_seconds=0.0)
         written = time.perf_counter() - start
         store_size = sum(os.path.getsize(p) for p in Path(base).glob("hour.db*"))
-        seconds = _median(lambda: analyze_store(store_path), 3)
+        seconds = median_seconds(lambda: analyze_store(store_path), 3)
         print(f"store: 360 snapshots x {len(stacks)} stacks written in {written:.2f} s, "
               f"{store_size / 1e6:.1f} MB on disk; trend in {seconds:.2f} s")
 
