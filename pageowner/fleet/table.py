@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pageowner.analyze.analysis import (
+    Group,
     GroupKey,
     GroupTable,
     frames_from_json,
@@ -22,7 +23,7 @@ from pageowner.analyze.analysis import (
     key_from_json,
 )
 from pageowner.fleet.discover import Capture, Skipped
-from pageowner.kernel.frames import StackInfo, StackInterner
+from pageowner.kernel.frames import StackInterner
 
 __all__ = ["FleetGroup", "FleetTable", "HostEntry"]
 
@@ -61,23 +62,10 @@ class HostEntry:
 
 
 @dataclass
-class FleetGroup:
-    """One group over the fleet: its totals, main callers and pages per host."""
+class FleetGroup(Group):
+    """One group over the fleet: a host's group's totals and main caller, and pages per host."""
 
-    key: Hashable
-    label: str
-    stack: StackInfo
-    pages: int = 0
-    times: int = 0
-    callers: dict[str, int] = field(default_factory=dict)
     hosts: dict[str, list[int]] = field(default_factory=dict)  # host -> [pages, times]
-
-    @property
-    def main_caller(self) -> str:
-        """Return the caller with most pages (the first seen among equals)."""
-        if not self.callers:
-            return self.stack.caller_label
-        return max(self.callers.items(), key=lambda item: item[1])[0]
 
 
 @dataclass
