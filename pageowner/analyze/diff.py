@@ -9,8 +9,9 @@ be a page_owner dump or a show_stacks file.
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 from pageowner.analyze.analysis import (
     Group,
@@ -32,6 +33,7 @@ __all__ = [
     "DiffOptions",
     "DiffResult",
     "check_growth",
+    "compare_groups",
     "diff_files",
     "diff_tables",
 ]
@@ -146,28 +148,58 @@ class _Compared:
     growth: tuple[tuple[int, str], ...]
 
 
-def diff_tables(before: GroupTable, after: GroupTable, options: DiffOptions) -> _Compared:
-    """Compare two group tables: the entries shown, and what was left out."""
-    keys: dict[Hashable, None] = dict.fromkeys(after.groups)
-    keys.update(dict.fromkeys(before.groups))
+class PagesDelta(Protocol):
+    """An entry for one changed group: its pages on either side and the growth."""
+
+    @property
+    def before_pages(self) -> int: ...
+    @property
+    def after_pages(self) -> int: ...
+    @property
+    def delta(self) -> int: ...
+
+
+_G = TypeVar("_G", bound=Group)
+_E = TypeVar("_E", bound=PagesDelta)
+
+
+def compare_groups(
+    before: Mapping[Hashable, _G],
+    after: Mapping[Hashable, _G],
+    entry: Callable[[_G | None, _G | None], _E],
+    *,
+    min_delta: int,
+    top: int,
+) -> tuple[list[_E], list[_E], int]:
+    """Return every changed group's entry most growth first, those shown, and the unchanged count.
+
+    `entry` makes one key's entry from its BEFORE and AFTER groups (at least one exists).
+    """
+    keys: dict[Hashable, None] = dict.fromkeys(after)
+    keys.update(dict.fromkeys(before))
     entries = []
     unchanged = 0
     for key in keys:
-        old, new = before.groups.get(key), after.groups.get(key)
+        old, new = before.get(key), after.get(key)
         if old is not None and new is not None and old.pages == new.pages:
             unchanged += 1
             continue
-        entries.append(_entry(old, new, before.by.name))
+        entries.append(entry(old, new))
     # Most growth first; among equal deltas, the bigger group, then AFTER's order.
     entries.sort(key=lambda e: (-e.delta, -max(e.after_pages, e.before_pages)))
-    shown = [e for e in entries if abs(e.delta) >= options.min_delta]
-    if options.top:
-        shown = shown[: options.top]
-    ranked = [
-        DiffEntry(rank, e.change, e.label, e.caller, e.before_pages, e.after_pages,
-                  e.before_times, e.after_times, e.stack)
-        for rank, e in enumerate(shown, start=1)
-    ]  # fmt: skip
+    shown = [e for e in entries if abs(e.delta) >= min_delta]
+    if top:
+        shown = shown[:top]
+    return entries, shown, unchanged
+
+
+def diff_tables(before: GroupTable, after: GroupTable, options: DiffOptions) -> _Compared:
+    """Compare two group tables: the entries shown, and what was left out."""
+    by = before.by.name
+    entries, shown, unchanged = compare_groups(
+        before.groups, after.groups, lambda old, new: _entry(old, new, by),
+        min_delta=options.min_delta, top=options.top)  # fmt: skip
+    ranked = [replace(e, rank=rank) for rank, e in enumerate(shown, start=1)]
     growth = tuple((e.delta, e.label) for e in entries if e.delta > 0)
     return _Compared(ranked, unchanged, len(entries) - len(shown), growth)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from pageowner.analyze.diff import compare_groups
 from pageowner.errors import ThresholdExceeded
 from pageowner.fleet.discover import Skipped
 from pageowner.fleet.table import FleetGroup, FleetTable
@@ -199,31 +199,20 @@ def _host_growth(before: FleetGroup | None, after: FleetGroup | None,
 def fleet_diff(before: FleetTable, after: FleetTable, *, min_delta: int = 1, top: int = 0,
                hosts_shown: int = 3) -> FleetDiffResult:  # fmt: skip
     """Compare two merged fleet tables group by group, most growth first."""
-    keys: dict[Hashable, None] = dict.fromkeys(after.groups)
-    keys.update(dict.fromkeys(before.groups))
-    entries = []
-    unchanged = 0
-    for key in keys:
-        old, new = before.groups.get(key), after.groups.get(key)
-        if old is not None and new is not None and old.pages == new.pages:
-            unchanged += 1
-            continue
+
+    def entry(old: FleetGroup | None, new: FleetGroup | None) -> FleetDiffEntry:
         shown = new if new is not None else old
         assert shown is not None
-        entries.append(FleetDiffEntry(
+        return FleetDiffEntry(
             0, shown.label, shown.main_caller, old.pages if old else 0,
             new.pages if new else 0, len(old.hosts) if old else 0,
             len(new.hosts) if new else 0,
             shown.stack.labels() if after.by == "stack" else (),
-            _host_growth(old, new, hosts_shown)))  # fmt: skip
-    entries.sort(key=lambda e: (-e.delta, -max(e.after_pages, e.before_pages)))
-    shown_entries = [e for e in entries if abs(e.delta) >= min_delta]
-    if top:
-        shown_entries = shown_entries[:top]
-    ranked = tuple(
-        FleetDiffEntry(rank, e.label, e.caller, e.before_pages, e.after_pages, e.before_hosts,
-                       e.after_hosts, e.stack, e.top_hosts)
-        for rank, e in enumerate(shown_entries, start=1))  # fmt: skip
+            _host_growth(old, new, hosts_shown))  # fmt: skip
+
+    entries, shown_entries, unchanged = compare_groups(
+        before.groups, after.groups, entry, min_delta=min_delta, top=top)
+    ranked = tuple(replace(e, rank=rank) for rank, e in enumerate(shown_entries, start=1))
     return FleetDiffResult(
         by=after.by, entries=ranked, before_pages=before.total_pages,
         after_pages=after.total_pages, before_hosts=len(before.hosts),
