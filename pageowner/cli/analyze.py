@@ -25,7 +25,7 @@ from pageowner.analyze.grep import FILTERS, Selection, grep_file
 from pageowner.analyze.pprof import ProfileData, ProfileOptions, read_profile, read_profile_pair
 from pageowner.analyze.stats import stats_file
 from pageowner.analyze.top import TopOptions, top_file
-from pageowner.cli.base import SpecParam, cli, old_spelling
+from pageowner.cli.base import SpecParam, cli, combine_options, old_spelling
 from pageowner.cli.sort import WarningPrinter
 from pageowner.dump.fileio import atomic_output, check_output_path
 from pageowner.dump.repair import set_free_stacks
@@ -47,20 +47,7 @@ from pageowner.report.summaries import (
 # grep(1)'s status when no line was selected (a usage error is still 2).
 EXIT_NOTHING_SELECTED = 1
 
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-
 _BY_KEYS = [key.name for key in GROUP_KEYS]
-
-
-def _options(*decorators: Decorator) -> Decorator:
-    """Apply several click decorators in reading order."""
-
-    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
-        for decorator in reversed(decorators):
-            command = decorator(command)
-        return command
-
-    return apply
 
 
 _output = click.option("-o", "--output", default="-", metavar="FILE", show_default=True,
@@ -96,8 +83,8 @@ _full_stacks = click.option("--full-stacks", "show_stacks", is_flag=True,
                             help="Print each ranked stack in full after the table (text "
                                  "format).")
 # `--stacks` meant three things (here, in dump and in capture); it is --full-stacks here.
-_stacks = _options(_full_stacks, old_spelling("--stacks", "--full-stacks", "show_stacks",
-                                              is_flag=True))
+_stacks = combine_options(_full_stacks, old_spelling("--stacks", "--full-stacks", "show_stacks",
+                                                     is_flag=True))
 _by = click.option("--by", type=click.Choice(_BY_KEYS), default="stack", show_default=True,
                    help="Group by this key.")  # fmt: skip
 _input = click.argument("input_path", metavar="INPUT")
@@ -133,14 +120,14 @@ def _write(report: Report, output: str, fmt: str, inputs: tuple[str, ...]) -> No
 
 @cli.command("top")
 @_input
-@_options(_output, _by)
+@combine_options(_output, _by)
 @click.option("--top", "top", type=click.IntRange(min=0), default=20, show_default=True,
               help="Show this many groups (0: all).")
 @click.option("--threshold", type=click.IntRange(min=0), default=0, metavar="PAGES",
               help="Leave out groups with fewer pages.")
 @click.option("--times", "by_times", is_flag=True, help="Rank by times seen instead of pages.")
-@_options(_exact, _pprof_format, _page_size, _depth, _stacks, _stacks_from, _strict, _free,
-          _flags_layout, _jobs)
+@combine_options(_exact, _pprof_format, _page_size, _depth, _stacks, _stacks_from, _strict,
+                 _free, _flags_layout, _jobs)
 def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
                 by_times: bool, exact: bool, fmt: str, page_size: int, depth: int,
                 show_stacks: bool, stacks_from: str | None, strict: bool,
@@ -166,15 +153,15 @@ def top_command(input_path: str, output: str, by: str, top: int, threshold: int,
 @cli.command("diff")
 @click.argument("before_path", metavar="BEFORE")
 @click.argument("after_path", metavar="AFTER")
-@_options(_output, _by, _exact)
+@combine_options(_output, _by, _exact)
 @click.option("--min-delta", type=click.IntRange(min=1), default=1, show_default=True,
               metavar="PAGES", help="Leave out groups that changed by fewer pages.")
 @click.option("--top", "top", type=click.IntRange(min=0), default=0,
               help="Show this many groups (default: all that changed).")
 @click.option("--fail-on-growth", type=click.IntRange(min=0), default=None, metavar="PAGES",
               help="Exit with status 3 when any group grew by more than PAGES.")
-@_options(_pprof_format, _base_output, _page_size, _depth, _stacks, _stacks_from, _strict, _free,
-          _flags_layout, _jobs)
+@combine_options(_pprof_format, _base_output, _page_size, _depth, _stacks, _stacks_from,
+                 _strict, _free, _flags_layout, _jobs)
 def diff_command(before_path: str, after_path: str, output: str, by: str, exact: bool,
                  min_delta: int, top: int, fail_on_growth: int | None, fmt: str,
                  base_output: str | None, page_size: int, depth: int, show_stacks: bool,
@@ -204,7 +191,7 @@ def diff_command(before_path: str, after_path: str, output: str, by: str, exact:
 
 @cli.command("stats")
 @_input
-@_options(_output, _format, _page_size, _stacks_from, _strict, _free, _flags_layout, _jobs)
+@combine_options(_output, _format, _page_size, _stacks_from, _strict, _free, _flags_layout, _jobs)
 def stats_command(input_path: str, output: str, fmt: str, page_size: int,
                   stacks_from: str | None, strict: bool, flags_layout: FlagsLayout | None,
                   jobs: int) -> None:  # fmt: skip
@@ -223,10 +210,11 @@ def stats_command(input_path: str, output: str, fmt: str, page_size: int,
 
 @cli.command("frag")
 @_input
-@_options(_output)
+@combine_options(_output)
 @click.option("--top", "top", type=click.IntRange(min=0), default=10, show_default=True,
               help="List this many culprit stacks (0: all).")
-@_options(_exact, _format, _page_size, _depth, _stacks_from, _strict, _free, _flags_layout, _jobs)
+@combine_options(_exact, _format, _page_size, _depth, _stacks_from, _strict, _free,
+                 _flags_layout, _jobs)
 def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
                  page_size: int, depth: int, stacks_from: str | None, strict: bool,
                  flags_layout: FlagsLayout | None,
@@ -246,7 +234,7 @@ def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
 
 @cli.command("flame")
 @_input
-@_options(_output)
+@combine_options(_output)
 @click.option("--format", "fmt", type=click.Choice([*FLAME_FORMATS, _PPROF]), default="html",
               show_default=True,
               help="folded (flamegraph.pl, inferno), speedscope JSON, a self-contained HTML "
@@ -258,7 +246,7 @@ def frag_command(input_path: str, output: str, top: int, exact: bool, fmt: str,
 @click.option("--diff", "before_path", metavar="BEFORE",
               help="A differential graph: widths from INPUT, colours from the change since "
                    "BEFORE.")
-@_options(_base_output, _page_size, _stacks_from, _strict, _free, _jobs)
+@combine_options(_base_output, _page_size, _stacks_from, _strict, _free, _jobs)
 def flame_command(input_path: str, output: str, fmt: str, weight: str, before_path: str | None,
                   base_output: str | None, page_size: int, stacks_from: str | None, strict: bool,
                   jobs: int) -> None:  # fmt: skip
@@ -358,7 +346,7 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @cli.command("grep")
 @_input
-@_options(_output)
+@combine_options(_output)
 @_filter_options
 @click.option("-v", "--invert-match", "invert", is_flag=True,
               help="Keep the records whose stack does NOT match -e.")

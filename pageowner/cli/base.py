@@ -16,15 +16,30 @@ from pageowner.errors import EXIT_RUNTIME, PageOwnerError, SpecError
 __all__ = [
     "CONTEXT_SETTINGS",
     "AliasChoice",
+    "Decorator",
     "PageOwnerCommand",
     "SpecParam",
     "cli",
+    "combine_options",
     "main",
     "old_spelling",
     "warn",
 ]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def combine_options(*decorators: Decorator) -> Decorator:
+    """Apply several click decorators in reading order."""
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
 
 
 class Failure(click.ClickException):

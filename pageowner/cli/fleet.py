@@ -7,13 +7,17 @@ process per core) unless --scheduler or $DASK_SCHEDULER_ADDRESS names one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import click
 
 from pageowner.analyze.analysis import DEFAULT_PAGE_SIZE, GROUP_KEYS, parse_page_size
-from pageowner.cli.base import CONTEXT_SETTINGS, PageOwnerCommand, SpecParam, cli, warn
+from pageowner.cli.base import (
+    CONTEXT_SETTINGS,
+    PageOwnerCommand,
+    SpecParam,
+    cli,
+    combine_options,
+    warn,
+)
 from pageowner.cli.sort import WarningPrinter
 from pageowner.dump.fileio import check_output_path
 from pageowner.errors import SpecError
@@ -24,8 +28,6 @@ from pageowner.report.output import is_terminal, text_output
 from pageowner.report.progress import Progress
 from pageowner.report.summaries import FORMATS, Report, render_report
 from pageowner.sim.cmdline import memparse
-
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def _parse_bytes(text: str) -> int:
@@ -56,23 +58,14 @@ def fleet_group(ctx: click.Context) -> None:
         click.echo(ctx.get_help())
 
 
-def _options(*decorators: Decorator) -> Decorator:
-    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
-        for decorator in reversed(decorators):
-            command = decorator(command)
-        return command
-
-    return apply
-
-
-_engine = _options(
+_engine = combine_options(
     click.option("--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
                  help="A dask.distributed scheduler, tcp://HOST:PORT (default: "
                       "$DASK_SCHEDULER_ADDRESS, else a local cluster)."),
     click.option("--workers", type=click.IntRange(1, 256), default=None,
                  help="Worker processes of the local cluster (default: one per core)."),
 )  # fmt: skip
-_reading = _options(
+_reading = combine_options(
     click.option("--by", type=click.Choice([k.name for k in GROUP_KEYS]), default="stack",
                  show_default=True, help="Group by this key."),
     click.option("--exact", is_flag=True, help="Compare stacks with offsets."),
@@ -88,7 +81,7 @@ _reading = _options(
 )  # fmt: skip
 _output = click.option("-o", "--output", default="-", metavar="FILE", show_default=True,
                        help="Write here instead of stdout (written whole or not at all).")
-_shown = _options(
+_shown = combine_options(
     click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text",
                  show_default=True, help="text: a rich table on a terminal."),
     click.option("--page-size", type=SpecParam("SIZE", parse_page_size),
