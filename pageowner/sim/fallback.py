@@ -89,19 +89,9 @@ def try_claim_block(buddy: FreeAreas, zone: Zone, pfn: int, current: int, order:
         buddy.set_pageblock_range(pfn, current, start_mt)
         buddy._expand(zone, pfn, order, current, start_mt)
         return pfn
-    start = pfn & ~(PAGEBLOCK_PAGES - 1)
-    if start < zone.spec.start_pfn or start + PAGEBLOCK_PAGES > zone.spec.end_pfn:
+    if not claimable(buddy, zone, pfn, start_mt):
         return None
-    free_pages, movable_pages = pageblock_census(buddy, start)
-    if start_mt == MT_MOVABLE:
-        alike = movable_pages
-    elif block_mt == MT_MOVABLE:
-        alike = PAGEBLOCK_PAGES - free_pages - movable_pages
-    else:
-        alike = 0
-    if free_pages + alike < PAGEBLOCK_PAGES // 2:
-        return None
-    move_freepages_block(buddy, zone, start, start_mt)
+    move_freepages_block(buddy, zone, pfn & ~(PAGEBLOCK_PAGES - 1), start_mt)
     return buddy._smallest(zone, order, start_mt)
 
 
