@@ -45,7 +45,7 @@ COMMANDS: dict[str, list[str]] = {
 # --pfn-range/--ts-range), in one process otherwise. Compared with sort -j 2.
 GREP: dict[str, list[str]] = {
     "grep -c --name dd": ["grep", "-c", "--name", "dd", "DUMP"],
-    "grep -c --order 0 --zone Normal": ["grep", "-c", "--order", "0", "--zone", "Normal", "DUMP"],
+    "grep -c --order 0 --zone DMA32": ["grep", "-c", "--order", "0", "--zone", "DMA32", "DUMP"],
 }
 SORT = ["sort", "DUMP", os.devnull]
 _UNXZ = ("import lzma, shutil, sys\n"
