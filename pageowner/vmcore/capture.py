@@ -243,7 +243,7 @@ def capture_vmcore(vmcore: str, vmlinux: str, output: str, *, mode: str = "stack
     if mode not in MODES:
         raise SpecError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
     if stacks and output == "-":
-        raise SpecError("--stacks needs -o FILE: the stacks files are written beside it")
+        raise SpecError("--page-owner-stacks needs -o FILE: the stacks files are written beside it")
     image = open_vmcore(vmcore, vmlinux)
     version = version_from_release(image.release)
     if version is None:
