@@ -32,7 +32,6 @@ from pageowner.dump.repair import set_free_stacks
 from pageowner.kernel.tables import FLAGS_LAYOUTS, FlagsLayout
 from pageowner.report.flamegraph import FLAME_FORMATS, render_flame
 from pageowner.report.output import is_terminal, text_output
-from pageowner.report.pprof import write_profile
 from pageowner.report.progress import Progress
 from pageowner.report.summaries import (
     FORMATS,
@@ -297,6 +296,9 @@ def _save_profile(data: ProfileData, output: str, inputs: tuple[str, ...],
                   weight: str = "pages") -> None:  # fmt: skip
     """Write one profile, whole or not at all."""
     with atomic_output(output, inputs=inputs) as out:
+        # protobuf only for the pprof formats: not on every analysis command's start-up.
+        from pageowner.report.pprof import write_profile
+
         write_profile(data, out, _PPROF_TYPES[weight])
 
 
