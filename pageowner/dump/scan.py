@@ -267,7 +267,7 @@ class _Template:
     """
 
     __slots__ = ("_fmt", "_pfn", "_ts", "end", "first", "head", "lines", "mid", "num", "prefix",
-                 "suffix", "tail", "tail_text")  # fmt: skip
+                 "rest", "suffix", "tail", "tail_text", "var", "want")  # fmt: skip
 
     def __init__(self, block: bytes, head: _Head, ts_at: int, pfn: re.Match[bytes] | None,
                  tail_start: int, tail: ScanTail) -> None:  # fmt: skip
@@ -296,6 +296,12 @@ class _Template:
         self.tail_text = block[tail_start:]
         self.tail = tail
         self.lines = block.count(b"\n")
+        # What `_Scanner.run` checks a record against: after the prefix, `var` (one of the
+        # _VAR_* patterns, None where nothing varies) whose groups 1 and 2 must be `want`,
+        # then `rest`: the text after the last number and the blank line's newline.
+        self.var = _VAR_PATTERNS[(ts_at >= 0, None if pfn is None else pfn["pfn"] is not None)]
+        self.want = (self.suffix or b"", self.mid)
+        self.rest = self.end + self.tail_text + b"\n"
 
     @property
     def free_ts_nsec(self) -> int | None:
@@ -538,7 +544,21 @@ class ScanRecord:
 
 _DIGITS_RE = re.compile(rb"[0-9]{1,64}")
 _PFN_NUMBER_RE = re.compile(rb"0x[0-9a-f]+|" + _PFN_DEC)
-_ANY_DIGITS_RE = re.compile(rb"[0-9]*")
+# The numbers a record may differ in from its template, by (has ts, PFN line: modern,
+# 3.19 letters or none). Group 1 is the text after the ts digits (the template's `suffix`),
+# group 2 the text between the PFN and the pageblock number (its `mid`), group 3 the
+# pageblock digits: one match and one compare per record instead of a call per part. The
+# bounds are parse_block's; a 65th digit fails the text that must follow.
+_VAR_TS = rb"[0-9]{1,64}( [^\n]*\n)"
+_VAR_PFN = rb"PFN (?:%s)( [^\n]*? Block )([0-9]{1,64})"
+_VAR_PATTERNS: dict[tuple[bool, bool | None], re.Pattern[bytes] | None] = {
+    (True, None): re.compile(_VAR_TS + rb"()"),
+    (False, None): None,
+    **{(True, modern): re.compile(_VAR_TS + _VAR_PFN % number.pattern)
+       for modern, number in ((True, _PFN_NUMBER_RE), (False, _DIGITS_RE))},
+    **{(False, modern): re.compile(rb"()" + _VAR_PFN % number.pattern)
+       for modern, number in ((True, _PFN_NUMBER_RE), (False, _DIGITS_RE))},
+}  # fmt: skip
 
 
 AnyRecord = PageRecord | ScanRecord
@@ -609,10 +629,10 @@ class _Scanner:
         collapse = self.collapse
         tmpl: _Template | None = None
         # The template's parts, kept in locals: this loop runs once per record.
-        prefix = suffix = mid = end_text = tail_text = b""
-        has_ts = False
-        num_match: Callable[[bytes, int], re.Match[bytes] | None] | None = None
-        n_prefix = n_suffix = n_mid = n_end = n_tail = n_lines = 0
+        prefix = rest_text = b""
+        want: tuple[bytes, bytes] = (b"", b"")
+        var_match: Callable[[bytes, int], re.Match[bytes] | None] | None = None
+        n_prefix = n_rest = n_lines = 0
         info: StackInfo | None = None
         # The run being collapsed: its first record and its length.
         run_record: ScanRecord | None = None
@@ -620,8 +640,7 @@ class _Scanner:
         # With `blocks`, the pageblock digits of each record of the run, in order.
         with_blocks = self.blocks
         run_blocks: list[bytes] | None = [] if with_blocks else None
-        block_at = digits_end = 0
-        any_digits = _ANY_DIGITS_RE.match
+        with_pfn = False
         rest = b""
         read = CrLfReader(read).read
         while True:
@@ -639,39 +658,24 @@ class _Scanner:
                 if tmpl is not None and startswith(prefix, pos):
                     # The template's text but for the numbers? (see _Template)
                     q = pos + n_prefix
-                    hit = True
-                    if has_ts:
-                        digits_end = any_digits(data, q).end()  # type: ignore[union-attr]
-                        hit = 0 < digits_end - q <= 64 and startswith(suffix, digits_end)
-                        q = digits_end + n_suffix
-                    if hit and num_match is not None:
-                        number = num_match(data, q + 4)
-                        if number is not None and startswith(b"PFN ", q):
-                            q = number.end()
-                            if startswith(mid, q):
-                                q += n_mid
-                                digits_end = any_digits(data, q).end()  # type: ignore[union-attr]
-                                hit = 0 < digits_end - q <= 64 and startswith(end_text, digits_end)
-                                block_at = q
-                                q = digits_end + n_end
-                            else:
-                                hit = False
-                        else:
-                            hit = False
-                    if hit and startswith(tail_text, q) and startswith(b"\n", q + n_tail):
-                        if run_blocks is not None and num_match is not None:
-                            run_blocks.append(data[block_at:digits_end])
-                        q += n_tail
+                    match = None
+                    if var_match is not None:
+                        match = var_match(data, q)
+                        q = -1 if match is None or match.group(1, 2) != want else match.end()
+                    if q >= 0 and startswith(rest_text, q):
+                        if run_blocks is not None and with_pfn:
+                            run_blocks.append(match.group(3))  # type: ignore[union-attr]
+                        q += n_rest
                         if run_record is not None:
                             run_count += 1
                         else:
-                            record = ScanRecord(data[pos:q], tmpl, lineno)
+                            record = ScanRecord(data[pos : q - 1], tmpl, lineno)
                             if collapse:
                                 run_record, run_count = record, 1
                             else:
                                 yield record, info, 1, None  # type: ignore[misc]
                         lineno += n_lines
-                        pos = q + 1
+                        pos = q
                         continue
                 end = data.find(b"\n\n", pos)
                 if end < 0:
@@ -684,13 +688,10 @@ class _Scanner:
                 first, new = self.slow(block, lineno)
                 if first is not None and new is not None:
                     tmpl = new
-                    prefix, mid, end_text = new.prefix, new.mid, new.end
-                    has_ts = new.suffix is not None
-                    suffix = new.suffix or b""
-                    tail_text = new.tail_text
-                    num_match = None if new.num is None else new.num.match
-                    n_prefix, n_suffix, n_mid = len(prefix), len(suffix), len(mid)
-                    n_end, n_tail, n_lines = len(end_text), len(tail_text), new.lines + 1
+                    prefix, rest_text, want = new.prefix, new.rest, new.want
+                    var_match = None if new.var is None else new.var.match
+                    with_pfn = new.num is not None
+                    n_prefix, n_rest, n_lines = len(prefix), len(rest_text), new.lines + 1
                     info = new.tail.info
                     if collapse:
                         run_record, run_count = first, 1
