@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import installed_env  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DUMP = ROOT / "fixtures" / "real" / "6.1.192-work1g.page_owner.txt.xz"
 BOOT = ROOT / "fixtures" / "real" / "6.1.192-boot.page_owner.txt.xz"
@@ -54,6 +57,9 @@ _UNXZ = ("import lzma, shutil, sys\n"
 _EXEC = [sys.executable, "-S", "-c", "import os, sys; os.execvp(sys.argv[1], sys.argv[1:])"]
 
 
+_ENV: dict[str, str] = {}
+
+
 def _run(argv: list[str]) -> tuple[float, float, float]:
     """Run `pageowner ARGV` to its end; return wall s, CPU s and peak RSS MB."""
     start = time.perf_counter()
@@ -63,7 +69,7 @@ def _run(argv: list[str]) -> tuple[float, float, float]:
     # this process would be charged this process's pages (bench/sort_bench.py does the same).
     proc = subprocess.Popen([*_EXEC, sys.executable, "-m", "pageowner", *argv],
                             cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
+                            stderr=subprocess.PIPE, env=_ENV or None)  # fmt: skip
     assert proc.stderr is not None
     errors = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -90,6 +96,7 @@ def _plan(selected: list[str]) -> list[tuple[str, list[str], int, str]]:
 def main() -> int:
     """Decompress the fixtures, run the rounds and print the table."""
     rounds = int(os.environ.get("SCAN_BENCH_ROUNDS", "3"))
+    _ENV.update(installed_env())
     tmp = Path(tempfile.mkdtemp(prefix="pageowner-scan-bench-"))
     try:
         files = {}

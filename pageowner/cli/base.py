@@ -19,6 +19,7 @@ __all__ = [
     "Decorator",
     "PageOwnerCommand",
     "SpecParam",
+    "WarningPrinter",
     "cli",
     "combine_options",
     "main",
@@ -63,12 +64,12 @@ COMMAND_MODULES: dict[str, str] = {
     "run": "pageowner.cli.sim",
     "workloads": "pageowner.cli.sim",
     "dump": "pageowner.cli.sim",
-    "grep": "pageowner.cli.analyze",
-    "top": "pageowner.cli.analyze",
-    "diff": "pageowner.cli.analyze",
-    "stats": "pageowner.cli.analyze",
-    "frag": "pageowner.cli.analyze",
-    "flame": "pageowner.cli.analyze",
+    "grep": "pageowner.cli.grep",
+    "top": "pageowner.cli.top",
+    "diff": "pageowner.cli.diff",
+    "stats": "pageowner.cli.stats",
+    "frag": "pageowner.cli.frag",
+    "flame": "pageowner.cli.flame",
     "symbolize": "pageowner.cli.symbols",
     "capture": "pageowner.cli.live",
     "filter": "pageowner.cli.live",
@@ -204,6 +205,25 @@ def old_spelling(old: str, new: str, dest: str, **attrs: Any) -> Callable[[Any],
 def warn(message: str) -> None:
     """Print a warning on stderr."""
     click.echo(f"pageowner: warning: {message}", err=True)
+
+
+class WarningPrinter:
+    """Print the first warnings as they come and count the rest."""
+
+    LIMIT = 10
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if self.count <= self.LIMIT:
+            warn(message)
+
+    def summary(self) -> None:
+        """Say how many warnings were not shown."""
+        if self.count > self.LIMIT:
+            warn(f"{self.count - self.LIMIT} more warnings not shown")
 
 
 @click.group(name="pageowner", cls=PageOwnerGroup, context_settings=CONTEXT_SETTINGS)

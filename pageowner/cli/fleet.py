@@ -14,11 +14,11 @@ from pageowner.cli.base import (
     CONTEXT_SETTINGS,
     PageOwnerCommand,
     SpecParam,
+    WarningPrinter,
     cli,
     combine_options,
     warn,
 )
-from pageowner.cli.sort import WarningPrinter
 from pageowner.dump.fileio import check_output_path
 from pageowner.errors import SpecError
 from pageowner.fleet import require_extra

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pageowner.cli.base import SpecParam, cli, warn
+from pageowner.cli.base import SpecParam, WarningPrinter, cli, warn
 from pageowner.dump.era import detect_kernel
 from pageowner.errors import PageOwnerError
 from pageowner.model import HeaderStyle
@@ -33,25 +33,6 @@ _SHORT_HELP = {
     "t": "Sort by number of times record is seen (default).",
     "r": "Sort by memory release time (dumps with free_ts, 5.14-6.6).",
 }
-
-
-class WarningPrinter:
-    """Print the first warnings as they come and count the rest."""
-
-    LIMIT = 10
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, message: str) -> None:
-        self.count += 1
-        if self.count <= self.LIMIT:
-            warn(message)
-
-    def summary(self) -> None:
-        """Say how many warnings were not shown."""
-        if self.count > self.LIMIT:
-            warn(f"{self.count - self.LIMIT} more warnings not shown")
 
 
 def _short_flag_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,13 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pageowner.analyze.analysis import InputKind
-from pageowner.analyze.diff import DiffResult
-from pageowner.analyze.frag import FragResult
-from pageowner.analyze.stats import StatsResult
-from pageowner.analyze.top import TopResult
 from pageowner.report.tables import (
     CSV_DECIMALS,
     Column,
@@ -26,6 +22,12 @@ from pageowner.report.tables import (
     render_text,
 )
 from pageowner.report.units import format_percent, format_signed, human_size
+
+if TYPE_CHECKING:  # result types only: `top` need not import diff, frag and stats
+    from pageowner.analyze.diff import DiffResult
+    from pageowner.analyze.frag import FragResult
+    from pageowner.analyze.stats import StatsResult
+    from pageowner.analyze.top import TopResult
 
 __all__ = [
     "FORMATS",
