@@ -664,12 +664,18 @@ def aggregate_range(
     except OSError as exc:
         raise InputError(f"{path}: cannot open: {exc.strerror or exc}") from None
     try:
-        stream_read = _PreadStream(fd, start, path).read
-        limited = _Limited(stream_read, end - start) if end is not None else None
-        reader = DumpReader(limited if limited is not None else _PreadStream(fd, start, path),
-                            path, strict=strict, on_warning=watch,
-                            first_lineno=_count_lines(fd, start) + 1)  # fmt: skip
-        partial.feed(_record_samples(reader, interner, watch, check=False))
+        pread = _PreadStream(fd, start, path)
+        limited = _Limited(pread.read, end - start) if end is not None else None
+        first_lineno = _count_lines(fd, start) + 1
+        if strict:
+            reader = DumpReader(limited if limited is not None else pread, path,
+                                strict=strict, on_warning=watch, first_lineno=first_lineno)
+            partial.feed(_record_samples(reader, interner, watch, check=False))
+        else:  # the scanner, as a whole file gets it
+            read = limited.read if limited is not None else pread.read
+            partial.feed(_scan_samples(read, path, interner, watch, check=False,
+                                       first_lineno=first_lineno,
+                                       collapse=_collapsible(partial)))
     finally:
         os.close(fd)
     return watch.samples, partial
