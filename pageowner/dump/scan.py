@@ -6,7 +6,9 @@ the digits after `ts` are checked by their shape, the PFN line by one regex, and
 and trailing lines once per distinct text. It becomes the template (`_Template`): the
 records after it that are its text but for their ts digits and the two numbers of their
 PFN line (each checked against the class the typed reader reads it with) are known to
-parse to its fields but those three, with a few byte compares and no regex. Each record
+parse to its fields but those three, with two byte compares (the text before the ts
+digits, the text after the pageblock number) and one match of a pattern shared by every
+template of the era, whose two groups must be the template's text between. Each record
 is a `ScanRecord` view of its bytes; the fields it shares with its template are parsed
 once per template. A block the checks do not take goes to the typed reader
 (`parse_block`), so what is skipped, the warnings and the line numbers are exactly those
