@@ -292,14 +292,49 @@ Memory state around the buggy address:
 
 
 def test_d_syzbot_symbolized_frames_keep_their_source_lines() -> None:
-    out, _ = fix(SYZBOT)
+    out, warnings = fix(SYZBOT)
+    # THEN the inlined set_page_owner is folded into the frame it is inlined in, as
+    # `pageowner symbolize` writes it: the address's source, then the call site's
     assert out == ("Page allocated via order 0, mask 0x140dc0(GFP_USER|__GFP_COMP|__GFP_ZERO), "
                    "pid 5109, tgid 5109 (syz-executor), ts 62766455400 ns, free_ts 0 ns\n"
-                   " set_page_owner include/linux/page_owner.h:32 [inline]\n"
-                   " post_alloc_hook+0x1f3/0x230 (mm/page_alloc.c:1537)\n\n")  # fmt: skip
+                   " post_alloc_hook+0x1f3/0x230 (include/linux/page_owner.h:32 "
+                   "mm/page_alloc.c:1537)\n\n")  # fmt: skip
     record = next(iter(DumpReader(io.BytesIO(out.encode()), "t.txt", strict=True)))
-    assert record.stack[1].symbol == "post_alloc_hook"
-    assert record.stack[1].source == "mm/page_alloc.c:1537"
+    assert record.stack[0].symbol == "post_alloc_hook"
+    assert record.stack[0].source == "include/linux/page_owner.h:32 mm/page_alloc.c:1537"
+    assert one(warnings, "[inline] frames folded").startswith("t.txt:1: ")
+
+
+def test_d_syzbot_inline_frames_name_the_stack_by_its_real_caller(tmp_path: Path) -> None:
+    # GIVEN a syzbot report whose allocator and caller frames are partly inlined
+    text = SYZBOT.replace(
+        " post_alloc_hook+0x1f3/0x230 mm/page_alloc.c:1537\n",
+        " post_alloc_hook+0x1f3/0x230 mm/page_alloc.c:1537\n"
+        " prep_new_page mm/page_alloc.c:1544 [inline]\n"
+        " get_page_from_freelist+0x3129/0x3280 mm/page_alloc.c:3311\n"
+        " __alloc_pages+0x255/0x670 mm/page_alloc.c:4569\n"
+        " process_one_work kernel/workqueue.c:2630 [inline]\n"
+        " worker_thread+0x96f/0x11a0 kernel/workqueue.c:2784\n"
+        " kthread+0x2fe/0x3b0 kernel/kthread.c:388\n"
+        " ret_from_fork_asm mm/x.c:1 [inline]\n")
+    path = tmp_path / "syzbot.txt"
+    path.write_text(text)
+    # WHEN top names its stack
+    result = run_cli(["top", str(path), "--depth", "0"])
+    # THEN the first caller outside the allocator is the real frame the inlined
+    # process_one_work sits in, and a trailing inline line with no frame after it stays
+    assert result.exit_code == 0, result.stderr
+    assert "worker_thread < kthread < ret_from_fork_asm mm/x.c:1 [inline]" in result.stdout
+    assert "(3 times;" in one(result.stderr.splitlines(), "[inline] frames folded")
+
+
+def test_c_a_kernel_log_delimiter_is_no_quoted_printable_soft_break() -> None:
+    # GIVEN KASAN's `=====` lines around __dump_page_owner() output
+    delimiter = "=" * 66
+    out, warnings = fix(f"{delimiter}\n{LOG}{delimiter}\n")
+    # THEN they are lines outside page_owner data, not soft breaks joining the next line
+    assert out == fix(LOG)[0]
+    assert not [w for w in warnings if "quoted-printable" in w]
 
 
 def test_d_show_stacks_with_elisions_and_the_old_trailer() -> None:

@@ -40,7 +40,8 @@ _FRAME_CACHE = 100_000
 # -- line shapes ---------------------------------------------------------------------------
 
 # Quoted-printable soft line breaks and escapes (RFC 2045), seen in mail saved raw.
-QP_HINT_RE = re.compile(rb"=\r?\n|=3D|=20\r?$", re.MULTILINE)
+# A line of "=" signs (KASAN's report delimiters) is no soft break: QP escapes a literal "=".
+QP_HINT_RE = re.compile(rb"(?<!=)=\r?\n|=3D|=20\r?$", re.MULTILINE)
 _QP_ESCAPE_RE = re.compile(rb"=([0-9A-F]{2})")
 _MARKUP_RE = re.compile(r"(?:`{3,}.*|~{3,}.*|</?(?:pre|code)>)")
 _ENTITY_RE = re.compile(r"&(?:lt|gt|amp|quot|#\d+);")
@@ -126,6 +127,8 @@ _KINDS = {k.key: k for k in (
     _Kind("pointer", "pointer printed instead of the gfp names; names left empty"),
     _Kind("pfn", "PFN line of unknown shape dropped"),
     _Kind("frame", "frame rewritten (ppc64 dot name, decimal offset or [0x..] address)"),
+    _Kind("inline", "syzbot's [inline] frames folded into the source of the frame they are "
+                    "inlined in"),
     _Kind("unknown", "lines of unknown shape kept with their record, after its stack"),
     _Kind("report", "page_owner_sort report read: one record per time counted"),
     _Kind("log", "__dump_page_owner() output of a kernel log read as records"),
@@ -247,7 +250,7 @@ class Normaliser(_Repairs):
         self._lineno += 1
         body = line_body(raw)
         if self.qp:
-            if body.endswith(b"="):
+            if body.endswith(b"=") and not body.endswith(b"=="):
                 if not self._qp_pending:
                     self._qp_lineno = self._lineno
                 self._qp_pending += decode(body[:-1])
@@ -571,7 +574,8 @@ class Normaliser(_Repairs):
                 header = self._header_from_fields(order, "mask 0x0()" + fields, "", note=False)
         if header is None or not self._set_mode("dump", record):
             return
-        frames = record.free_frames if record.log and self.free else record.frames
+        frames = self._folded(record.free_frames if record.log and self.free else record.frames,
+                              record.lineno)  # fmt: skip
         tail = ([record.pfn] if record.pfn is not None else []) + frames + record.trailers
         if weight is None:
             out.append(header)
@@ -598,7 +602,7 @@ class Normaliser(_Repairs):
                 return
             self._note("outside", record.frames[0] if record.frames else "")
             return
-        frames = list(record.frames)
+        frames = self._folded(record.frames, record.lineno)
         if not frames:
             if record.handle is None:
                 self._note("outside", record.stack_count)
@@ -612,6 +616,13 @@ class Normaliser(_Repairs):
         out.append("")
         self.records += 1
 
+    def _folded(self, frames: list[str], lineno: int) -> list[str]:
+        """Return a stack with syzbot's inlined frames folded, noting each."""
+        folded, count = fold_inline_frames(frames)
+        for _ in range(count):
+            self._note("inline", frames[0], lineno)
+        return folded
+
     def _set_mode(self, mode: str, record: _Record) -> bool:
         """Fix the output's kind at its first block; a block of the other kind is ignored."""
         if self.mode is None:
@@ -620,6 +631,48 @@ class Normaliser(_Repairs):
             self._note("outside", record.header or "", record.lineno)
             return False
         return True
+
+
+# syzbot lists the functions inlined at an address before its frame, innermost first:
+# ` set_page_owner include/linux/page_owner.h:32 [inline]`, then
+# ` post_alloc_hook+0x1f3/0x230 (mm/page_alloc.c:1533)` (after frame_line).
+_INLINE_FRAME_RE = re.compile(r" [A-Za-z_][\w.]* (?P<source>[\w./-]+:\d+) \[inline\]")
+_SOURCED_FRAME_RE = re.compile(
+    r"(?P<frame> (?:\[<[0-9a-f]+>\] )?[^ ()]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[^\[\]]+\])?)"
+    r" \((?P<source>[^()]*)\)"
+)
+
+
+def fold_inline_frames(frames: list[str]) -> tuple[list[str], int]:
+    """Fold syzbot's `[inline]` lines into the source of the frame they are inlined in.
+
+    That is the frame `pageowner symbolize` writes for the same address (the source of
+    the address, then of each call site it is inlined in), so the stack is named by its
+    real frames. Inline lines with no frame after them stay as they are. Returns the
+    frames and the number of lines folded.
+
+    >>> fold_inline_frames([" prep_new_page mm/page_alloc.c:1540 [inline]",
+    ...                     " get_page_from_freelist+0x3129/0x3280 (mm/page_alloc.c:3311)"])
+    ([' get_page_from_freelist+0x3129/0x3280 (mm/page_alloc.c:1540 mm/page_alloc.c:3311)'], 1)
+    """
+    out: list[str] = []
+    pending: list[str] = []
+    folded = 0
+    for line in frames:
+        if _INLINE_FRAME_RE.fullmatch(line):
+            pending.append(line)
+            continue
+        sourced = _SOURCED_FRAME_RE.fullmatch(line) if pending else None
+        if sourced is not None:
+            sources = [_INLINE_FRAME_RE.fullmatch(p)["source"] for p in pending]  # type: ignore[index]
+            line = f"{sourced['frame']} ({' '.join([*sources, sourced['source']])})"
+            folded += len(pending)
+        else:
+            out.extend(pending)
+        pending = []
+        out.append(line)
+    out.extend(pending)
+    return out, folded
 
 
 def frame_line(text: str, content: str, frame: re.Match[str]) -> tuple[str, list[str]]:
