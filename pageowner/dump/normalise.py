@@ -574,7 +574,7 @@ class Normaliser(_Repairs):
                 header = self._header_from_fields(order, "mask 0x0()" + fields, "", note=False)
         if header is None or not self._set_mode("dump", record):
             return
-        frames = self._folded(record.free_frames if record.log and self.free else record.frames,
+        frames = _folded(self, record.free_frames if record.log and self.free else record.frames,
                               record.lineno)  # fmt: skip
         tail = ([record.pfn] if record.pfn is not None else []) + frames + record.trailers
         if weight is None:
@@ -602,7 +602,7 @@ class Normaliser(_Repairs):
                 return
             self._note("outside", record.frames[0] if record.frames else "")
             return
-        frames = self._folded(record.frames, record.lineno)
+        frames = _folded(self, record.frames, record.lineno)
         if not frames:
             if record.handle is None:
                 self._note("outside", record.stack_count)
@@ -615,13 +615,6 @@ class Normaliser(_Repairs):
         out.append(record.stack_count)
         out.append("")
         self.records += 1
-
-    def _folded(self, frames: list[str], lineno: int) -> list[str]:
-        """Return a stack with syzbot's inlined frames folded, noting each."""
-        folded, count = fold_inline_frames(frames)
-        for _ in range(count):
-            self._note("inline", frames[0], lineno)
-        return folded
 
     def _set_mode(self, mode: str, record: _Record) -> bool:
         """Fix the output's kind at its first block; a block of the other kind is ignored."""
@@ -641,6 +634,14 @@ _SOURCED_FRAME_RE = re.compile(
     r"(?P<frame> (?:\[<[0-9a-f]+>\] )?[^ ()]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[^\[\]]+\])?)"
     r" \((?P<source>[^()]*)\)"
 )
+
+
+def _folded(repairs: _Repairs, frames: list[str], lineno: int) -> list[str]:
+    """Return a stack with syzbot's inlined frames folded, noting each fold."""
+    folded, count = fold_inline_frames(frames)
+    for _ in range(count):
+        repairs._note("inline", frames[0], lineno)
+    return folded
 
 
 def fold_inline_frames(frames: list[str]) -> tuple[list[str], int]:
