@@ -656,6 +656,8 @@ def fold_inline_frames(frames: list[str]) -> tuple[list[str], int]:
     ...                     " get_page_from_freelist+0x3129/0x3280 (mm/page_alloc.c:3311)"])
     ([' get_page_from_freelist+0x3129/0x3280 (mm/page_alloc.c:1540 mm/page_alloc.c:3311)'], 1)
     """
+    if not any(line.endswith(" [inline]") for line in frames):
+        return frames, 0  # the common case, checked without a regex
     out: list[str] = []
     pending: list[str] = []
     folded = 0
