@@ -1,7 +1,8 @@
 """Fleet scaling on Dask: 1 and 2 workers, MB/s, hosts/s, peak memory (`make bench BENCH=fleet`).
 
 A fleet of FLEET_HOSTS simulated hosts (default 50; FLEET_MEM each, default 256M) is
-written by `pageowner fleet simulate`, then `fleet top` runs on a fresh `dask scheduler`
+written by `pageowner fleet simulate` (or FLEET_DIR names a simulated fleet to reuse,
+so that two versions of the code are measured on the same captures), then `fleet top` runs on a fresh `dask scheduler`
 with 1 worker and with 2 (processes on 127.0.0.1, one thread each). Peak RSS is each
 worker's ru_maxrss (fresh processes per run) and this client process's. Memory flatness
 is checked by reading a tenth of the fleet and the whole fleet on 2 workers.
@@ -63,11 +64,12 @@ def measure(paths: list[str], workers: int, total_bytes: int) -> dict[str, float
 def main() -> None:
     """Simulate the fleet, then time the job on 1 and 2 workers."""
     with tempfile.TemporaryDirectory(prefix="pageowner-fleet-bench-") as tmp:
-        fleet = Path(tmp) / "fleet"
+        fleet = Path(os.environ.get("FLEET_DIR") or Path(tmp) / "fleet")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pageowner", "fleet", "simulate", "--hosts",
-                        str(HOSTS), "--mem", MEM, "-o", str(fleet), "--workers", "2"],
-                       check=True, stdout=subprocess.DEVNULL)
+        if not fleet.exists():
+            subprocess.run([sys.executable, "-m", "pageowner", "fleet", "simulate", "--hosts",
+                            str(HOSTS), "--mem", MEM, "-o", str(fleet), "--workers", "2"],
+                           check=True, stdout=subprocess.DEVNULL)
         simulated = time.perf_counter() - started
         dumps = sorted(fleet.glob("host-*/page_owner.txt"))
         sizes = {str(d.parent): d.stat().st_size for d in dumps}
