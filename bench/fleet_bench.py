@@ -2,10 +2,11 @@
 
 A fleet of FLEET_HOSTS simulated hosts (default 50; FLEET_MEM each, default 256M) is
 written by `pageowner fleet simulate` (or FLEET_DIR names a simulated fleet to reuse,
-so that two versions of the code are measured on the same captures), then `fleet top` runs on a fresh `dask scheduler`
-with 1 worker and with 2 (processes on 127.0.0.1, one thread each). Peak RSS is each
-worker's ru_maxrss (fresh processes per run) and this client process's. Memory flatness
-is checked by reading a tenth of the fleet and the whole fleet on 2 workers.
+so that two versions of the code are measured on the same captures), then `fleet top`
+runs on a fresh `dask scheduler` with 1 worker and with 2 (processes on 127.0.0.1, one
+thread each). Peak RSS is each worker's ru_maxrss (fresh processes per run) and this
+client process's. Memory flatness is checked by reading the largest tenth of the fleet
+and the whole fleet on 2 workers.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ def _client_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _host_items(group: object) -> int:
+    """Count what a group keeps about its hosts: cells, or histogram buckets and top hosts."""
+    spread = getattr(group, "spread", None)
+    if spread is None:  # the table before bounded summaries: a cell per host
+        return len(group.hosts)  # type: ignore[attr-defined]
+    if spread.cells is not None:
+        return len(spread.cells)
+    return len(spread.buckets) + len(spread.top)
+
+
 def measure(paths: list[str], workers: int, total_bytes: int) -> dict[str, float]:
     """Run `fleet top` on a fresh cluster of `workers` workers; return its figures."""
     from distributed import Client
@@ -57,7 +68,7 @@ def measure(paths: list[str], workers: int, total_bytes: int) -> dict[str, float
             "largest_capture_mb": largest / 1e6,
             "mb_per_s": total_bytes / 1e6 / seconds, "hosts_per_s": len(paths) / seconds,
             "worker_peak_mb": max(peaks.values()), "groups": len(table.groups),
-            "host_cells": sum(len(g.hosts) for g in table.groups.values()),
+            "host_items": sum(_host_items(g) for g in table.groups.values()),
             "merged_table_mb": merged_mb}
 
 
@@ -74,8 +85,10 @@ def main() -> None:
         dumps = sorted(fleet.glob("host-*/page_owner.txt"))
         sizes = {str(d.parent): d.stat().st_size for d in dumps}
         total = sum(sizes.values())
-        print(f"fleet: {HOSTS} hosts, {total / 1e6:.0f} MB, simulated in {simulated:.1f} s "
-              f"on 2 workers ({HOSTS / simulated:.1f} hosts/s)")
+        made = (f"simulated in {simulated:.1f} s on 2 workers" if simulated > 1 else
+                f"reused from {fleet}")  # fmt: skip
+        print(f"fleet: {len(dumps)} hosts, {total / 1e6:.0f} MB, {made}; "
+              f"load average {os.getloadavg()[0]:.1f}")
         before = _client_mb()
         results = []
         paths = list(sizes)

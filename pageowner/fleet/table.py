@@ -1,16 +1,18 @@
-"""The mergeable fleet table: groups over hosts, each with its pages on every host.
+"""The mergeable fleet table: groups over hosts, each with a bounded summary of its hosts.
 
 A `FleetTable` is what every task of a fleet job returns and every merge returns: the
-groups of `GroupTable` (analyze/analysis.py) plus, per group, the pages and times on
-each host, and the hosts read, skipped and warned about. Tables travel as JSON (frames as
-text, no pickle). Merging keeps first-seen order, so the merged table of captures in a
-fixed order is the same whatever the shape of the reduction tree.
+groups of `GroupTable` (analyze/analysis.py) plus, per group, its pages per host as a
+`HostPages` (exact up to 64 hosts, then a histogram and the top hosts: bounded whatever
+the fleet's size), its pages per value of each --group-by field, and in `fleet diff` the
+hosts where it grew most; and the hosts read, skipped and warned about. Tables travel as
+JSON (frames as text, no pickle). Merging keeps first-seen order, so the merged table of
+captures in a fixed order is the same whatever the shape of the reduction tree.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +24,11 @@ from pageowner.analyze.analysis import (
     frames_to_json,
     key_from_json,
 )
-from pageowner.fleet.discover import Capture, Skipped
+from pageowner.fleet.discover import Capture, Skipped, group_value
+from pageowner.fleet.sketch import HostPages, top_hosts
 from pageowner.kernel.frames import StackInterner
 
-__all__ = ["FleetGroup", "FleetTable", "HostEntry"]
+__all__ = ["FleetGroup", "FleetTable", "HostEntry", "encode"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class HostEntry:
     path: str
     pages: int
     times: int
-    fields: tuple[tuple[str, str], ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()  # the sidecar fields --group-by names
 
     def to_json(self) -> list[object]:
         """Encode as a JSON list."""
@@ -63,16 +66,53 @@ class HostEntry:
 
 @dataclass
 class FleetGroup(Group):
-    """One group over the fleet: a host's group's totals and main caller, and pages per host."""
+    """One group over the fleet: totals and main caller, pages per host, per column, growth."""
 
-    hosts: dict[str, list[int]] = field(default_factory=dict)  # host -> [pages, times]
+    spread: HostPages = field(default_factory=HostPages)
+    columns: dict[str, dict[str, int]] = field(default_factory=dict)  # field -> value -> pages
+    grew: list[tuple[str, int]] = field(default_factory=list)  # top hosts by growth (diff)
+
+    def merge(self, later: FleetGroup) -> None:
+        """Add the same group of other hosts."""
+        self.pages += later.pages
+        self.times += later.times
+        for caller, pages in later.callers.items():
+            self.callers[caller] = self.callers.get(caller, 0) + pages
+        self.spread.merge(later.spread)
+        for name, values in later.columns.items():
+            mine = self.columns.setdefault(name, {})
+            for value, pages in values.items():
+                mine[value] = mine.get(value, 0) + pages
+        if later.grew:
+            self.grew = top_hosts([*self.grew, *later.grew])
+
+    def to_json(self) -> list[Any]:
+        """Encode as a JSON list (frames as text)."""
+        return [self.key, self.label, frames_to_json(self.stack), self.pages, self.times,
+                list(self.callers.items()), self.spread.to_json(),
+                [[name, list(values.items())] for name, values in self.columns.items()],
+                [list(item) for item in self.grew]]  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: list[Any], interner: StackInterner) -> FleetGroup:
+        """Decode `to_json`, interning the stack in `interner`."""
+        key_data, label, frames, pages, times, callers, spread, columns, grew = data
+        return cls(key_from_json(key_data), label, frames_from_json(frames, interner), pages,
+                   times, {str(c): int(p) for c, p in callers}, HostPages.from_json(spread),
+                   {str(name): {str(v): int(p) for v, p in values} for name, values in columns},
+                   [(str(h), int(d)) for h, d in grew])  # fmt: skip
 
 
 @dataclass
 class FleetTable:
-    """Groups in first-seen order over the hosts read, with what was skipped and why."""
+    """Groups in first-seen order over the hosts read, with what was skipped and why.
+
+    `columns` are the --group-by fields whose pages each group keeps per value (release
+    always): bounded by the number of distinct values, so by hosts only for `host`.
+    """
 
     by: str
+    columns: tuple[str, ...] = ("release",)
     groups: dict[Hashable, FleetGroup] = field(default_factory=dict)
     hosts: dict[str, HostEntry] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
@@ -89,26 +129,31 @@ class FleetTable:
         return sum(entry.times for entry in self.hosts.values())
 
     @classmethod
-    def from_capture(cls, capture: Capture, table: GroupTable) -> FleetTable:
+    def from_capture(cls, capture: Capture, table: GroupTable,
+                     columns: Sequence[str] = ("release",)) -> FleetTable:  # fmt: skip
         """Make the fleet table of one host's group table."""
-        fleet = cls(table.by.name)
+        fleet = cls(table.by.name, tuple(columns))
+        kept = tuple((name, capture.field(name)) for name in columns
+                     if name not in ("release", "host"))  # fmt: skip
         fleet.hosts[capture.host] = HostEntry(
             capture.host, capture.release, capture.captured_at, capture.path,
-            table.total_pages, table.total_times, capture.fields)  # fmt: skip
+            table.total_pages, table.total_times, kept)  # fmt: skip
+        values = [(name, group_value(capture, name)) for name in columns]
         for key, group in table.groups.items():
             fleet.groups[key] = FleetGroup(
                 key, group.label, group.stack, group.pages, group.times,
                 dict(group.callers) if group.callers else {group.stack.caller_label: group.pages},
-                {capture.host: [group.pages, group.times]})  # fmt: skip
+                HostPages.of(capture.host, group.pages),
+                {name: {value: group.pages} for name, value in values})  # fmt: skip
         return fleet
 
     def merge(self, later: FleetTable) -> None:
-        """Add a later table: its new groups after ours, per-host cells summed."""
+        """Add a later table of other hosts: its new groups after ours, summaries merged."""
         for host, entry in later.hosts.items():
             mine = self.hosts.get(host)
             if mine is None:
                 self.hosts[host] = entry
-            else:  # the same host from two tasks (one big capture in parts)
+            else:  # not made by the job (a host is one table); summed all the same
                 self.hosts[host] = HostEntry(mine.host, mine.release, mine.captured_at,
                                              mine.path, mine.pages + entry.pages,
                                              mine.times + entry.times, mine.fields)  # fmt: skip
@@ -118,53 +163,53 @@ class FleetTable:
         for key, theirs in later.groups.items():
             group = groups.get(key)
             if group is None:
-                groups[key] = group = FleetGroup(key, theirs.label, theirs.stack)
-            group.pages += theirs.pages
-            group.times += theirs.times
-            for caller, pages in theirs.callers.items():
-                group.callers[caller] = group.callers.get(caller, 0) + pages
-            for host, (pages, times) in theirs.hosts.items():
-                cell = group.hosts.setdefault(host, [0, 0])
-                cell[0] += pages
-                cell[1] += times
+                groups[key] = theirs
+            else:
+                group.merge(theirs)
 
-    def to_json(self) -> bytes:
-        """Encode as compact JSON bytes."""
-        data = {
+    def to_data(self) -> dict[str, Any]:
+        """Encode as JSON-ready data."""
+        return {
             "by": self.by,
+            "columns": list(self.columns),
             "hosts": [entry.to_json() for entry in self.hosts.values()],
             "skipped": [[s.host, s.path, s.reason] for s in self.skipped],
             "warnings": self.warnings,
-            "groups": [
-                [group.key, group.label, frames_to_json(group.stack), group.pages,
-                 group.times, list(group.callers.items()),
-                 [[host, cell[0], cell[1]] for host, cell in group.hosts.items()]]
-                for group in self.groups.values()
-            ],
-        }  # fmt: skip
-        return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+            "groups": [group.to_json() for group in self.groups.values()],
+        }
 
     @classmethod
-    def from_json(cls, payload: bytes, interner: StackInterner) -> FleetTable:
-        """Decode `to_json`, interning stacks in `interner`."""
-        data = json.loads(payload)
-        table = cls(data["by"])
+    def from_data(cls, data: dict[str, Any], interner: StackInterner) -> FleetTable:
+        """Decode `to_data`, interning stacks in `interner`."""
+        table = cls(data["by"], tuple(data["columns"]))
         for item in data["hosts"]:
             entry = HostEntry.from_json(item)
             table.hosts[entry.host] = entry
         table.skipped = [Skipped(*item) for item in data["skipped"]]
         table.warnings = list(data["warnings"])
-        for key_data, label, frames, pages, times, callers, hosts in data["groups"]:
-            key = key_from_json(key_data)
-            table.groups[key] = FleetGroup(
-                key, label, frames_from_json(frames, interner), pages, times,
-                dict((str(c), int(p)) for c, p in callers),
-                {str(h): [int(p), int(t)] for h, p, t in hosts})  # fmt: skip
+        for item in data["groups"]:
+            group = FleetGroup.from_json(item, interner)
+            table.groups[group.key] = group
         return table
 
+    def to_json(self) -> bytes:
+        """Encode as compact JSON bytes."""
+        return encode(self.to_data())
+
     @classmethod
-    def skipped_only(cls, by: GroupKey, skipped: Skipped) -> FleetTable:
+    def from_json(cls, payload: bytes, interner: StackInterner) -> FleetTable:
+        """Decode `to_json`, interning stacks in `interner`."""
+        return cls.from_data(json.loads(payload), interner)
+
+    @classmethod
+    def skipped_only(cls, by: GroupKey, skipped: Skipped,
+                     columns: Sequence[str] = ("release",)) -> FleetTable:  # fmt: skip
         """Make the table of a capture that could not be read."""
-        table = cls(by.name)
+        table = cls(by.name, tuple(columns))
         table.skipped.append(skipped)
         return table
+
+
+def encode(data: object) -> bytes:
+    """Encode JSON-ready data as compact ASCII JSON bytes."""
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")

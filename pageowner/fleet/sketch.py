@@ -1,0 +1,216 @@
+"""Bounded, mergeable summaries of a group's pages per host: exact while small, then a histogram.
+
+A fleet group is held by up to every host of the fleet. Keeping each host's pages would
+make the merged table (and every merge above the first level) grow with hosts x groups;
+`HostPages` keeps them exactly while a group is on at most `EXACT_HOSTS` hosts, and
+beyond that a log-bucket histogram of pages per host plus the `TOP_HOSTS` hosts with
+most pages. The histogram's buckets are exact below `LINEAR_PAGES` pages and `GAMMA`
+wide above, so a median or p95 read from it is within `RELATIVE_ERROR` of the exact
+one; the max, its host and the host count stay exact. Merging is associative and
+commutative and top-k ties are broken by host name, so a summary depends only on the
+set of hosts merged, never on the shape of the reduction tree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "EXACT_HOSTS",
+    "GAMMA",
+    "LINEAR_PAGES",
+    "RELATIVE_ERROR",
+    "TOP_HOSTS",
+    "HostPages",
+    "HostSpread",
+    "bucket_of",
+    "bucket_value",
+    "top_hosts",
+]
+
+EXACT_HOSTS = 64  # a group on at most this many hosts keeps every host's pages
+TOP_HOSTS = 8  # hosts kept by most pages (and by most growth in `fleet diff`)
+LINEAR_PAGES = 128  # below this, one bucket per page count
+# Buckets (v/GAMMA, v] carry their midpoint 2v/(GAMMA+1): within ALPHA of any value in
+# them; rounding to whole pages adds at most 0.5/LINEAR_PAGES (0.39 %).
+_ALPHA = 0.005
+GAMMA = (1 + _ALPHA) / (1 - _ALPHA)
+RELATIVE_ERROR = 0.01  # the documented bound: ALPHA + 0.5/LINEAR_PAGES < 1 %
+_LOG_GAMMA = math.log(GAMMA)
+
+
+def bucket_of(pages: int) -> int:
+    """Return the histogram bucket of a page count.
+
+    >>> [bucket_of(n) for n in (0, 1, 127, 128, 129, 1000)]
+    [0, 1, 127, 128, 129, 334]
+    """
+    if pages < LINEAR_PAGES:
+        return pages
+    return LINEAR_PAGES + max(0, math.ceil(math.log(pages / LINEAR_PAGES) / _LOG_GAMMA - 1e-12))
+
+
+def bucket_value(bucket: int) -> int:
+    """Return the page count a bucket stands for (within RELATIVE_ERROR of its members).
+
+    >>> [bucket_value(bucket_of(n)) for n in (5, 1000, 123456)]
+    [5, 999, 123881]
+    """
+    if bucket < LINEAR_PAGES:
+        return bucket
+    upper = LINEAR_PAGES * GAMMA ** (bucket - LINEAR_PAGES)
+    return round(2 * upper / (GAMMA + 1))
+
+
+def top_hosts(items: Iterable[tuple[str, int]], count: int = TOP_HOSTS) -> list[tuple[str, int]]:
+    """Return the `count` items with the biggest values, the first host by name among equals.
+
+    >>> top_hosts([("b", 5), ("a", 5), ("c", 9), ("d", 1)], 3)
+    [('c', 9), ('a', 5), ('b', 5)]
+    """
+    return sorted(items, key=lambda item: (-item[1], item[0]))[:count]
+
+
+@dataclass(frozen=True)
+class HostSpread:
+    """A group's pages on the hosts that hold it: median, p95 (nearest rank), max and where.
+
+    `exact` is False when the median or the p95 came from the histogram (within
+    RELATIVE_ERROR); `median_exact` and `p95_exact` say which.
+    """
+
+    hosts: int
+    median: float
+    p95: int
+    max: int
+    max_host: str
+    median_exact: bool = True
+    p95_exact: bool = True
+
+    @property
+    def exact(self) -> bool:
+        """Tell whether both the median and the p95 are exact."""
+        return self.median_exact and self.p95_exact
+
+
+class HostPages:
+    """Pages per host of one group: exact cells up to EXACT_HOSTS hosts, then a histogram.
+
+    Tables merged are of disjoint hosts (a host's capture is read into one table), so
+    counts add up.
+    """
+
+    __slots__ = ("buckets", "cells", "count", "top")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cells: dict[str, int] | None = {}  # None once summarised
+        self.buckets: dict[int, int] = {}
+        self.top: list[tuple[str, int]] = []
+
+    @classmethod
+    def of(cls, host: str, pages: int) -> HostPages:
+        """Make the summary of one host."""
+        made = cls()
+        made.count = 1
+        made.cells = {host: pages}
+        return made
+
+    @property
+    def exact(self) -> bool:
+        """Tell whether every host's pages are kept."""
+        return self.cells is not None
+
+    def _summarise(self) -> None:
+        """Turn exact cells into the histogram and top hosts."""
+        if self.cells is None:
+            return
+        for pages in self.cells.values():
+            bucket = bucket_of(pages)
+            self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
+        self.top = top_hosts(self.cells.items())
+        self.cells = None
+
+    def merge(self, other: HostPages) -> None:
+        """Add the hosts of another summary (hosts not in this one)."""
+        self.count += other.count
+        if self.cells is not None and other.cells is not None and self.count <= EXACT_HOSTS:
+            self.cells.update(other.cells)
+            return
+        self._summarise()
+        if other.cells is not None:
+            for pages in other.cells.values():
+                bucket = bucket_of(pages)
+                self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
+            self.top = top_hosts([*self.top, *other.cells.items()])
+            return
+        for bucket, hosts in other.buckets.items():
+            self.buckets[bucket] = self.buckets.get(bucket, 0) + hosts
+        self.top = top_hosts([*self.top, *other.top])
+
+    def to_json(self) -> list[Any]:
+        """Encode as [count, cells] or [count, None, buckets (sorted), top hosts]."""
+        if self.cells is not None:
+            return [self.count, [[host, pages] for host, pages in self.cells.items()]]
+        return [self.count, None, sorted([b, n] for b, n in self.buckets.items()),
+                [[host, pages] for host, pages in self.top]]  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> HostPages:
+        """Decode `to_json`."""
+        made = cls()
+        made.count = int(data[0])
+        if data[1] is not None:
+            made.cells = {str(host): int(pages) for host, pages in data[1]}
+            return made
+        made.cells = None
+        made.buckets = {int(b): int(n) for b, n in data[2]}
+        made.top = [(str(host), int(pages)) for host, pages in data[3]]
+        return made
+
+    def spread(self) -> HostSpread:
+        """Return median, p95 (nearest rank), max and the max host (first by name)."""
+        if self.cells is not None:
+            return _exact_spread(self.cells)
+        count = self.count
+        if count == 0 or not self.top:
+            return HostSpread(0, 0, 0, 0, "-")
+        ascending = sorted(self.buckets.items())
+
+        def at(rank: int) -> tuple[int, bool]:
+            """Return the value of 1-based ascending rank, and whether it is exact."""
+            from_top = count - rank
+            if from_top < len(self.top):
+                return self.top[from_top][1], True
+            seen = 0
+            for bucket, hosts in ascending:
+                seen += hosts
+                if seen >= rank:
+                    return bucket_value(bucket), bucket < LINEAR_PAGES
+            return bucket_value(ascending[-1][0]), False
+
+        if count % 2:
+            median, median_exact = at(count // 2 + 1)
+            middle: float = median
+        else:
+            low, low_exact = at(count // 2)
+            high, high_exact = at(count // 2 + 1)
+            middle, median_exact = (low + high) / 2, low_exact and high_exact
+        p95, p95_exact = at(max(1, math.ceil(0.95 * count)))
+        host, most = self.top[0]
+        return HostSpread(count, middle, p95, most, host, median_exact, p95_exact)
+
+
+def _exact_spread(cells: dict[str, int]) -> HostSpread:
+    """Summarise exact pages per host."""
+    pages = sorted(cells.values())
+    if not pages:
+        return HostSpread(0, 0, 0, 0, "-")
+    host, most = top_hosts(cells.items(), 1)[0]
+    middle = len(pages) // 2
+    median: float = pages[middle] if len(pages) % 2 else (pages[middle - 1] + pages[middle]) / 2
+    return HostSpread(len(pages), median, pages[max(0, math.ceil(0.95 * len(pages)) - 1)],
+                      most, host)  # fmt: skip
