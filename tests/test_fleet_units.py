@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import io
 import json
 import math
 import random
@@ -189,3 +190,35 @@ def test_every_bucket_edge_is_within_the_bound() -> None:
         for pages in (math.floor(upper), math.floor(upper / GAMMA) + 1):
             if bucket_of(pages) == bucket:
                 assert abs(bucket_value(bucket) - pages) <= RELATIVE_ERROR * pages, pages
+
+
+def test_a_group_on_many_hosts_says_its_median_is_an_estimate() -> None:
+    """100 hosts merged as the job merges them: exact totals, marked estimates."""
+    from pageowner.fleet.results import fleet_top as rank
+    from pageowner.report.fleet import fleet_top_report
+    from pageowner.report.summaries import render_report
+
+    interner = StackInterner()
+    pages = [1000 + 37 * i for i in range(100)]
+    merged = FleetTable("caller", ("release", "host"))
+    for i, count in enumerate(pages):
+        merged.merge(FleetTable.from_json(
+            _table(interner, f"h{i:03d}", {"leak": count, "small": 3}).to_json(), interner))
+    result = rank(merged, group_by="release")
+    leak, small = result.entries
+    assert (leak.pages, leak.spread.hosts, leak.spread.max, leak.spread.max_host) == \
+        (sum(pages), 100, pages[-1], "h099")
+    assert leak.by_group == (sum(pages),)
+    assert not leak.spread.median_exact and leak.spread.p95_exact  # p95: among the top 8
+    assert abs(leak.spread.median - (pages[49] + pages[50]) / 2) <= 0.01 * leak.spread.median
+    assert leak.spread.p95 == pages[94]
+    assert small.spread.exact and small.spread.median == 3  # under 128 pages: exact buckets
+    out = io.StringIO()
+    render_report(fleet_top_report(result, 4096), out, "text")
+    text = out.getvalue()
+    assert f"~{leak.spread.median:.0f}" in text or f"~{leak.spread.median:.1f}" in text
+    assert "~: an estimate within 1%" in text
+    out = io.StringIO()
+    render_report(fleet_top_report(result, 4096), out, "json")
+    host_pages = [e["host_pages"] for e in json.loads(out.getvalue())["entries"]]
+    assert [h["exact"] for h in host_pages] == [False, True]

@@ -22,7 +22,9 @@ __all__ = ["fleet_diff_report", "fleet_top_report"]
 
 
 def _number(value: Any) -> str:
-    """Show a count; a median halfway between two counts keeps its .5."""
+    """Show a count; a median halfway between two counts keeps its .5; text as it is."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and not value.is_integer():
         return f"{value:.1f}"
     return str(int(value))
