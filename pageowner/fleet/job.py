@@ -30,7 +30,7 @@ from pageowner.dump import parallel
 from pageowner.errors import InputError, PageOwnerError
 from pageowner.fleet.discover import Capture, Discovery, Skipped, discover
 from pageowner.fleet.remote import fetched, is_remote
-from pageowner.fleet.table import FleetTable, encode
+from pageowner.fleet.table import FleetTable, decode, encode
 from pageowner.kernel.frames import StackInterner
 
 __all__ = [
@@ -251,7 +251,8 @@ def merge_tables(*payloads: bytes) -> bytes:
     interner = StackInterner()
     merged: list[FleetTable] | None = None
     for payload in payloads:
-        tables = [FleetTable.from_data(data, interner) for data in json.loads(payload)]
+        tables = [FleetTable.from_data(data, interner, stacks=False)
+                  for data in decode(payload)]  # fmt: skip
         if merged is None:
             merged = tables
             continue
@@ -331,7 +332,8 @@ class _Tree:
             self.levels.append([])
         self.levels[level].append(future)
         if len(self.levels[level]) == self.fan_in:
-            merged = self.client.submit(merge_tables, *self.levels[level])
+            # Before any ready read: a merge frees its inputs, a read adds a table.
+            merged = self.client.submit(merge_tables, *self.levels[level], priority=level + 1)
             self.merges.append(merged)
             self.levels[level] = []
             self.add(merged, level + 1)
@@ -340,7 +342,7 @@ class _Tree:
         """Merge what is left, earliest captures first; return the root's future or None."""
         left = [future for level in reversed(self.levels) for future in level]
         while len(left) > 1:
-            left = [self.client.submit(merge_tables, *left[i : i + self.fan_in])
+            left = [self.client.submit(merge_tables, *left[i : i + self.fan_in], priority=1)
                     for i in range(0, len(left), self.fan_in)]  # fmt: skip
             self.merges.extend(left)
         return left[0] if left else None
@@ -407,7 +409,7 @@ def run_job(
             payload = root.result()
         except Exception as exc:  # noqa: BLE001 - as above: a task that failed every retry
             raise FleetError(f"the fleet job failed: {type(exc).__name__}: {exc}") from None
-        results = [FleetTable.from_data(data, interner) for data in json.loads(payload)]
+        results = [FleetTable.from_data(data, interner) for data in decode(payload)]
     for table, bad in zip(results, early, strict=True):
         table.skipped = sorted([*bad, *table.skipped], key=lambda s: (s.host, s.path))
     return results

@@ -14,6 +14,7 @@ set of hosts merged, never on the shape of the reduction tree.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -152,9 +153,9 @@ class HostPages:
         self.top = top_hosts([*self.top, *other.top])
 
     def to_json(self) -> list[Any]:
-        """Encode as [count, cells] or [count, None, buckets (sorted), top hosts]."""
-        if self.cells is not None:
-            return [self.count, [[host, pages] for host, pages in self.cells.items()]]
+        """Encode as [count, [hosts, pages]] or [count, None, buckets (sorted), top hosts]."""
+        if self.cells is not None:  # hosts and pages apart: no list per host to decode
+            return [self.count, [list(self.cells), list(self.cells.values())]]
         return [self.count, None, sorted([b, n] for b, n in self.buckets.items()),
                 [[host, pages] for host, pages in self.top]]  # fmt: skip
 
@@ -164,11 +165,13 @@ class HostPages:
         made = cls()
         made.count = int(data[0])
         if data[1] is not None:
-            made.cells = {str(host): int(pages) for host, pages in data[1]}
+            hosts, pages = data[1]
+            # Interned: one string per host name, shared by every group that has the host.
+            made.cells = dict(zip(map(sys.intern, hosts), pages, strict=True))
             return made
         made.cells = None
         made.buckets = {int(b): int(n) for b, n in data[2]}
-        made.top = [(str(host), int(pages)) for host, pages in data[3]]
+        made.top = [(sys.intern(host), int(pages)) for host, pages in data[3]]
         return made
 
     def spread(self) -> HostSpread:

@@ -12,6 +12,7 @@ captures in a fixed order is the same whatever the shape of the reduction tree.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from pageowner.fleet.discover import Capture, Skipped, group_value
 from pageowner.fleet.sketch import HostPages, top_hosts
 from pageowner.kernel.frames import StackInterner
 
-__all__ = ["FleetGroup", "FleetTable", "HostEntry", "encode"]
+__all__ = ["FleetGroup", "FleetTable", "HostEntry", "decode", "encode"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class FleetGroup(Group):
     spread: HostPages = field(default_factory=HostPages)
     columns: dict[str, dict[str, int]] = field(default_factory=dict)  # field -> value -> pages
     grew: list[tuple[str, int]] = field(default_factory=list)  # top hosts by growth (diff)
+    # The frames as JSON text, carried through merges undecoded (`stack` is then empty).
+    frames: str = ""
 
     def merge(self, later: FleetGroup) -> None:
         """Add the same group of other hosts."""
@@ -86,21 +89,34 @@ class FleetGroup(Group):
         if later.grew:
             self.grew = top_hosts([*self.grew, *later.grew])
 
+    def frames_text(self) -> str:
+        """Return the stack's frames as JSON text."""
+        if not self.frames:
+            self.frames = json.dumps(frames_to_json(self.stack), ensure_ascii=True,
+                                     separators=(",", ":"))  # fmt: skip
+        return self.frames
+
     def to_json(self) -> list[Any]:
-        """Encode as a JSON list (frames as text)."""
-        return [self.key, self.label, frames_to_json(self.stack), self.pages, self.times,
+        """Encode as a JSON list (the frames as one JSON text)."""
+        return [self.key, self.label, self.frames_text(), self.pages, self.times,
                 list(self.callers.items()), self.spread.to_json(),
                 [[name, list(values.items())] for name, values in self.columns.items()],
                 [list(item) for item in self.grew]]  # fmt: skip
 
     @classmethod
-    def from_json(cls, data: list[Any], interner: StackInterner) -> FleetGroup:
-        """Decode `to_json`, interning the stack in `interner`."""
+    def from_json(cls, data: list[Any], interner: StackInterner,
+                  stacks: bool = True) -> FleetGroup:  # fmt: skip
+        """Decode `to_json`, interning the stack in `interner`.
+
+        Without `stacks` (merges), the frames stay JSON text and `stack` is empty: a
+        merge then holds one string per group, not every table's frames as objects.
+        """
         key_data, label, frames, pages, times, callers, spread, columns, grew = data
-        return cls(key_from_json(key_data), label, frames_from_json(frames, interner), pages,
-                   times, {str(c): int(p) for c, p in callers}, HostPages.from_json(spread),
+        stack = frames_from_json(json.loads(frames), interner) if stacks else interner.intern(())
+        return cls(key_from_json(key_data), label, stack, pages, times,
+                   {str(c): int(p) for c, p in callers}, HostPages.from_json(spread),
                    {str(name): {str(v): int(p) for v, p in values} for name, values in columns},
-                   [(str(h), int(d)) for h, d in grew])  # fmt: skip
+                   [(str(h), int(d)) for h, d in grew], "" if stacks else frames)  # fmt: skip
 
 
 @dataclass
@@ -179,8 +195,9 @@ class FleetTable:
         }
 
     @classmethod
-    def from_data(cls, data: dict[str, Any], interner: StackInterner) -> FleetTable:
-        """Decode `to_data`, interning stacks in `interner`."""
+    def from_data(cls, data: dict[str, Any], interner: StackInterner,
+                  stacks: bool = True) -> FleetTable:  # fmt: skip
+        """Decode `to_data`, interning stacks in `interner` (or not: `FleetGroup.from_json`)."""
         table = cls(data["by"], tuple(data["columns"]))
         for item in data["hosts"]:
             entry = HostEntry.from_json(item)
@@ -188,18 +205,18 @@ class FleetTable:
         table.skipped = [Skipped(*item) for item in data["skipped"]]
         table.warnings = list(data["warnings"])
         for item in data["groups"]:
-            group = FleetGroup.from_json(item, interner)
+            group = FleetGroup.from_json(item, interner, stacks)
             table.groups[group.key] = group
         return table
 
     def to_json(self) -> bytes:
-        """Encode as compact JSON bytes."""
+        """Encode as compressed compact JSON bytes (`encode`)."""
         return encode(self.to_data())
 
     @classmethod
     def from_json(cls, payload: bytes, interner: StackInterner) -> FleetTable:
         """Decode `to_json`, interning stacks in `interner`."""
-        return cls.from_data(json.loads(payload), interner)
+        return cls.from_data(decode(payload), interner)
 
     @classmethod
     def skipped_only(cls, by: GroupKey, skipped: Skipped,
@@ -211,5 +228,15 @@ class FleetTable:
 
 
 def encode(data: object) -> bytes:
-    """Encode JSON-ready data as compact ASCII JSON bytes."""
-    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    """Encode JSON-ready data as compact JSON, zlib-compressed (level 1).
+
+    Tables wait on the workers between the levels of the merge tree; compressed, the
+    frames text they carry takes a fifth of the bytes.
+    """
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    return zlib.compress(text, 1)
+
+
+def decode(payload: bytes) -> Any:
+    """Decode `encode`: JSON data, never pickle."""
+    return json.loads(zlib.decompress(payload))
