@@ -20,6 +20,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,14 +43,14 @@ def _client_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _host_items(group: object) -> int:
+def _host_items(group: Any) -> int:
     """Count what a group keeps about its hosts: cells, or histogram buckets and top hosts."""
     spread = getattr(group, "spread", None)
     if spread is None:  # the table before bounded summaries: a cell per host
-        return len(group.hosts)  # type: ignore[attr-defined]
-    if spread.cells is not None:
-        return len(spread.cells)
-    return len(spread.buckets) + len(spread.top)
+        return len(group.hosts)
+    if spread.names is not None:
+        return len(spread.names)
+    return len(spread.counts) + len(spread.top)
 
 
 def measure(paths: list[str], workers: int, total_bytes: int) -> dict[str, float]:

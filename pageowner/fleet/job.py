@@ -30,7 +30,7 @@ from pageowner.dump import parallel
 from pageowner.errors import InputError, PageOwnerError
 from pageowner.fleet.discover import Capture, Discovery, Skipped, discover
 from pageowner.fleet.remote import fetched, is_remote
-from pageowner.fleet.table import FleetTable, decode, encode
+from pageowner.fleet.table import FleetTable, decode_tables, encode_tables
 from pageowner.kernel.frames import StackInterner
 
 __all__ = [
@@ -243,23 +243,20 @@ def host_tables(task: str, *parts: bytes) -> bytes:
         from pageowner.fleet.parts import write_host_part
 
         write_host_part(args["export"], args["index"], tables[0])
-    return encode([table.to_data() for table in tables])
+    return encode_tables(tables)
 
 
 def merge_tables(*payloads: bytes) -> bytes:
-    """Merge lists of side tables given in host order, side by side."""
+    """Merge lists of side tables given in host order, side by side.
+
+    Group by group into the first list, frames left as text: a merge holds the merged
+    table and the JSON text of its inputs, not their objects.
+    """
     interner = StackInterner()
-    merged: list[FleetTable] | None = None
-    for payload in payloads:
-        tables = [FleetTable.from_data(data, interner, stacks=False)
-                  for data in decode(payload)]  # fmt: skip
-        if merged is None:
-            merged = tables
-            continue
-        for mine, theirs in zip(merged, tables, strict=True):
-            mine.merge(theirs)
-    assert merged is not None
-    return encode([table.to_data() for table in merged])
+    merged = decode_tables(payloads[0], interner, stacks=False)
+    for payload in payloads[1:]:
+        decode_tables(payload, interner, stacks=False, into=merged)
+    return encode_tables(merged)
 
 
 def _capture_to_json(capture: Capture) -> str:
@@ -409,7 +406,7 @@ def run_job(
             payload = root.result()
         except Exception as exc:  # noqa: BLE001 - as above: a task that failed every retry
             raise FleetError(f"the fleet job failed: {type(exc).__name__}: {exc}") from None
-        results = [FleetTable.from_data(data, interner) for data in decode(payload)]
+        results = decode_tables(payload, interner)
     for table, bad in zip(results, early, strict=True):
         table.skipped = sorted([*bad, *table.skipped], key=lambda s: (s.host, s.path))
     return results

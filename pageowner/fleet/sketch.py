@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,12 +105,18 @@ class HostPages:
     counts add up.
     """
 
-    __slots__ = ("buckets", "cells", "count", "top")
+    __slots__ = ("count", "counts", "low", "names", "pages", "top")
 
     def __init__(self) -> None:
         self.count = 0
-        self.cells: dict[str, int] | None = {}  # None once summarised
-        self.buckets: dict[int, int] = {}
+        # Exact cells as parallel arrays (16 bytes a host, names interned); None once
+        # summarised into `buckets` and `top`.
+        self.names: list[str] | None = []
+        self.pages = array("q")
+        # The histogram, dense from bucket `low` (4 bytes a bucket: at most ~2,500 over
+        # 2**40 pages, a few hundred over a group's real spread).
+        self.low = 0
+        self.counts = array("I")
         self.top: list[tuple[str, int]] = []
 
     @classmethod
@@ -117,46 +124,72 @@ class HostPages:
         """Make the summary of one host."""
         made = cls()
         made.count = 1
-        made.cells = {host: pages}
+        made.names = [sys.intern(host)]
+        made.pages.append(pages)
         return made
 
     @property
     def exact(self) -> bool:
         """Tell whether every host's pages are kept."""
-        return self.cells is not None
+        return self.names is not None
 
-    def _summarise(self) -> None:
-        """Turn exact cells into the histogram and top hosts."""
-        if self.cells is None:
+    @property
+    def cells(self) -> dict[str, int] | None:
+        """Return every host's pages while they are kept, else None."""
+        return None if self.names is None else dict(zip(self.names, self.pages, strict=True))
+
+    @property
+    def buckets(self) -> dict[int, int]:
+        """Return the histogram's non-empty buckets and their host counts."""
+        return {self.low + i: n for i, n in enumerate(self.counts) if n}
+
+    def _cover(self, low: int, high: int) -> None:
+        """Widen the histogram to hold buckets `low` to `high`."""
+        if not self.counts:
+            self.low, self.counts = low, array("I", [0]) * (high - low + 1)
             return
-        for pages in self.cells.values():
-            bucket = bucket_of(pages)
-            self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
-        self.top = top_hosts(self.cells.items())
-        self.cells = None
+        if low < self.low:
+            self.counts = array("I", [0]) * (self.low - low) + self.counts
+            self.low = low
+        top = self.low + len(self.counts) - 1
+        if high > top:
+            self.counts.extend(array("I", [0]) * (high - top))
+
+    def _add_cells(self, names: list[str], pages: Sequence[int]) -> None:
+        """Count exact cells into the histogram and the top hosts."""
+        buckets = [bucket_of(count) for count in pages]
+        self._cover(min(buckets), max(buckets))
+        for bucket in buckets:
+            self.counts[bucket - self.low] += 1
+        self.top = top_hosts([*self.top, *zip(names, pages, strict=True)])
 
     def merge(self, other: HostPages) -> None:
         """Add the hosts of another summary (hosts not in this one)."""
         self.count += other.count
-        if self.cells is not None and other.cells is not None and self.count <= EXACT_HOSTS:
-            self.cells.update(other.cells)
+        if self.names is not None and other.names is not None and self.count <= EXACT_HOSTS:
+            self.names.extend(other.names)
+            self.pages.extend(other.pages)
             return
-        self._summarise()
-        if other.cells is not None:
-            for pages in other.cells.values():
-                bucket = bucket_of(pages)
-                self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
-            self.top = top_hosts([*self.top, *other.cells.items()])
+        if self.names is not None:
+            self._add_cells(self.names, self.pages)
+            self.names, self.pages = None, array("q")
+        if other.names is not None:
+            self._add_cells(other.names, other.pages)
             return
-        for bucket, hosts in other.buckets.items():
-            self.buckets[bucket] = self.buckets.get(bucket, 0) + hosts
+        if other.counts:
+            self._cover(other.low, other.low + len(other.counts) - 1)
+            base = other.low - self.low
+            counts = self.counts
+            for i, hosts in enumerate(other.counts):
+                if hosts:
+                    counts[base + i] += hosts
         self.top = top_hosts([*self.top, *other.top])
 
     def to_json(self) -> list[Any]:
-        """Encode as [count, [hosts, pages]] or [count, None, buckets (sorted), top hosts]."""
-        if self.cells is not None:  # hosts and pages apart: no list per host to decode
-            return [self.count, [list(self.cells), list(self.cells.values())]]
-        return [self.count, None, sorted([b, n] for b, n in self.buckets.items()),
+        """Encode as [count, [hosts, pages]] or [count, None, low, counts, top hosts]."""
+        if self.names is not None:  # hosts and pages apart: no list per host to decode
+            return [self.count, [self.names, self.pages.tolist()]]
+        return [self.count, None, self.low, self.counts.tolist(),
                 [[host, pages] for host, pages in self.top]]  # fmt: skip
 
     @classmethod
@@ -165,23 +198,26 @@ class HostPages:
         made = cls()
         made.count = int(data[0])
         if data[1] is not None:
-            hosts, pages = data[1]
+            names, pages = data[1]
             # Interned: one string per host name, shared by every group that has the host.
-            made.cells = dict(zip(map(sys.intern, hosts), pages, strict=True))
+            made.names = [sys.intern(str(name)) for name in names]
+            made.pages = array("q", pages)
             return made
-        made.cells = None
-        made.buckets = {int(b): int(n) for b, n in data[2]}
-        made.top = [(sys.intern(host), int(pages)) for host, pages in data[3]]
+        made.names = None
+        made.low = int(data[2])
+        made.counts = array("I", data[3])
+        made.top = [(sys.intern(host), int(pages)) for host, pages in data[4]]
         return made
 
     def spread(self) -> HostSpread:
         """Return median, p95 (nearest rank), max and the max host (first by name)."""
-        if self.cells is not None:
-            return _exact_spread(self.cells)
+        cells = self.cells
+        if cells is not None:
+            return _exact_spread(cells)
         count = self.count
         if count == 0 or not self.top:
             return HostSpread(0, 0, 0, 0, "-")
-        ascending = sorted(self.buckets.items())
+        ascending = [(self.low + i, n) for i, n in enumerate(self.counts) if n]
 
         def at(rank: int) -> tuple[int, bool]:
             """Return the value of 1-based ascending rank, and whether it is exact."""

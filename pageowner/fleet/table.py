@@ -11,6 +11,7 @@ captures in a fixed order is the same whatever the shape of the reduction tree.
 
 from __future__ import annotations
 
+import io
 import json
 import zlib
 from collections.abc import Hashable, Sequence
@@ -29,7 +30,7 @@ from pageowner.fleet.discover import Capture, Skipped, group_value
 from pageowner.fleet.sketch import HostPages, top_hosts
 from pageowner.kernel.frames import StackInterner
 
-__all__ = ["FleetGroup", "FleetTable", "HostEntry", "decode", "encode"]
+__all__ = ["FleetGroup", "FleetTable", "HostEntry", "decode_tables", "encode_tables"]
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,16 @@ class FleetTable:
         return fleet
 
     def merge(self, later: FleetTable) -> None:
-        """Add a later table of other hosts: its new groups after ours, summaries merged."""
+        """Add a later table of other hosts: its new groups after ours, summaries merged.
+
+        `later` is consumed: its groups become this table's.
+        """
+        self._merge_head(later)
+        for group in later.groups.values():
+            self.add_group(group)
+
+    def _merge_head(self, later: FleetTable) -> None:
+        """Add a later table's hosts, skipped captures and warnings."""
         for host, entry in later.hosts.items():
             mine = self.hosts.get(host)
             if mine is None:
@@ -175,48 +185,44 @@ class FleetTable:
                                              mine.times + entry.times, mine.fields)  # fmt: skip
         self.skipped.extend(later.skipped)
         self.warnings.extend(later.warnings)
-        groups = self.groups
-        for key, theirs in later.groups.items():
-            group = groups.get(key)
-            if group is None:
-                groups[key] = theirs
-            else:
-                group.merge(theirs)
 
-    def to_data(self) -> dict[str, Any]:
-        """Encode as JSON-ready data."""
+    def add_group(self, theirs: FleetGroup) -> None:
+        """Add one group of other hosts: merged into ours, or new after ours."""
+        group = self.groups.get(theirs.key)
+        if group is None:
+            self.groups[theirs.key] = theirs
+        else:
+            group.merge(theirs)
+
+    def _head(self) -> dict[str, Any]:
         return {
             "by": self.by,
             "columns": list(self.columns),
             "hosts": [entry.to_json() for entry in self.hosts.values()],
             "skipped": [[s.host, s.path, s.reason] for s in self.skipped],
             "warnings": self.warnings,
-            "groups": [group.to_json() for group in self.groups.values()],
+            "groups": len(self.groups),
         }
 
     @classmethod
-    def from_data(cls, data: dict[str, Any], interner: StackInterner,
-                  stacks: bool = True) -> FleetTable:  # fmt: skip
-        """Decode `to_data`, interning stacks in `interner` (or not: `FleetGroup.from_json`)."""
+    def _from_head(cls, data: dict[str, Any]) -> FleetTable:
         table = cls(data["by"], tuple(data["columns"]))
         for item in data["hosts"]:
             entry = HostEntry.from_json(item)
             table.hosts[entry.host] = entry
         table.skipped = [Skipped(*item) for item in data["skipped"]]
         table.warnings = list(data["warnings"])
-        for item in data["groups"]:
-            group = FleetGroup.from_json(item, interner, stacks)
-            table.groups[group.key] = group
         return table
 
     def to_json(self) -> bytes:
-        """Encode as compressed compact JSON bytes (`encode`)."""
-        return encode(self.to_data())
+        """Encode as `encode_tables` does."""
+        return encode_tables([self])
 
     @classmethod
     def from_json(cls, payload: bytes, interner: StackInterner) -> FleetTable:
         """Decode `to_json`, interning stacks in `interner`."""
-        return cls.from_data(decode(payload), interner)
+        (table,) = decode_tables(payload, interner)
+        return table
 
     @classmethod
     def skipped_only(cls, by: GroupKey, skipped: Skipped,
@@ -227,16 +233,42 @@ class FleetTable:
         return table
 
 
-def encode(data: object) -> bytes:
-    """Encode JSON-ready data as compact JSON, zlib-compressed (level 1).
+def encode_tables(tables: Sequence[FleetTable]) -> bytes:
+    """Encode tables as zlib-compressed JSON lines: each table's head, then a line per group.
 
-    Tables wait on the workers between the levels of the merge tree; compressed, the
-    frames text they carry takes a fifth of the bytes.
+    Line by line, so that neither side holds a whole table's JSON objects at once;
+    compressed, because tables wait on the workers between the levels of the merge tree
+    and the frames text they carry shrinks about tenfold. JSON, never pickle.
     """
-    text = json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-    return zlib.compress(text, 1)
+    packer = zlib.compressobj(1)
+    chunks: list[bytes] = []
+    for table in tables:
+        chunks.append(packer.compress(_line(table._head())))
+        chunks.extend(packer.compress(_line(group.to_json())) for group in table.groups.values())
+    chunks.append(packer.flush())
+    return b"".join(chunks)
 
 
-def decode(payload: bytes) -> Any:
-    """Decode `encode`: JSON data, never pickle."""
-    return json.loads(zlib.decompress(payload))
+def _line(data: object) -> bytes:
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def decode_tables(payload: bytes, interner: StackInterner, *, stacks: bool = True,
+                  into: Sequence[FleetTable] | None = None) -> list[FleetTable]:  # fmt: skip
+    """Decode `encode_tables`; with `into`, merge each table into those (in order) instead.
+
+    Without `stacks` the frames stay JSON text (`FleetGroup.from_json`).
+    """
+    lines = io.BytesIO(zlib.decompress(payload))
+    tables: list[FleetTable] = []
+    for head_line in iter(lines.readline, b""):
+        head = json.loads(head_line)
+        table = FleetTable._from_head(head)
+        if into is not None:
+            into[len(tables)]._merge_head(table)
+            table = into[len(tables)]
+        for _ in range(head["groups"]):
+            table.add_group(FleetGroup.from_json(json.loads(lines.readline()), interner,
+                                                 stacks))  # fmt: skip
+        tables.append(table)
+    return tables
