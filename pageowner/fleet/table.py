@@ -11,10 +11,9 @@ captures in a fixed order is the same whatever the shape of the reduction tree.
 
 from __future__ import annotations
 
-import io
 import json
 import zlib
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,16 +258,32 @@ def decode_tables(payload: bytes, interner: StackInterner, *, stacks: bool = Tru
 
     Without `stacks` the frames stay JSON text (`FleetGroup.from_json`).
     """
-    lines = io.BytesIO(zlib.decompress(payload))
+    lines = _lines(payload)
     tables: list[FleetTable] = []
-    for head_line in iter(lines.readline, b""):
+    for head_line in lines:
         head = json.loads(head_line)
         table = FleetTable._from_head(head)
         if into is not None:
             into[len(tables)]._merge_head(table)
             table = into[len(tables)]
         for _ in range(head["groups"]):
-            table.add_group(FleetGroup.from_json(json.loads(lines.readline()), interner,
-                                                 stacks))  # fmt: skip
+            table.add_group(FleetGroup.from_json(json.loads(next(lines)), interner, stacks))
         tables.append(table)
     return tables
+
+
+def _lines(payload: bytes, step: int = 8192) -> Iterator[bytes]:
+    """Yield the lines of `encode_tables`, decompressed a few kilobytes at a time.
+
+    zlib.decompress of a whole table would hold its text, and peaks at several times it.
+    """
+    unpacker = zlib.decompressobj()
+    rest = b""
+    view = memoryview(payload)
+    for start in range(0, len(view), step):
+        *whole, rest = (rest + unpacker.decompress(view[start : start + step])).split(b"\n")
+        yield from whole
+    *whole, rest = (rest + unpacker.flush()).split(b"\n")
+    yield from whole
+    if rest:
+        raise ValueError("a fleet table ends inside a line")
