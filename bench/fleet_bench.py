@@ -32,6 +32,11 @@ from pageowner.fleet.results import fleet_top  # noqa: E402
 from tests.fleet_support import local_cluster  # noqa: E402
 
 HOSTS = int(os.environ.get("FLEET_HOSTS", "50"))
+# The workers run without a nanny (as in the tests: a killed one stays dead); give them
+# the environment a nanny gives by default (distributed.yaml, nanny.pre-spawn-environ),
+# so that glibc returns freed memory as on a default `dask worker`. FLEET_TRIM=0: not.
+if os.environ.get("FLEET_TRIM", "1") != "0":
+    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "65536")
 MEM = os.environ.get("FLEET_MEM", "256M")
 
 
@@ -94,8 +99,9 @@ def main() -> None:
         total = sum(sizes.values())
         made = (f"simulated in {simulated:.1f} s on 2 workers" if simulated > 1 else
                 f"reused from {fleet}")  # fmt: skip
+        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "unset")
         print(f"fleet: {len(dumps)} hosts, {total / 1e6:.0f} MB, {made}; "
-              f"load average {os.getloadavg()[0]:.1f}")
+              f"workers' MALLOC_TRIM_THRESHOLD_ {trim}; load average {os.getloadavg()[0]:.1f}")
         before = _client_mb()
         results = []
         paths = list(sizes)
