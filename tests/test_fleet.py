@@ -387,3 +387,47 @@ def test_a_worker_killed_mid_job_changes_nothing(fleet: Path, cluster: Cluster, 
     out = io.StringIO()
     render_report(report, out, "json")
     assert out.getvalue() == fleet_top_text
+
+
+class _Inline:
+    """Run the job's task functions in this process, as a client would on workers."""
+
+    def submit(self, function: Any, *args: Any, **_options: Any) -> Any:
+        return function(*args)
+
+
+def test_a_host_on_one_side_still_counts_in_diff(fleet: Path) -> None:
+    """host-0000 captured only after, host-0003 only before: both count in the totals."""
+    from pageowner.fleet.job import _submit_host, merge_tables, pair_hosts
+    from pageowner.fleet.results import fleet_diff
+    from pageowner.fleet.table import decode_tables
+    from pageowner.kernel.frames import StackInterner
+
+    before = discover([str(fleet / "round-1")]).captures[1:]
+    after = discover([str(fleet / "round-2")]).captures[:-1]
+    pairs = pair_hosts([before, after])
+    assert [(host, [c is not None for c in sides]) for host, sides in pairs] == [
+        ("host-0000", [False, True]), ("host-0001", [True, True]),
+        ("host-0002", [True, True]), ("host-0003", [True, False])]
+    payloads = [_submit_host(_Inline(), i, host, sides, JobOptions(), None)[0]
+                for i, (host, sides) in enumerate(pairs)]
+    old, new = decode_tables(merge_tables(*payloads), StackInterner())
+    result = fleet_diff(old, new, top=0)
+    old_sum, old_total, _ = _per_host_sum(captures_in(fleet / "round-1")[1:])
+    new_sum, new_total, _ = _per_host_sum(captures_in(fleet / "round-2")[:-1])
+    assert (result.before_hosts, result.after_hosts) == (3, 3)
+    assert (result.before_pages, result.after_pages) == (old_total, new_total)
+    got: Counter[tuple[object, ...]] = Counter()
+    for entry in result.entries:
+        got[_stack_key(list(entry.stack))] += entry.delta
+    assert {k: v for k, v in got.items() if v} == \
+        {k: new_sum[k] - old_sum[k] for k in {*old_sum, *new_sum} if new_sum[k] != old_sum[k]}
+    # Where host-0000 is among the hosts that grew most, it grew by all its pages.
+    own = _json(["top", str(captures_in(fleet / "round-2")[0]), "--top", "0", "--format",
+                 "json", "-j", "1"])
+    pages = Counter({_stack_key(e["stack"]): e["pages"] for e in own["entries"]})  # type: ignore[attr-defined]
+    named = [(entry, delta) for entry in result.entries for host, delta in entry.top_hosts
+             if host == "host-0000"]
+    assert named
+    for entry, delta in named:
+        assert delta == pages[_stack_key(list(entry.stack))]
