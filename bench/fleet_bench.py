@@ -1,10 +1,12 @@
 """Fleet scaling on Dask: 1 and 2 workers, MB/s, hosts/s, peak memory (`make bench BENCH=fleet`).
 
 A fleet of FLEET_HOSTS simulated hosts (default 50; FLEET_MEM each, default 256M) is
-written by `pageowner fleet simulate`, then `fleet top` runs on a fresh `dask scheduler`
-with 1 worker and with 2 (processes on 127.0.0.1, one thread each). Peak RSS is each
-worker's ru_maxrss (fresh processes per run) and this client process's. Memory flatness
-is checked by reading a tenth of the fleet and the whole fleet on 2 workers.
+written by `pageowner fleet simulate` (or FLEET_DIR names a simulated fleet to reuse,
+so that two versions of the code are measured on the same captures), then `fleet top`
+runs on a fresh `dask scheduler` with 1 worker and with 2 (processes on 127.0.0.1, one
+thread each). Peak RSS is each worker's ru_maxrss (fresh processes per run) and this
+client process's. Memory flatness is checked by reading the largest tenth of the fleet
+and the whole fleet on 2 workers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,6 +32,11 @@ from pageowner.fleet.results import fleet_top  # noqa: E402
 from tests.fleet_support import local_cluster  # noqa: E402
 
 HOSTS = int(os.environ.get("FLEET_HOSTS", "50"))
+# The workers run without a nanny (as in the tests: a killed one stays dead); give them
+# the environment a nanny gives by default (distributed.yaml, nanny.pre-spawn-environ),
+# so that glibc returns freed memory as on a default `dask worker`. FLEET_TRIM=0: not.
+if os.environ.get("FLEET_TRIM", "1") != "0":
+    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "65536")
 MEM = os.environ.get("FLEET_MEM", "256M")
 
 
@@ -39,6 +48,16 @@ def _client_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _host_items(group: Any) -> int:
+    """Count what a group keeps about its hosts: cells, or histogram buckets and top hosts."""
+    spread = getattr(group, "spread", None)
+    if spread is None:  # the table before bounded summaries: a cell per host
+        return len(group.hosts)
+    if spread.names is not None:
+        return len(spread.names)
+    return len(spread.counts) + len(spread.top)
+
+
 def measure(paths: list[str], workers: int, total_bytes: int) -> dict[str, float]:
     """Run `fleet top` on a fresh cluster of `workers` workers; return its figures."""
     from distributed import Client
@@ -46,7 +65,12 @@ def measure(paths: list[str], workers: int, total_bytes: int) -> dict[str, float
     with local_cluster(workers) as cluster:
         started = time.perf_counter()
         (table,) = read_fleet([paths], JobOptions(), Engine(scheduler=cluster.address))
-        merged_mb = len(table.to_json()) / 1e6
+        payload = table.to_json()
+        try:  # compressed since the bounded-summary design; plain JSON before
+            text = zlib.decompress(payload)
+        except zlib.error:
+            text = payload
+        merged_mb, merged_zlib_mb = len(text) / 1e6, len(payload) / 1e6
         fleet_top(table, top=20)
         seconds = time.perf_counter() - started
         with Client(cluster.address) as client:
@@ -56,24 +80,28 @@ def measure(paths: list[str], workers: int, total_bytes: int) -> dict[str, float
             "largest_capture_mb": largest / 1e6,
             "mb_per_s": total_bytes / 1e6 / seconds, "hosts_per_s": len(paths) / seconds,
             "worker_peak_mb": max(peaks.values()), "groups": len(table.groups),
-            "host_cells": sum(len(g.hosts) for g in table.groups.values()),
-            "merged_table_mb": merged_mb}
+            "host_items": sum(_host_items(g) for g in table.groups.values()),
+            "merged_table_mb": merged_mb, "merged_table_sent_mb": merged_zlib_mb}
 
 
 def main() -> None:
     """Simulate the fleet, then time the job on 1 and 2 workers."""
     with tempfile.TemporaryDirectory(prefix="pageowner-fleet-bench-") as tmp:
-        fleet = Path(tmp) / "fleet"
+        fleet = Path(os.environ.get("FLEET_DIR") or Path(tmp) / "fleet")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pageowner", "fleet", "simulate", "--hosts",
-                        str(HOSTS), "--mem", MEM, "-o", str(fleet), "--workers", "2"],
-                       check=True, stdout=subprocess.DEVNULL)
+        if not fleet.exists():
+            subprocess.run([sys.executable, "-m", "pageowner", "fleet", "simulate", "--hosts",
+                            str(HOSTS), "--mem", MEM, "-o", str(fleet), "--workers", "2"],
+                           check=True, stdout=subprocess.DEVNULL)
         simulated = time.perf_counter() - started
         dumps = sorted(fleet.glob("host-*/page_owner.txt"))
         sizes = {str(d.parent): d.stat().st_size for d in dumps}
         total = sum(sizes.values())
-        print(f"fleet: {HOSTS} hosts, {total / 1e6:.0f} MB, simulated in {simulated:.1f} s "
-              f"on 2 workers ({HOSTS / simulated:.1f} hosts/s)")
+        made = (f"simulated in {simulated:.1f} s on 2 workers" if simulated > 1 else
+                f"reused from {fleet}")  # fmt: skip
+        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "unset")
+        print(f"fleet: {len(dumps)} hosts, {total / 1e6:.0f} MB, {made}; "
+              f"workers' MALLOC_TRIM_THRESHOLD_ {trim}; load average {os.getloadavg()[0]:.1f}")
         before = _client_mb()
         results = []
         paths = list(sizes)

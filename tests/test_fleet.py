@@ -4,12 +4,15 @@ added up host by host, whatever the workers, their count or their deaths."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
 import shutil
 import signal
 import sys
+import tarfile
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,15 +151,23 @@ def test_a_local_cluster_gives_the_same_bytes(fleet: Path, fleet_top_text: str) 
     assert local.stdout == fleet_top_text
 
 
+DIFF_ARGS = ["--top", "0", "--format", "json", "--fail-on-growth", "0"]
+
+
 def test_fleet_diff_is_the_growth_of_the_per_host_sums(fleet: Path, cluster: Cluster, sums: dict[str, Any]) -> None:
     before, before_total, _ = sums["round-1"]
     after, after_total, _ = sums["round-2"]
     # --fail-on-growth 0: every group that grew trips it (exit 3), after the report.
     result = run(["fleet", "diff", "--before", str(fleet / "round-1"), "--after",
-                  str(fleet / "round-2"), "--top", "0", "--format", "json",
-                  "--scheduler", cluster.address, "--fail-on-growth", "0"])
+                  str(fleet / "round-2"), *DIFF_ARGS, "--scheduler", cluster.address,
+                  "--chunk-size", "2M"])
     assert result.exit_code == 3, result.stderr
     assert "grew over the fleet by more than 0 pages" in result.stderr
+    # One local worker reading whole files (another tree, other tasks): the same bytes.
+    local = run(["fleet", "diff", "--before", str(fleet / "round-1"), "--after",
+                 str(fleet / "round-2"), *DIFF_ARGS, "--workers", "1"])
+    assert local.exit_code == 3, local.stderr
+    assert local.stdout == result.stdout
     data = json.loads(result.stdout)
     assert data["delta_pages"] == after_total - before_total
     expected = {key: after[key] - before[key] for key in {*before, *after}
@@ -168,6 +179,24 @@ def test_fleet_diff_is_the_growth_of_the_per_host_sums(fleet: Path, cluster: Clu
     top = data["entries"][0]
     assert top["delta_pages"] > 0
     assert top["top_hosts"][0]["delta_pages"] <= top["delta_pages"]
+    # The hosts that grew most, from each host's own `top` in both rounds.
+    grown = _host_growth(fleet, _stack_key(top["stack"]))
+    expected_hosts = sorted(grown.items(), key=lambda item: (-item[1], item[0]))[:3]
+    assert [(h["host"], h["delta_pages"]) for h in top["top_hosts"]] == \
+        [item for item in expected_hosts if item[1] > 0]
+
+
+def _host_growth(fleet: Path, key: tuple[object, ...]) -> dict[str, int]:
+    """Return each host's growth of one stack between the rounds, by `pageowner top`."""
+    growth: dict[str, int] = {}
+    for sign, name in ((-1, "round-1"), (1, "round-2")):
+        for dump in captures_in(fleet / name):
+            data = _json(["top", str(dump), "--top", "0", "--format", "json", "-j", "1"])
+            pages = sum(e["pages"] for e in data["entries"]  # type: ignore[attr-defined]
+                        if _stack_key(e["stack"]) == key)
+            host = dump.parent.name
+            growth[host] = growth.get(host, 0) + sign * pages
+    return growth
 
 
 def _bad_fleet(fleet: Path, tmp_path: Path) -> tuple[Path, list[Path]]:
@@ -250,10 +279,49 @@ def test_export_reads_back_with_the_same_totals(fleet: Path, cluster: Cluster, t
     assert dict(duckdb.sql(query).fetchall()) == dict(by_release)
     stacks = pq.read_table(out / "stacks.parquet")
     assert set(rows.column("stack_id").to_pylist()) <= set(stacks.column("stack_id").to_pylist())
+    # One part per host, written by the worker that read it; no temporary file left.
+    parts = sorted(p.name for p in (out / "groups").rglob("*") if p.is_file())
+    assert [name.split("-", 2)[2] for name in parts] == \
+        sorted(f"host-{i:04d}.parquet" for i in range(HOSTS))
     # Never over an existing folder.
     again = run(["fleet", "export", str(fleet / "round-2"), "-o", str(out),
                  "--scheduler", cluster.address])
     assert again.exit_code == 1 and "already exists" in again.stderr
+
+
+def _archive(fleet: Path, target: Path) -> Path:
+    """Pack round 2 (dumps and sidecars) into a zip or tar file."""
+    files = sorted(p for p in (fleet / "round-2").rglob("*") if p.is_file())
+    if target.suffix == ".zip":
+        with zipfile.ZipFile(target, "w") as archive:
+            for path in files:
+                archive.write(path, path.relative_to(fleet).as_posix())
+    else:
+        with tarfile.open(target, "w") as archive:
+            for path in files:
+                archive.add(path, path.relative_to(fleet).as_posix())
+    return target
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_an_fsspec_url_reads_as_the_folder(fleet: Path, cluster: Cluster, tmp_path: Path,
+                                           fleet_top_text: str, kind: str) -> None:
+    """Round 2 packed, read through fsspec's chained URL by the two workers: same bytes."""
+    archive = _archive(fleet, tmp_path / f"fleet.{kind}")
+    result = run(["fleet", "top", f"{kind}://round-2::file://{archive}", *TOP_ARGS,
+                  "--scheduler", cluster.address])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == fleet_top_text
+    assert result.stderr == ""
+
+
+def test_a_url_without_its_filesystem_is_one_line() -> None:
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed here")
+    result = run(["fleet", "top", "s3://fleet-bucket/captures/"])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert "s3://fleet-bucket/captures/" in result.stderr and "s3fs" in result.stderr
 
 
 def test_simulate_is_seeded(cluster: Cluster, tmp_path: Path) -> None:
@@ -319,3 +387,47 @@ def test_a_worker_killed_mid_job_changes_nothing(fleet: Path, cluster: Cluster, 
     out = io.StringIO()
     render_report(report, out, "json")
     assert out.getvalue() == fleet_top_text
+
+
+class _Inline:
+    """Run the job's task functions in this process, as a client would on workers."""
+
+    def submit(self, function: Any, *args: Any, **_options: Any) -> Any:
+        return function(*args)
+
+
+def test_a_host_on_one_side_still_counts_in_diff(fleet: Path) -> None:
+    """host-0000 captured only after, host-0003 only before: both count in the totals."""
+    from pageowner.fleet.job import _submit_host, merge_tables, pair_hosts
+    from pageowner.fleet.results import fleet_diff
+    from pageowner.fleet.table import decode_tables
+    from pageowner.kernel.frames import StackInterner
+
+    before = discover([str(fleet / "round-1")]).captures[1:]
+    after = discover([str(fleet / "round-2")]).captures[:-1]
+    pairs = pair_hosts([before, after])
+    assert [(host, [c is not None for c in sides]) for host, sides in pairs] == [
+        ("host-0000", [False, True]), ("host-0001", [True, True]),
+        ("host-0002", [True, True]), ("host-0003", [True, False])]
+    payloads = [_submit_host(_Inline(), i, host, sides, JobOptions(), None)[0]
+                for i, (host, sides) in enumerate(pairs)]
+    old, new = decode_tables(merge_tables(*payloads), StackInterner())
+    result = fleet_diff(old, new, top=0)
+    old_sum, old_total, _ = _per_host_sum(captures_in(fleet / "round-1")[1:])
+    new_sum, new_total, _ = _per_host_sum(captures_in(fleet / "round-2")[:-1])
+    assert (result.before_hosts, result.after_hosts) == (3, 3)
+    assert (result.before_pages, result.after_pages) == (old_total, new_total)
+    got: Counter[tuple[object, ...]] = Counter()
+    for entry in result.entries:
+        got[_stack_key(list(entry.stack))] += entry.delta
+    assert {k: v for k, v in got.items() if v} == \
+        {k: new_sum[k] - old_sum[k] for k in {*old_sum, *new_sum} if new_sum[k] != old_sum[k]}
+    # Where host-0000 is among the hosts that grew most, it grew by all its pages.
+    own = _json(["top", str(captures_in(fleet / "round-2")[0]), "--top", "0", "--format",
+                 "json", "-j", "1"])
+    pages = Counter({_stack_key(e["stack"]): e["pages"] for e in own["entries"]})  # type: ignore[attr-defined]
+    named = [(entry, delta) for entry in result.entries for host, delta in entry.top_hosts
+             if host == "host-0000"]
+    assert named
+    for entry, delta in named:
+        assert delta == pages[_stack_key(list(entry.stack))]

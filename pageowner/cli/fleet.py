@@ -50,8 +50,9 @@ class FleetGroup(click.Group):
 def fleet_group(ctx: click.Context) -> None:
     """Aggregate the page_owner captures of many hosts on Dask (pageowner[fleet]).
 
-    PATH is a folder, a glob or a file:// URL of `pageowner capture` outputs; host,
-    kernel release and capture time come from each capture's sidecar.
+    PATH is a folder, a glob or an fsspec URL (file://, s3://, zip://...::file://...) of
+    `pageowner capture` outputs; host, kernel release and capture time come from each
+    capture's sidecar.
     """
     require_extra()
     if ctx.invoked_subcommand is None:
@@ -92,8 +93,10 @@ _shown = combine_options(
 )  # fmt: skip
 
 
-def _job(by: str, exact: bool, strict: bool, chunk_size: int) -> JobOptions:
-    return JobOptions(by=by, exact=exact, strict=strict, chunk_bytes=chunk_size)
+def _job(by: str, exact: bool, strict: bool, chunk_size: int,
+         group_by: str | None = None) -> JobOptions:  # fmt: skip
+    return JobOptions(by=by, exact=exact, strict=strict, chunk_bytes=chunk_size,
+                      group_by=group_by)  # fmt: skip
 
 
 def _write(report: Report, output: str, fmt: str, warnings: tuple[str, ...]) -> None:
@@ -130,7 +133,7 @@ def top_command(paths: tuple[str, ...], output: str, top: int, threshold: int, b
 
     check_output_path(output, paths)
     with Progress("reading captures", unit="tasks") as progress:
-        (table,) = read_fleet([paths], _job(by, exact, strict, chunk_size),
+        (table,) = read_fleet([paths], _job(by, exact, strict, chunk_size, group_by),
                               Engine(scheduler, workers), host_from=host_from,
                               on_progress=progress)  # fmt: skip
     result = fleet_top(table, top=top, threshold=threshold, by_times=by_times,
@@ -182,19 +185,19 @@ def export_command(paths: tuple[str, ...], output: str, by: str, exact: bool,
                    host_from: str | None, strict: bool, chunk_size: int,
                    scheduler: str | None, workers: int | None) -> None:  # fmt: skip
     """Write a fleet as Parquet: a row per host and group, partitioned by release."""
-    from pageowner.fleet.export import export_table
+    from pageowner.fleet.export import export_fleet
 
     with Progress("reading captures", unit="tasks") as progress:
-        (table,) = read_fleet([paths], _job(by, exact, strict, chunk_size),
-                              Engine(scheduler, workers), host_from=host_from,
+        result = export_fleet(paths, _job(by, exact, strict, chunk_size),
+                              Engine(scheduler, workers), output, host_from=host_from,
                               on_progress=progress)  # fmt: skip
+    table = result.table
     printer = WarningPrinter()
     for message in table.warnings:
         printer(message)
     for skipped in table.skipped:
         printer(f"skipped {skipped.path} ({skipped.host}): {skipped.reason}")
     printer.summary()
-    result = export_table(table, output)
     click.echo(f"{result.output}: {result.rows} rows of {len(table.hosts)} hosts, "
                f"{result.stacks} stacks, releases {', '.join(result.releases)}", err=True)
 

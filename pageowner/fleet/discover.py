@@ -1,5 +1,8 @@
 """Find the captures of a fleet: files with their sidecars, named by folder, glob or URL.
 
+Plain paths and file:// URLs are listed with os calls; other URLs through fsspec
+(`fleet.remote`), kept whole as the capture's path.
+
 A capture is what `pageowner capture -o FILE` writes: the dump and FILE.meta.json, whose
 hostname, kernel_release and captured_at name the host, its kernel and the time. Without
 a sidecar, `--host-from '{host}/...'` reads them from the path. What cannot be used is
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 
 from pageowner.dump.era import SIDECAR_SUFFIX
 from pageowner.errors import SpecError
+from pageowner.fleet.remote import expand_url, is_remote, local_path, read_url, url_beside, url_size
 
 __all__ = [
     "Capture",
@@ -108,19 +112,14 @@ def group_value(capture: Capture, name: str) -> str:
     return capture.field(name)
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path
-
-
 def _expand(path: str) -> tuple[list[tuple[str, str]], str | None]:
     """List the candidate files of one PATH argument, each with the path --host-from reads.
 
     Or say why there are none.
     """
-    if _is_url(path):
-        if not path.startswith("file://"):
-            raise SpecError(f"{path}: only local paths and file:// URLs are read so far")
-        path = path[len("file://"):]
+    if is_remote(path):
+        return expand_url(path)
+    path = local_path(path)
     if _GLOB_CHARS.search(path):
         found = sorted((p, p) for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         return found, None if found else "the pattern matches no file"
@@ -139,15 +138,22 @@ def _expand(path: str) -> tuple[list[tuple[str, str]], str | None]:
 
 def _read_sidecar(path: str) -> tuple[dict[str, object] | None, str | None]:
     """Read a capture's sidecar: its content, or the reason it cannot be used."""
+    name = os.path.basename(path.partition("::")[0]) + SIDECAR_SUFFIX
     try:
-        with open(path + SIDECAR_SUFFIX, "rb") as handle:
-            data = json.loads(handle.read())
+        if is_remote(path):
+            raw = read_url(path, SIDECAR_SUFFIX)
+            if raw is None:
+                return None, None
+        else:
+            with open(path + SIDECAR_SUFFIX, "rb") as handle:
+                raw = handle.read()
+        data = json.loads(raw)
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError) as exc:
-        return None, f"unreadable sidecar {os.path.basename(path)}{SIDECAR_SUFFIX}: {exc}"
+        return None, f"unreadable sidecar {name}: {exc}"
     if not isinstance(data, dict):
-        return None, f"sidecar {os.path.basename(path)}{SIDECAR_SUFFIX} is not a JSON object"
+        return None, f"sidecar {name} is not a JSON object"
     return data, None
 
 
@@ -155,14 +161,16 @@ def _companions(files: Iterable[str]) -> set[str]:
     """Return the files that belong to a capture without being one: sidecars, stacks copies."""
     skip: set[str] = set()
     for path in files:
-        if path.endswith(SIDECAR_SUFFIX):
+        head, sep, chain = path.partition("::")
+        if head.endswith(SIDECAR_SUFFIX):
             skip.add(path)
-            dump = path[: -len(SIDECAR_SUFFIX)]
+            dump = head[: -len(SIDECAR_SUFFIX)] + sep + chain
             sidecar, _ = _read_sidecar(dump)
             listed = sidecar.get("files") if sidecar else None
             for entry in listed[1:] if isinstance(listed, list) else []:
                 if isinstance(entry, dict) and isinstance(entry.get("file"), str):
-                    skip.add(os.path.join(os.path.dirname(dump), entry["file"]))
+                    skip.add(url_beside(dump, entry["file"]) if is_remote(dump) else
+                             os.path.join(os.path.dirname(dump), entry["file"]))
     return skip
 
 
@@ -180,7 +188,7 @@ def _capture(path: str, named_by: str, pattern: re.Pattern[str] | None) -> Captu
                   else f"no sidecar ({SIDECAR_SUFFIX}); name hosts with --host-from '{{host}}/...'")
         return Skipped(UNKNOWN, path, reason)
     try:
-        size = os.stat(path).st_size
+        size = url_size(path) if is_remote(path) else os.stat(path).st_size
     except OSError as exc:
         return Skipped(host, path, f"cannot be read: {exc.strerror or exc}")
     release = str((sidecar or {}).get("kernel_release") or named.get("release") or UNKNOWN)
@@ -210,7 +218,7 @@ def discover(paths: Sequence[str], host_from: str | None = None) -> Discovery:
     seen: set[str] = set()
     found_captures: list[Capture] = []
     for path, named_by in candidates:
-        real = os.path.realpath(path)
+        real = path if is_remote(path) else os.path.realpath(path)
         if path in companions or real in seen:
             continue
         seen.add(real)

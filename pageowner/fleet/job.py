@@ -1,8 +1,9 @@
 """The fleet job on dask.distributed: one task per capture (or byte range), a tree reduction.
 
-Every task reads its capture with the analysis layer's partial aggregation
-(`aggregate_range`, the API the two-core split uses) and returns a `FleetTable` as JSON
-bytes; merges take up to `fan_in` tables and return one, so no process ever holds more
+Every task reads one host's capture (in `fleet diff`, its before and after) with the
+analysis layer's partial aggregation (`aggregate_range`, the API the two-core split
+uses) and returns its `FleetTable`s as JSON bytes; merges take up to `fan_in` of those
+and return one, so no process ever holds more
 than a few tables and the merged one. Task functions are pure (same bytes for the same
 arguments), which is what lets Dask run a lost worker's tasks again. dask is imported
 only inside the functions that need it.
@@ -28,7 +29,8 @@ from pageowner.analyze.analysis import (
 from pageowner.dump import parallel
 from pageowner.errors import InputError, PageOwnerError
 from pageowner.fleet.discover import Capture, Discovery, Skipped, discover
-from pageowner.fleet.table import FleetTable
+from pageowner.fleet.remote import fetched, is_remote
+from pageowner.fleet.table import FleetTable, decode_tables, encode_tables
 from pageowner.kernel.frames import StackInterner
 
 __all__ = [
@@ -38,7 +40,11 @@ __all__ = [
     "JobOptions",
     "connect",
     "dask_distributed",
+    "host_tables",
+    "merge_tables",
+    "pair_hosts",
     "plan_ranges",
+    "read_part",
     "read_fleet",
     "run_job",
 ]
@@ -61,6 +67,13 @@ class JobOptions:
     strict: bool = False
     chunk_bytes: int = DEFAULT_CHUNK_BYTES  # a capture bigger than this is read in ranges
     fan_in: int = 8  # tables per merge task
+    group_by: str | None = None  # a --group-by field whose pages per value groups keep
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Return the fields whose pages per value every group keeps: release, and group_by."""
+        extra = () if self.group_by in (None, "release") else (self.group_by,)
+        return ("release", *extra)
 
 
 @dataclass(frozen=True)
@@ -108,9 +121,12 @@ def _is_compressed(path: str) -> bool:
 
 
 def plan_ranges(capture: Capture, chunk_bytes: int) -> list[tuple[int, int | None]]:
-    """Cut a capture into byte ranges at blank lines, each about `chunk_bytes` long."""
+    """Cut a capture into byte ranges at blank lines, each about `chunk_bytes` long.
+
+    A compressed capture, or one named by an fsspec URL (fetched whole), is one range.
+    """
     size = capture.size
-    if size <= chunk_bytes or _is_compressed(capture.path):
+    if size <= chunk_bytes or is_remote(capture.path) or _is_compressed(capture.path):
         return [(0, None)]
     try:
         fd = os.open(capture.path, os.O_RDONLY)
@@ -134,28 +150,38 @@ def plan_ranges(capture: Capture, chunk_bytes: int) -> list[tuple[int, int | Non
 def read_part(spec: str) -> bytes:
     """Read one range of a capture into a group table (JSON), or say why it cannot be."""
     args = json.loads(spec)
+    path = args["path"]
     key = get_group_key(args["by"], exact=args["exact"])
     warnings: list[str] = []
 
     def check(stream: SampleStream) -> None:
         stream.require_records("fleet analysis")
 
+    remote = is_remote(path)
+    local = path
     try:
-        samples, table = aggregate_range(
-            args["path"], lambda: GroupTable(key), args["start"], args["end"],
-            strict=args["strict"], on_warning=warnings.append, check=check,
-        )  # fmt: skip
+        with fetched(path) if remote else contextlib.nullcontext(path) as local:
+            samples, table = aggregate_range(
+                local, lambda: GroupTable(key), args["start"], args["end"],
+                strict=args["strict"], on_warning=warnings.append, check=check,
+            )  # fmt: skip
     except PageOwnerError as exc:
-        return json.dumps({"error": str(exc)}).encode()
+        return json.dumps({"error": _named(str(exc), path, local)}).encode()
     except OSError as exc:
-        return json.dumps({"error": f"{args['path']}: {exc.strerror or exc}"}).encode()
+        return json.dumps({"error": f"{path}: {exc.strerror or exc}"}).encode()
+    warnings = [_named(w, path, local) for w in warnings]
     payload = {"samples": samples, "warnings": warnings, "table": table.to_json()}
     return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def capture_table(capture_json: str, by: str, exact: bool, *parts: bytes) -> bytes:
+def _named(message: str, url: str, local: str) -> str:
+    """Name a fetched capture by its URL in a message about its local copy."""
+    return message.replace(local, url) if local != url else message
+
+
+def _join_capture(capture: Capture, parts: Sequence[bytes], by: str, exact: bool,
+                  columns: Sequence[str]) -> FleetTable:  # fmt: skip
     """Join the ranges of one capture into its fleet table, or a skipped entry."""
-    capture = _capture_from_json(capture_json)
     key = get_group_key(by, exact=exact)
     interner = StackInterner()
     table = GroupTable(key)
@@ -165,7 +191,7 @@ def capture_table(capture_json: str, by: str, exact: bool, *parts: bytes) -> byt
         data = json.loads(part)
         if "error" in data:
             return FleetTable.skipped_only(key, Skipped(capture.host, capture.path,
-                                                        data["error"])).to_json()
+                                                        data["error"]), columns)  # fmt: skip
         samples += data["samples"]
         warnings.extend(data["warnings"])
         table.merge_json(data["table"], interner)
@@ -173,27 +199,64 @@ def capture_table(capture_json: str, by: str, exact: bool, *parts: bytes) -> byt
         reason = ("empty (0 bytes)" if capture.size == 0 else
                   f"no page_owner record could be read ({warnings[0]})" if warnings else
                   "no page_owner record in it")  # fmt: skip
-        return FleetTable.skipped_only(key, Skipped(capture.host, capture.path,
-                                                    reason)).to_json()
-    fleet = FleetTable.from_capture(capture, table)
+        return FleetTable.skipped_only(key, Skipped(capture.host, capture.path, reason),
+                                       columns)  # fmt: skip
+    fleet = FleetTable.from_capture(capture, table, columns)
     if warnings:
         fleet.warnings.append(f"{capture.host}: {len(warnings)} block(s) of {capture.path} "
                               f"skipped; the first: {warnings[0]}")
-    return fleet.to_json()
+    return fleet
 
 
-def read_capture(capture_json: str, spec: str, by: str, exact: bool) -> bytes:
-    """Read a capture of one range: `read_part` and `capture_table` in one task."""
-    return capture_table(capture_json, by, exact, read_part(spec))
+def _note_growth(before: FleetTable, after: FleetTable, host: str) -> None:
+    """Record, in each AFTER group, the host's growth when it grew there."""
+    for key, group in after.groups.items():
+        old = before.groups.get(key)
+        delta = group.pages - (old.pages if old is not None else 0)
+        if delta > 0:
+            group.grew = [(host, delta)]
 
 
-def merge_tables(*tables: bytes) -> bytes:
-    """Merge fleet tables given in capture order."""
+def host_tables(task: str, *parts: bytes) -> bytes:
+    """Read one host's captures (one per side) into one fleet table per side (JSON list).
+
+    `parts` are the ranges read by `read_part` tasks, side after side; without them the
+    task reads its captures itself. With two sides (before, after) the host's growth per
+    group is noted here, where both are at hand. With `export`, the host's rows are
+    written as a Parquet part file by this task.
+    """
+    args = json.loads(task)
+    columns = tuple(args["columns"])
+    key = get_group_key(args["by"], exact=args["exact"])
+    given = list(parts)
+    tables: list[FleetTable] = []
+    for capture_text, specs in zip(args["sides"], args["specs"], strict=True):
+        if capture_text is None:
+            tables.append(FleetTable(key.name, columns))
+            continue
+        read = [given.pop(0) for _ in specs] if parts else [read_part(spec) for spec in specs]
+        tables.append(_join_capture(_capture_from_json(capture_text), read, args["by"],
+                                    args["exact"], columns))  # fmt: skip
+    if len(tables) == 2:
+        _note_growth(tables[0], tables[1], args["host"])
+    if args.get("export") and tables[0].hosts:
+        from pageowner.fleet.parts import write_host_part
+
+        write_host_part(args["export"], args["index"], tables[0])
+    return encode_tables(tables)
+
+
+def merge_tables(*payloads: bytes) -> bytes:
+    """Merge lists of side tables given in host order, side by side.
+
+    Group by group into the first list, frames left as text: a merge holds the merged
+    table and the JSON text of its inputs, not their objects.
+    """
     interner = StackInterner()
-    merged = FleetTable.from_json(tables[0], interner)
-    for payload in tables[1:]:
-        merged.merge(FleetTable.from_json(payload, interner))
-    return merged.to_json()
+    merged = decode_tables(payloads[0], interner, stacks=False)
+    for payload in payloads[1:]:
+        decode_tables(payload, interner, stacks=False, into=merged)
+    return encode_tables(merged)
 
 
 def _capture_to_json(capture: Capture) -> str:
@@ -220,18 +283,28 @@ def _damaged(capture: Capture) -> Skipped | None:
     return None
 
 
-def _submit_capture(client: Any, capture: Capture, options: JobOptions) -> tuple[Any, list[Any]]:
-    """Submit the tasks of one capture; return its table's future and every future made."""
-    text = _capture_to_json(capture)
-    ranges = plan_ranges(capture, options.chunk_bytes)
-    specs = [json.dumps({"path": capture.path, "start": start, "end": end, "by": options.by,
-                         "exact": options.exact, "strict": options.strict})
-             for start, end in ranges]  # fmt: skip
-    if len(specs) == 1:
-        future = client.submit(read_capture, text, specs[0], options.by, options.exact)
+def _specs(capture: Capture | None, options: JobOptions) -> list[str]:
+    """Return the read_part specs of a capture's byte ranges (none for no capture)."""
+    if capture is None:
+        return []
+    return [json.dumps({"path": capture.path, "start": start, "end": end, "by": options.by,
+                        "exact": options.exact, "strict": options.strict})
+            for start, end in plan_ranges(capture, options.chunk_bytes)]  # fmt: skip
+
+
+def _submit_host(client: Any, index: int, host: str, captures: Sequence[Capture | None],
+                 options: JobOptions, export_to: str | None) -> tuple[Any, list[Any]]:  # fmt: skip
+    """Submit the tasks of one host (a capture per side); return its tables' future and all."""
+    specs = [_specs(capture, options) for capture in captures]
+    task = json.dumps({
+        "host": host, "index": index, "by": options.by, "exact": options.exact,
+        "columns": list(options.columns), "export": export_to, "specs": specs,
+        "sides": [None if c is None else _capture_to_json(c) for c in captures]})
+    if all(len(side) <= 1 for side in specs):
+        future = client.submit(host_tables, task)
         return future, [future]
-    parts = [client.submit(read_part, spec) for spec in specs]
-    future = client.submit(capture_table, text, options.by, options.exact, *parts)
+    parts = [client.submit(read_part, spec) for side in specs for spec in side]
+    future = client.submit(host_tables, task, *parts)
     return future, [*parts, future]
 
 
@@ -256,7 +329,8 @@ class _Tree:
             self.levels.append([])
         self.levels[level].append(future)
         if len(self.levels[level]) == self.fan_in:
-            merged = self.client.submit(merge_tables, *self.levels[level])
+            # Before any ready read: a merge frees its inputs, a read adds a table.
+            merged = self.client.submit(merge_tables, *self.levels[level], priority=level + 1)
             self.merges.append(merged)
             self.levels[level] = []
             self.add(merged, level + 1)
@@ -265,10 +339,19 @@ class _Tree:
         """Merge what is left, earliest captures first; return the root's future or None."""
         left = [future for level in reversed(self.levels) for future in level]
         while len(left) > 1:
-            left = [self.client.submit(merge_tables, *left[i : i + self.fan_in])
+            left = [self.client.submit(merge_tables, *left[i : i + self.fan_in], priority=1)
                     for i in range(0, len(left), self.fan_in)]  # fmt: skip
             self.merges.extend(left)
         return left[0] if left else None
+
+
+def pair_hosts(sides: Sequence[Sequence[Capture]]) -> list[tuple[str, list[Capture | None]]]:
+    """Pair each side's captures by host, in host order; None where a side lacks the host."""
+    by_host: dict[str, list[Capture | None]] = {}
+    for number, captures in enumerate(sides):
+        for capture in captures:
+            by_host.setdefault(capture.host, [None] * len(sides))[number] = capture
+    return sorted(by_host.items())
 
 
 def run_job(
@@ -276,32 +359,36 @@ def run_job(
     sides: Sequence[Sequence[Capture]],
     options: JobOptions,
     on_progress: ProgressHandler | None = None,
+    export_to: str | None = None,
 ) -> list[FleetTable]:
-    """Read each side's captures on the cluster and merge them; one table per side."""
+    """Read each side's captures on the cluster and merge them; one table per side.
+
+    A host's captures of every side are read by one task, so that `fleet diff` knows
+    each host's growth per group there and sends up only the hosts that grew most.
+    """
     as_completed = dask_distributed().as_completed
     key = get_group_key(options.by, exact=options.exact)
-    roots: list[Any] = []
+    tree = _Tree(client, options.fan_in)
     every: list[Any] = []
-    early: list[list[Skipped]] = []
-    for captures in sides:
-        tree = _Tree(client, options.fan_in)
-        bad: list[Skipped] = []
-        for capture in captures:
-            damaged = _damaged(capture)
+    early: list[list[Skipped]] = [[] for _ in sides]
+    for index, (host, captures) in enumerate(pair_hosts(sides)):
+        for number, capture in enumerate(captures):
+            damaged = _damaged(capture) if capture is not None else None
             if damaged is not None:
-                bad.append(damaged)
-                continue
-            table, made = _submit_capture(client, capture, options)
-            every.extend(made)
-            tree.add(table)
-        early.append(bad)
-        roots.append(tree.root())
-        every.extend(tree.merges)
+                early[number].append(damaged)
+                captures[number] = None
+        if all(capture is None for capture in captures):
+            continue
+        tables, made = _submit_host(client, index, host, captures, options, export_to)
+        every.extend(made)
+        tree.add(tables)
+    root = tree.root()
+    every.extend(tree.merges)
     total = len(every)
     done = 0
     if on_progress is not None:
         on_progress(0, total)
-    # Only the roots stay referenced: a finished task's result is freed once merged.
+    # Only the root stays referenced: a finished task's result is freed once merged.
     completed = as_completed(every)
     del every
     try:
@@ -311,13 +398,17 @@ def run_job(
                 on_progress(done, total)
     except Exception as exc:  # noqa: BLE001 - a task that failed on every retry
         raise FleetError(f"the fleet job failed: {type(exc).__name__}: {exc}") from None
-    results = []
     interner = StackInterner()
-    for root, bad in zip(roots, early, strict=True):
-        table = FleetTable(key.name) if root is None else FleetTable.from_json(
-            root.result(), interner)  # fmt: skip
+    if root is None:
+        results = [FleetTable(key.name, options.columns) for _ in sides]
+    else:
+        try:
+            payload = root.result()
+        except Exception as exc:  # noqa: BLE001 - as above: a task that failed every retry
+            raise FleetError(f"the fleet job failed: {type(exc).__name__}: {exc}") from None
+        results = decode_tables(payload, interner)
+    for table, bad in zip(results, early, strict=True):
         table.skipped = sorted([*bad, *table.skipped], key=lambda s: (s.host, s.path))
-        results.append(table)
     return results
 
 
@@ -328,14 +419,18 @@ def read_fleet(
     *,
     host_from: str | None = None,
     on_progress: ProgressHandler | None = None,
+    export_to: str | None = None,
 ) -> list[FleetTable]:
     """Discover each set of PATHs and read it on the cluster: one merged table per set.
 
-    With `options.strict`, a capture that is skipped fails the job (InputError).
+    With `options.strict`, a capture that is skipped fails the job (InputError). With
+    `export_to` (a folder the workers see), each host's rows of the first set are written
+    there as Parquet by the task that reads it.
     """
     found: list[Discovery] = [discover(paths, host_from) for paths in path_sets]
     with connect(engine) as client:
-        tables = run_job(client, [d.captures for d in found], options, on_progress)
+        tables = run_job(client, [d.captures for d in found], options, on_progress,
+                         export_to)  # fmt: skip
     for table, discovery, path_set in zip(tables, found, path_sets, strict=True):
         table.skipped = sorted([*discovery.skipped, *table.skipped],
                                key=lambda s: (s.host, s.path))  # fmt: skip

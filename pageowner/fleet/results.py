@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from dataclasses import dataclass, replace
 
 from pageowner.analyze.diff import compare_groups
-from pageowner.errors import ThresholdExceeded
+from pageowner.errors import SpecError, ThresholdExceeded
 from pageowner.fleet.discover import Skipped
+from pageowner.fleet.sketch import HostPages, HostSpread
 from pageowner.fleet.table import FleetGroup, FleetTable
 
 __all__ = [
@@ -16,6 +15,7 @@ __all__ = [
     "FleetDiffResult",
     "FleetTopEntry",
     "FleetTopResult",
+    "HostSpread",
     "check_fleet_growth",
     "fleet_diff",
     "fleet_top",
@@ -23,34 +23,16 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class HostSpread:
-    """A group's pages on the hosts that hold it: median, p95 (nearest rank), max and where."""
+def host_spread(cells: dict[str, int]) -> HostSpread:
+    """Summarise exact pages per host; the max host is the first by name among equals.
 
-    hosts: int
-    median: float
-    p95: int
-    max: int
-    max_host: str
-
-
-def host_spread(cells: dict[str, list[int]]) -> HostSpread:
-    """Summarise pages per host; the max host is the first by name among equals.
-
-    >>> host_spread({"a": [1, 1], "b": [5, 1], "c": [3, 2]})
-    HostSpread(hosts=3, median=3, p95=5, max=5, max_host='b')
+    >>> host_spread({"a": 1, "b": 5, "c": 3})
+    HostSpread(hosts=3, median=3, p95=5, max=5, max_host='b', median_exact=True, p95_exact=True)
     """
-    pages = sorted(cell[0] for cell in cells.values())
-    if not pages:
-        return HostSpread(0, 0, 0, 0, "-")
-    top = max(cells.items(), key=lambda item: (item[1][0], _reverse(item[0])))
-    return HostSpread(len(pages), statistics.median(pages),
-                      pages[max(0, math.ceil(0.95 * len(pages)) - 1)], pages[-1], top[0])
-
-
-def _reverse(name: str) -> tuple[int, ...]:
-    """Order names so that max() picks the smallest."""
-    return tuple(-ord(char) for char in name) + (0,)
+    pages = HostPages()
+    for host, count in cells.items():
+        pages.merge(HostPages.of(host, count))
+    return pages.spread()
 
 
 @dataclass(frozen=True)
@@ -100,7 +82,10 @@ def _ranked(table: FleetTable, by_times: bool) -> list[FleetGroup]:
 
 def fleet_top(table: FleetTable, *, top: int = 20, threshold: int = 0, by_times: bool = False,
               group_by: str | None = None) -> FleetTopResult:  # fmt: skip
-    """Rank the groups of a merged fleet table."""
+    """Rank the groups of a merged fleet table; `group_by` must be one of its columns."""
+    if group_by is not None and group_by not in table.columns:
+        raise SpecError(f"--group-by {group_by}: the fleet was read keeping only "
+                        f"{', '.join(table.columns)} per group")
     host_column = {h: e.value(group_by) for h, e in table.hosts.items()} if group_by else {}
     columns = tuple(sorted(set(host_column.values())))
     index = {name: i for i, name in enumerate(columns)}
@@ -118,14 +103,13 @@ def fleet_top(table: FleetTable, *, top: int = 20, threshold: int = 0, by_times:
         if top and len(entries) >= top:
             break
         per_column = [0] * len(columns)
-        for host, cell in group.hosts.items():
-            if group_by:
-                per_column[index[host_column[host]]] += cell[0]
+        for value, pages in group.columns.get(group_by, {}).items() if group_by else ():
+            per_column[index[value]] += pages
         entries.append(FleetTopEntry(
             rank=len(entries) + 1, label=group.label, pages=group.pages, times=group.times,
             percent=_percent(group.pages, total_pages), caller=group.main_caller,
             stack=group.stack.labels() if table.by == "stack" else (),
-            spread=host_spread(group.hosts), by_group=tuple(per_column)))  # fmt: skip
+            spread=group.spread.spread(), by_group=tuple(per_column)))  # fmt: skip
     return FleetTopResult(
         by=table.by, by_times=by_times, group_by=group_by, columns=columns,
         column_hosts=tuple(column_hosts), column_pages=tuple(column_pages),
@@ -185,30 +169,24 @@ class FleetDiffResult:
         return self.after_pages - self.before_pages
 
 
-def _host_growth(before: FleetGroup | None, after: FleetGroup | None,
-                 count: int) -> tuple[tuple[str, int], ...]:  # fmt: skip
-    """Return the hosts where a group grew most (after minus before, by host name)."""
-    old = before.hosts if before else {}
-    new = after.hosts if after else {}
-    growth = [(host, new.get(host, [0])[0] - old.get(host, [0])[0])
-              for host in sorted(set(old) | set(new))]  # fmt: skip
-    growth.sort(key=lambda item: -item[1])
-    return tuple(item for item in growth[:count] if item[1] > 0)
-
-
 def fleet_diff(before: FleetTable, after: FleetTable, *, min_delta: int = 1, top: int = 0,
                hosts_shown: int = 3) -> FleetDiffResult:  # fmt: skip
-    """Compare two merged fleet tables group by group, most growth first."""
+    """Compare two merged fleet tables group by group, most growth first.
+
+    The hosts where a group grew most come from the AFTER table's groups, noted there
+    by the tasks that read a host's two captures (`job.host_tables`); at most
+    `sketch.TOP_HOSTS` are kept.
+    """
 
     def entry(old: FleetGroup | None, new: FleetGroup | None) -> FleetDiffEntry:
         shown = new if new is not None else old
         assert shown is not None
         return FleetDiffEntry(
             0, shown.label, shown.main_caller, old.pages if old else 0,
-            new.pages if new else 0, len(old.hosts) if old else 0,
-            len(new.hosts) if new else 0,
+            new.pages if new else 0, old.spread.count if old else 0,
+            new.spread.count if new else 0,
             shown.stack.labels() if after.by == "stack" else (),
-            _host_growth(old, new, hosts_shown))  # fmt: skip
+            tuple(new.grew[:hosts_shown]) if new else ())  # fmt: skip
 
     entries, shown_entries, unchanged = compare_groups(
         before.groups, after.groups, entry, min_delta=min_delta, top=top)

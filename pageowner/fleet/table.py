@@ -1,16 +1,19 @@
-"""The mergeable fleet table: groups over hosts, each with its pages on every host.
+"""The mergeable fleet table: groups over hosts, each with a bounded summary of its hosts.
 
 A `FleetTable` is what every task of a fleet job returns and every merge returns: the
-groups of `GroupTable` (analyze/analysis.py) plus, per group, the pages and times on
-each host, and the hosts read, skipped and warned about. Tables travel as JSON (frames as
-text, no pickle). Merging keeps first-seen order, so the merged table of captures in a
-fixed order is the same whatever the shape of the reduction tree.
+groups of `GroupTable` (analyze/analysis.py) plus, per group, its pages per host as a
+`HostPages` (exact up to 64 hosts, then a histogram and the top hosts: bounded whatever
+the fleet's size), its pages per value of each --group-by field, and in `fleet diff` the
+hosts where it grew most; and the hosts read, skipped and warned about. Tables travel as
+JSON (frames as text, no pickle). Merging keeps first-seen order, so the merged table of
+captures in a fixed order is the same whatever the shape of the reduction tree.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+import zlib
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +25,11 @@ from pageowner.analyze.analysis import (
     frames_to_json,
     key_from_json,
 )
-from pageowner.fleet.discover import Capture, Skipped
+from pageowner.fleet.discover import Capture, Skipped, group_value
+from pageowner.fleet.sketch import HostPages, top_hosts
 from pageowner.kernel.frames import StackInterner
 
-__all__ = ["FleetGroup", "FleetTable", "HostEntry"]
+__all__ = ["FleetGroup", "FleetTable", "HostEntry", "decode_tables", "encode_tables"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class HostEntry:
     path: str
     pages: int
     times: int
-    fields: tuple[tuple[str, str], ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()  # the sidecar fields --group-by names
 
     def to_json(self) -> list[object]:
         """Encode as a JSON list."""
@@ -63,16 +67,68 @@ class HostEntry:
 
 @dataclass
 class FleetGroup(Group):
-    """One group over the fleet: a host's group's totals and main caller, and pages per host."""
+    """One group over the fleet: totals and main caller, pages per host, per column, growth."""
 
-    hosts: dict[str, list[int]] = field(default_factory=dict)  # host -> [pages, times]
+    spread: HostPages = field(default_factory=HostPages)
+    columns: dict[str, dict[str, int]] = field(default_factory=dict)  # field -> value -> pages
+    grew: list[tuple[str, int]] = field(default_factory=list)  # top hosts by growth (diff)
+    # The frames as JSON text, carried through merges undecoded (`stack` is then empty).
+    frames: str = ""
+
+    def merge(self, later: FleetGroup) -> None:
+        """Add the same group of other hosts."""
+        self.pages += later.pages
+        self.times += later.times
+        for caller, pages in later.callers.items():
+            self.callers[caller] = self.callers.get(caller, 0) + pages
+        self.spread.merge(later.spread)
+        for name, values in later.columns.items():
+            mine = self.columns.setdefault(name, {})
+            for value, pages in values.items():
+                mine[value] = mine.get(value, 0) + pages
+        if later.grew:
+            self.grew = top_hosts([*self.grew, *later.grew])
+
+    def frames_text(self) -> str:
+        """Return the stack's frames as JSON text."""
+        if not self.frames:
+            self.frames = json.dumps(frames_to_json(self.stack), ensure_ascii=True,
+                                     separators=(",", ":"))  # fmt: skip
+        return self.frames
+
+    def to_json(self) -> list[Any]:
+        """Encode as a JSON list (the frames as one JSON text)."""
+        return [self.key, self.label, self.frames_text(), self.pages, self.times,
+                list(self.callers.items()), self.spread.to_json(),
+                [[name, list(values.items())] for name, values in self.columns.items()],
+                [list(item) for item in self.grew]]  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: list[Any], interner: StackInterner,
+                  stacks: bool = True) -> FleetGroup:  # fmt: skip
+        """Decode `to_json`, interning the stack in `interner`.
+
+        Without `stacks` (merges), the frames stay JSON text and `stack` is empty: a
+        merge then holds one string per group, not every table's frames as objects.
+        """
+        key_data, label, frames, pages, times, callers, spread, columns, grew = data
+        stack = frames_from_json(json.loads(frames), interner) if stacks else interner.intern(())
+        return cls(key_from_json(key_data), label, stack, pages, times,
+                   {str(c): int(p) for c, p in callers}, HostPages.from_json(spread),
+                   {str(name): {str(v): int(p) for v, p in values} for name, values in columns},
+                   [(str(h), int(d)) for h, d in grew], "" if stacks else frames)  # fmt: skip
 
 
 @dataclass
 class FleetTable:
-    """Groups in first-seen order over the hosts read, with what was skipped and why."""
+    """Groups in first-seen order over the hosts read, with what was skipped and why.
+
+    `columns` are the --group-by fields whose pages each group keeps per value (release
+    always): bounded by the number of distinct values, so by hosts only for `host`.
+    """
 
     by: str
+    columns: tuple[str, ...] = ("release",)
     groups: dict[Hashable, FleetGroup] = field(default_factory=dict)
     hosts: dict[str, HostEntry] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
@@ -89,82 +145,145 @@ class FleetTable:
         return sum(entry.times for entry in self.hosts.values())
 
     @classmethod
-    def from_capture(cls, capture: Capture, table: GroupTable) -> FleetTable:
+    def from_capture(cls, capture: Capture, table: GroupTable,
+                     columns: Sequence[str] = ("release",)) -> FleetTable:  # fmt: skip
         """Make the fleet table of one host's group table."""
-        fleet = cls(table.by.name)
+        fleet = cls(table.by.name, tuple(columns))
+        kept = tuple((name, capture.field(name)) for name in columns
+                     if name not in ("release", "host"))  # fmt: skip
         fleet.hosts[capture.host] = HostEntry(
             capture.host, capture.release, capture.captured_at, capture.path,
-            table.total_pages, table.total_times, capture.fields)  # fmt: skip
+            table.total_pages, table.total_times, kept)  # fmt: skip
+        values = [(name, group_value(capture, name)) for name in columns]
         for key, group in table.groups.items():
             fleet.groups[key] = FleetGroup(
                 key, group.label, group.stack, group.pages, group.times,
                 dict(group.callers) if group.callers else {group.stack.caller_label: group.pages},
-                {capture.host: [group.pages, group.times]})  # fmt: skip
+                HostPages.of(capture.host, group.pages),
+                {name: {value: group.pages} for name, value in values})  # fmt: skip
         return fleet
 
     def merge(self, later: FleetTable) -> None:
-        """Add a later table: its new groups after ours, per-host cells summed."""
+        """Add a later table of other hosts: its new groups after ours, summaries merged.
+
+        `later` is consumed: its groups become this table's.
+        """
+        self._merge_head(later)
+        for group in later.groups.values():
+            self.add_group(group)
+
+    def _merge_head(self, later: FleetTable) -> None:
+        """Add a later table's hosts, skipped captures and warnings."""
         for host, entry in later.hosts.items():
             mine = self.hosts.get(host)
             if mine is None:
                 self.hosts[host] = entry
-            else:  # the same host from two tasks (one big capture in parts)
+            else:  # not made by the job (a host is one table); summed all the same
                 self.hosts[host] = HostEntry(mine.host, mine.release, mine.captured_at,
                                              mine.path, mine.pages + entry.pages,
                                              mine.times + entry.times, mine.fields)  # fmt: skip
         self.skipped.extend(later.skipped)
         self.warnings.extend(later.warnings)
-        groups = self.groups
-        for key, theirs in later.groups.items():
-            group = groups.get(key)
-            if group is None:
-                groups[key] = group = FleetGroup(key, theirs.label, theirs.stack)
-            group.pages += theirs.pages
-            group.times += theirs.times
-            for caller, pages in theirs.callers.items():
-                group.callers[caller] = group.callers.get(caller, 0) + pages
-            for host, (pages, times) in theirs.hosts.items():
-                cell = group.hosts.setdefault(host, [0, 0])
-                cell[0] += pages
-                cell[1] += times
 
-    def to_json(self) -> bytes:
-        """Encode as compact JSON bytes."""
-        data = {
+    def add_group(self, theirs: FleetGroup) -> None:
+        """Add one group of other hosts: merged into ours, or new after ours."""
+        group = self.groups.get(theirs.key)
+        if group is None:
+            self.groups[theirs.key] = theirs
+        else:
+            group.merge(theirs)
+
+    def _head(self) -> dict[str, Any]:
+        return {
             "by": self.by,
+            "columns": list(self.columns),
             "hosts": [entry.to_json() for entry in self.hosts.values()],
             "skipped": [[s.host, s.path, s.reason] for s in self.skipped],
             "warnings": self.warnings,
-            "groups": [
-                [group.key, group.label, frames_to_json(group.stack), group.pages,
-                 group.times, list(group.callers.items()),
-                 [[host, cell[0], cell[1]] for host, cell in group.hosts.items()]]
-                for group in self.groups.values()
-            ],
-        }  # fmt: skip
-        return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+            "groups": len(self.groups),
+        }
 
     @classmethod
-    def from_json(cls, payload: bytes, interner: StackInterner) -> FleetTable:
-        """Decode `to_json`, interning stacks in `interner`."""
-        data = json.loads(payload)
-        table = cls(data["by"])
+    def _from_head(cls, data: dict[str, Any]) -> FleetTable:
+        table = cls(data["by"], tuple(data["columns"]))
         for item in data["hosts"]:
             entry = HostEntry.from_json(item)
             table.hosts[entry.host] = entry
         table.skipped = [Skipped(*item) for item in data["skipped"]]
         table.warnings = list(data["warnings"])
-        for key_data, label, frames, pages, times, callers, hosts in data["groups"]:
-            key = key_from_json(key_data)
-            table.groups[key] = FleetGroup(
-                key, label, frames_from_json(frames, interner), pages, times,
-                dict((str(c), int(p)) for c, p in callers),
-                {str(h): [int(p), int(t)] for h, p, t in hosts})  # fmt: skip
+        return table
+
+    def to_json(self) -> bytes:
+        """Encode as `encode_tables` does."""
+        return encode_tables([self])
+
+    @classmethod
+    def from_json(cls, payload: bytes, interner: StackInterner) -> FleetTable:
+        """Decode `to_json`, interning stacks in `interner`."""
+        (table,) = decode_tables(payload, interner)
         return table
 
     @classmethod
-    def skipped_only(cls, by: GroupKey, skipped: Skipped) -> FleetTable:
+    def skipped_only(cls, by: GroupKey, skipped: Skipped,
+                     columns: Sequence[str] = ("release",)) -> FleetTable:  # fmt: skip
         """Make the table of a capture that could not be read."""
-        table = cls(by.name)
+        table = cls(by.name, tuple(columns))
         table.skipped.append(skipped)
         return table
+
+
+def encode_tables(tables: Sequence[FleetTable]) -> bytes:
+    """Encode tables as zlib-compressed JSON lines: each table's head, then a line per group.
+
+    Line by line, so that neither side holds a whole table's JSON objects at once;
+    compressed, because tables wait on the workers between the levels of the merge tree
+    and the frames text they carry shrinks about tenfold. JSON, never pickle.
+    """
+    packer = zlib.compressobj(1)
+    chunks: list[bytes] = []
+    for table in tables:
+        chunks.append(packer.compress(_line(table._head())))
+        chunks.extend(packer.compress(_line(group.to_json())) for group in table.groups.values())
+    chunks.append(packer.flush())
+    return b"".join(chunks)
+
+
+def _line(data: object) -> bytes:
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def decode_tables(payload: bytes, interner: StackInterner, *, stacks: bool = True,
+                  into: Sequence[FleetTable] | None = None) -> list[FleetTable]:  # fmt: skip
+    """Decode `encode_tables`; with `into`, merge each table into those (in order) instead.
+
+    Without `stacks` the frames stay JSON text (`FleetGroup.from_json`).
+    """
+    lines = _lines(payload)
+    tables: list[FleetTable] = []
+    for head_line in lines:
+        head = json.loads(head_line)
+        table = FleetTable._from_head(head)
+        if into is not None:
+            into[len(tables)]._merge_head(table)
+            table = into[len(tables)]
+        for _ in range(head["groups"]):
+            table.add_group(FleetGroup.from_json(json.loads(next(lines)), interner, stacks))
+        tables.append(table)
+    return tables
+
+
+def _lines(payload: bytes, step: int = 8192) -> Iterator[bytes]:
+    """Yield the lines of `encode_tables`, decompressed a few kilobytes at a time.
+
+    zlib.decompress of a whole table would hold its text, and peaks at several times it.
+    """
+    unpacker = zlib.decompressobj()
+    rest = b""
+    view = memoryview(payload)
+    for start in range(0, len(view), step):
+        *whole, rest = (rest + unpacker.decompress(view[start : start + step])).split(b"\n")
+        yield from whole
+    *whole, rest = (rest + unpacker.flush()).split(b"\n")
+    yield from whole
+    if rest:
+        raise ValueError("a fleet table ends inside a line")

@@ -2,7 +2,8 @@
 
 The JSON of `fleet top` has the fields of `top --format json` (`total_pages`, `entries`
 with `key`, `pages`, `times`...) plus the fleet's: hosts per entry, pages per host
-(median, p95, max), the host with most, pages per --group-by column, and the captures
+(median, p95, max; `exact` false when the median or p95 is an estimate within 1 %), the
+host with most, pages per --group-by column, and the captures
 skipped with their reasons.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from pageowner.fleet.discover import Skipped
 from pageowner.fleet.results import FleetDiffResult, FleetTopResult
+from pageowner.fleet.sketch import EXACT_HOSTS, RELATIVE_ERROR
 from pageowner.report.summaries import Report, _chain
 from pageowner.report.tables import Column, Table
 from pageowner.report.units import format_percent, format_signed, human_size
@@ -20,10 +22,17 @@ __all__ = ["fleet_diff_report", "fleet_top_report"]
 
 
 def _number(value: Any) -> str:
-    """Show a count; a median halfway between two counts keeps its .5."""
+    """Show a count; a median halfway between two counts keeps its .5; text as it is."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and not value.is_integer():
         return f"{value:.1f}"
     return str(int(value))
+
+
+def _estimate(value: Any, exact: bool) -> Any:
+    """Mark a value read from a histogram of pages per host with `~`."""
+    return value if exact else f"~{_number(value)}"
 
 
 def _skipped_table(skipped: tuple[Skipped, ...]) -> Table:
@@ -60,11 +69,15 @@ def fleet_top_report(result: FleetTopResult, page_size: int, depth: int = 3,
                           "stack (first frames outside the allocator)", "key", "left"))
     rows = []
     for e in result.entries:
-        rows.append((e.rank, e.pages, e.pages * page_size, e.percent, e.times,
-                     e.spread.hosts, e.spread.median, e.spread.p95, e.spread.max,
+        rows.append((e.rank, e.pages, e.pages * page_size, e.percent, e.times, e.spread.hosts,
+                     _estimate(e.spread.median, e.spread.median_exact),
+                     _estimate(e.spread.p95, e.spread.p95_exact), e.spread.max,
                      e.spread.max_host, *e.by_group,
                      _group_cell(e.label, e.stack, e.caller, result.by, depth)))  # fmt: skip
     notes = [f"pages per host: over the hosts that hold the {result.by}"]
+    if any(not e.spread.exact for e in result.entries):
+        notes.append(f"~: an estimate within {RELATIVE_ERROR:.0%} (a group on more than "
+                     f"{EXACT_HOSTS} hosts keeps a histogram of its pages per host)")
     if result.columns:
         notes.append("; ".join(f"{result.group_by}={name}: {hosts} hosts, {pages} pages"
                                for name, hosts, pages in zip(result.columns, result.column_hosts,
@@ -98,7 +111,7 @@ def fleet_top_report(result: FleetTopResult, page_size: int, depth: int = 3,
                 "percent": round(e.percent, 2), "times": e.times, "caller": e.caller,
                 "stack": list(e.stack), "hosts": e.spread.hosts,
                 "host_pages": {"median": e.spread.median, "p95": e.spread.p95,
-                               "max": e.spread.max},
+                               "max": e.spread.max, "exact": e.spread.exact},
                 "max_host": e.spread.max_host,
                 "by_group": dict(zip(result.columns, e.by_group, strict=True)),
             }
