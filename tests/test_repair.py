@@ -328,6 +328,28 @@ def test_d_syzbot_inline_frames_name_the_stack_by_its_real_caller(tmp_path: Path
     assert "(3 times;" in one(result.stderr.splitlines(), "[inline] frames folded")
 
 
+def test_c_a_patch_is_read_as_the_text_its_hunks_make() -> None:
+    # GIVEN a mail with a patch to page_owner.rst whose example changes: the old frame is a
+    # - line, the new one a + line, the rest context; an rst literal block indents by a tab
+    def block(prefix: str, line: str) -> str:
+        return f"{prefix}\t{line}\n" if line else f"{prefix}\n"
+
+    text = (f"Subject: [PATCH] docs: page_owner example\n\n{H612}\n\n"
+            "diff --git a/Documentation/mm/page_owner.rst b/Documentation/mm/page_owner.rst\n"
+            "--- a/Documentation/mm/page_owner.rst\n+++ b/Documentation/mm/page_owner.rst\n"
+            "@@ -10,6 +10,6 @@ Usage\n"
+            + block(" ", H612) + block(" ", PFN) + block("-", " old_frame+0x1/0x2")
+            + block("+", F1) + block(" ", F2) + block("+", "")
+            + "\\ No newline at end of file\n-- \n2.43.0\n")  # fmt: skip
+    out, warnings = fix(text)
+    # THEN the record reads as the patched document shows it, and the header in the mail
+    # above the patch (no hunk) is read as it is
+    assert out == f"{H612}\n\n{CLEAN}"
+    # the hunk header, its six lines, `\\ No newline` and the `-- ` signature that follows
+    assert "(9 times;" in one(warnings, "patch's hunks")
+    assert one(warnings, "patch's hunks").startswith("t.txt:8: ")
+
+
 def test_c_a_kernel_log_delimiter_is_no_quoted_printable_soft_break() -> None:
     # GIVEN KASAN's `=====` lines around __dump_page_owner() output
     delimiter = "=" * 66

@@ -141,6 +141,11 @@ def main(out: Path = SOURCE) -> None:
             "".join(prefix + line + "\n" for line in join(base).split("\n")[:-1]), n, pages)
     add("quoted-printable.txt", "mail saved raw: quoted-printable (=3D, soft breaks)",
         quopri.encodestring(join(base).encode()).decode(), n, pages)  # fmt: skip
+    add("patch-rst.txt", "a patch adding the dump to an rst document: + lines, tab-indented",
+        "diff --git a/doc.rst b/doc.rst\n--- a/doc.rst\n+++ b/doc.rst\n"
+        f"@@ -1,0 +1,{len(join(base).splitlines()) + 2} @@\n+Example::\n+\n"
+        + "".join(f"+\t{line}\n" if line else "+\n" for line in join(base).split("\n")[:-1]),
+        n, pages)  # fmt: skip
     add("vendor-lines.txt", "vendor lines between header and PFN line, and after the stack",
         join([[rec[0], "SLAB_PAGE" if i % 2 else "FILE_PAGE", *rec[1:], "vendor_tag: 7"]
               for i, rec in enumerate(base)]), n, pages)  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pageowner.dump.dumpfile import (
@@ -24,6 +25,7 @@ from pageowner.errors import InputError, ParseError
 __all__ = [
     "POINTER_RE",
     "Normaliser",
+    "DIFF_HINT_RE",
     "QP_HINT_RE",
     "Repeat",
     "frame_line",
@@ -43,6 +45,8 @@ _FRAME_CACHE = 100_000
 # A line of "=" signs (KASAN's report delimiters) is no soft break: QP escapes a literal "=".
 QP_HINT_RE = re.compile(rb"(?<!=)=\r?\n|=3D|=20\r?$", re.MULTILINE)
 _QP_ESCAPE_RE = re.compile(rb"=([0-9A-F]{2})")
+# A unified diff's hunk header: a patch (a pull request, a mail) whose hunks hold the text.
+DIFF_HINT_RE = re.compile(rb"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@", re.MULTILINE)
 _MARKUP_RE = re.compile(r"(?:`{3,}.*|~{3,}.*|</?(?:pre|code)>)")
 _ENTITY_RE = re.compile(r"&(?:lt|gt|amp|quot|#\d+);")
 _MAIL_QUOTE_RE = re.compile(r"(?:> ?)+")
@@ -112,6 +116,7 @@ class _Kind:
 
 _KINDS = {k.key: k for k in (
     _Kind("qp", "quoted-printable soft breaks and escapes decoded"),
+    _Kind("diff", "a patch's hunks read as the text they make (their - lines dropped)"),
     _Kind("html", "HTML entities (&lt; &gt; &amp;) decoded"),
     _Kind("quote", "mail quoting ('> ') removed"),
     _Kind("logprefix", "kernel log prefixes removed"),
@@ -226,20 +231,63 @@ def _log_line(record: _Record, content: str) -> bool:
     return content in _LOG_MISSING
 
 
+class _Transport:
+    """Undo what carried a text before its lines are read: quoted-printable, diff hunks."""
+
+    def __init__(self, note: Callable[[str, str], None], qp: bool, diff: bool) -> None:
+        self._note = note
+        self.qp = qp
+        self.diff = diff
+        self._pending = ""  # a quoted-printable line continued by a soft break
+        self._in_hunk = False
+
+    def line(self, body: bytes) -> str | None:
+        """Return the text of one input line, or None when it is no line of the text."""
+        if self.qp:
+            if body.endswith(b"=") and not body.endswith(b"=="):
+                self._pending += decode(body[:-1])
+                self._note("qp", decode(body))
+                return None
+            if self._pending or _QP_ESCAPE_RE.search(body):
+                self._note("qp", decode(body))
+            text = self._pending + decode(body)
+            self._pending = ""
+            text = decode(_QP_ESCAPE_RE.sub(lambda m: bytes([int(m[1], 16)]), encode(text)))
+        else:
+            text = decode(body)
+        return self._unpatch(text) if self.diff else text
+
+    def _unpatch(self, text: str) -> str | None:
+        """Read a hunk's added and context lines without their mark; drop its - lines."""
+        if DIFF_HINT_RE.match(encode(text)):
+            self._in_hunk = True
+            self._note("diff", text)
+            return None
+        if not self._in_hunk or not text or text[0] not in "+- \\":
+            self._in_hunk = False  # the mail or the next file's headers: read as they are
+            return text
+        self._note("diff", text)
+        return text[1:] if text[0] in "+ " else None
+
+    def finish(self) -> str | None:
+        """Return a last line still waiting for its continuation, if any."""
+        text, self._pending = self._pending, ""
+        return text or None
+
+
 class Normaliser(_Repairs):
     """Turn lines of any page_owner text into canonical dump (or show_stacks) lines."""
 
     def __init__(self, path: str, *, strict: bool = False, free: bool = False,
-                 qp: bool = False) -> None:  # fmt: skip
+                 qp: bool = False, diff: bool = False) -> None:  # fmt: skip
         super().__init__(path, strict)
         self.free = free
         self.qp = qp
+        self._transport = _Transport(self._note, qp, diff)
         self.records = 0  # records (or show_stacks blocks) written
         self.mode: str | None = None  # "dump" or "stacks", fixed by the first block written
         self._record: _Record | None = None
         self._report: tuple[int, int | None, int | None, int | None, str | None] | None = None
-        self._qp_pending = ""
-        self._qp_lineno = 0
         # Frame lines repeat: their output and the repairs they needed, by input text.
         self._frames: dict[str, tuple[str, tuple[str, ...]]] = {}
 
@@ -248,21 +296,9 @@ class Normaliser(_Repairs):
     def feed(self, raw: bytes) -> list[bytes | Repeat]:
         """Take one input line (with or without its line end); return output lines."""
         self._lineno += 1
-        body = line_body(raw)
-        if self.qp:
-            if body.endswith(b"=") and not body.endswith(b"=="):
-                if not self._qp_pending:
-                    self._qp_lineno = self._lineno
-                self._qp_pending += decode(body[:-1])
-                self._note("qp", decode(body))
-                return []
-            if self._qp_pending or _QP_ESCAPE_RE.search(body):
-                self._note("qp", decode(body))
-            text = self._qp_pending + decode(body)
-            self._qp_pending = ""
-            text = decode(_QP_ESCAPE_RE.sub(lambda m: bytes([int(m[1], 16)]), encode(text)))
-        else:
-            text = decode(body)
+        text = self._transport.line(line_body(raw))
+        if text is None:
+            return []
         out: _Out = []
         self._line(text, out)
         return [line if isinstance(line, Repeat) else encode(line) + b"\n" for line in out]
@@ -270,8 +306,8 @@ class Normaliser(_Repairs):
     def finish(self) -> list[bytes | Repeat]:
         """End the input; return the last output lines."""
         out: _Out = []
-        if self._qp_pending:
-            text, self._qp_pending = self._qp_pending, ""
+        text = self._transport.finish()
+        if text is not None:
             self._line(text, out)
         self._flush(out)
         self._report = None
@@ -779,7 +815,8 @@ def _split_pages(times: int, pages: int | None, order: int) -> list[tuple[int, i
 def normalise_text(data: bytes, path: str = "<text>", *, strict: bool = False,
                    free: bool = False) -> tuple[bytes, Normaliser]:  # fmt: skip
     """Normalise a whole text at once; return the canonical bytes and the normaliser."""
-    normaliser = Normaliser(path, strict=strict, free=free, qp=bool(QP_HINT_RE.search(data)))
+    normaliser = Normaliser(path, strict=strict, free=free, qp=bool(QP_HINT_RE.search(data)),
+                            diff=bool(DIFF_HINT_RE.search(data)))
     out: list[bytes | Repeat] = []
     for line in iter_lines(data):
         out.extend(normaliser.feed(line))

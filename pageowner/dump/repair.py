@@ -27,7 +27,14 @@ from pageowner.dump.dumpfile import (
     decode,
 )
 from pageowner.dump.fileio import InputSource, ReplayReader, iter_lines
-from pageowner.dump.normalise import POINTER_RE, QP_HINT_RE, Normaliser, Repeat, normalise_text
+from pageowner.dump.normalise import (
+    DIFF_HINT_RE,
+    POINTER_RE,
+    QP_HINT_RE,
+    Normaliser,
+    Repeat,
+    normalise_text,
+)
 from pageowner.errors import InputError
 
 __all__ = [
@@ -117,7 +124,8 @@ def _sniff(head: bytes, name: str) -> tuple[bool, bool]:
     head = head[: cut + 1] if cut >= 0 else head
     if _looks_canonical(head):
         return True, bool(_DATA_RE.search(head))
-    normaliser = Normaliser(name, qp=bool(QP_HINT_RE.search(head)))
+    normaliser = Normaliser(name, qp=bool(QP_HINT_RE.search(head)),
+                            diff=bool(DIFF_HINT_RE.search(head)))
     for line in iter_lines(head):
         normaliser.feed(line)
     normaliser.finish()
@@ -176,8 +184,9 @@ def tolerate(source: InputSource, tolerance: Tolerance) -> InputSource:
             return source
         replay = ReplayReader(head, source.read)
         return InputSource(source.name, replay.read, _closers=source._closers)
-    qp = bool(QP_HINT_RE.search(head))
-    normaliser = Normaliser(source.name, strict=tolerance.strict, free=_FREE_STACKS.get(), qp=qp)
+    normaliser = Normaliser(source.name, strict=tolerance.strict, free=_FREE_STACKS.get(),
+                            qp=bool(QP_HINT_RE.search(head)),
+                            diff=bool(DIFF_HINT_RE.search(head)))
     reader = _RepairedReader(ReplayReader(head, source.read).read, normaliser, tolerance)
     return InputSource(source.name, reader.read, _closers=source._closers)
 
