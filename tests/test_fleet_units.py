@@ -222,3 +222,36 @@ def test_a_group_on_many_hosts_says_its_median_is_an_estimate() -> None:
     render_report(fleet_top_report(result, 4096), out, "json")
     host_pages = [e["host_pages"] for e in json.loads(out.getvalue())["entries"]]
     assert [h["exact"] for h in host_pages] == [False, True]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_later_range_numbers_its_warnings_and_errors_by_the_file(
+        tmp_path: Path, strict: bool) -> None:  # fmt: skip
+    """A range read from the middle of a file counts the lines before it only when needed."""
+    from pageowner.analyze.analysis import GroupTable, aggregate_range, get_group_key
+    from pageowner.errors import ParseError
+
+    record = ("Page allocated via order 0, mask 0xcc0(GFP_KERNEL), pid 7, tgid 7 (bash), "
+              "ts 100 ns\n post_alloc_hook+0x1a/0x20\n\n")  # fmt: skip
+    head = record * 50  # 3 lines each: the range starts at line 151
+    bad = "not a record\n\n"
+    path = tmp_path / "dump.txt"
+    path.write_text(head + record * 3 + bad + record * 2)
+    key = get_group_key("stack")
+    warnings: list[str] = []
+    start = len(head.encode())
+    if strict:
+        # THEN --strict's error names the bad block's own line in the file
+        with pytest.raises(ParseError) as caught:
+            aggregate_range(str(path), lambda: GroupTable(key), start, None, strict=True)
+        assert caught.value.lineno == 151 + 3 * 3
+        return
+    samples, table = aggregate_range(str(path), lambda: GroupTable(key), start, None,
+                                     on_warning=warnings.append)  # fmt: skip
+    # THEN the records after the bad block count, and the warning names its file line
+    assert (samples, table.total_pages) == (5, 5)
+    assert len(warnings) == 1 and f"{path}:{151 + 3 * 3}:" in warnings[0], warnings
+    # AND a clean range gives the same table as when nothing had to be counted
+    clean, clean_table = aggregate_range(str(path), lambda: GroupTable(key), start,
+                                         start + len((record * 3).encode()))  # fmt: skip
+    assert (clean, clean_table.total_pages) == (3, 3)

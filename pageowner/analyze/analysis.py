@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from pageowner.analyze.fields import (
     FLAGS_LAYOUT_X86_64,
@@ -495,42 +495,72 @@ def _read_later_part(
 
     Returns JSON: the partial's data, the samples read, the warnings in file order (with
     the file's own line numbers) and a --strict parse error, if one stopped the reading.
-    Line numbers only show in warnings and errors, so the lines before `start` (66 MB to
-    count in the middle of a 132 MB dump, ~15 % of the child's work) are counted only
-    when the part gave one, and the part is then read again with them.
     """
-    payload = _read_part(fd, start, name, strict, make(), make_join(), layout, None)
-    if payload["warnings"] or payload["error"] is not None:
-        first_lineno = _count_lines(fd, start) + 1
-        payload = _read_part(fd, start, name, strict, make(), make_join(), layout, first_lineno)
+    part = _read_numbered(fd, start, None, name, strict, make, make_join, layout,
+                          StackInterner())  # fmt: skip
+    error = part.error
+    payload = {"samples": part.samples, "warnings": part.warnings,
+               "error": None if error is None else [error.path, error.lineno, error.line,
+                                                    error.reason],
+               "partial": None if error else part.partial.to_json(),
+               "join": part.join.to_json()}  # fmt: skip
     return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+@dataclass(frozen=True)
+class _Part:
+    """What reading a byte range of a dump file gave."""
+
+    partial: Partial
+    join: HandleJoin
+    samples: int
+    warnings: list[str]  # in file order, with the file's own line numbers
+    error: ParseError | None  # the --strict error that stopped the reading
+
+
+def _read_numbered(
+    fd: int, start: int, end: int | None, name: str, strict: bool,
+    make: Callable[[], Partial], make_join: Callable[[], HandleJoin], layout: FlagsLayout,
+    interner: StackInterner,
+) -> _Part:
+    """Read bytes `start` to `end` (None: the end) of a dump file into `make()`.
+
+    Line numbers only show in warnings and errors, so the lines before `start` (66 MB to
+    count in the middle of a 132 MB dump, ~15 % of reading its second half) are counted
+    only when the range gave one, and the range is then read again with them.
+    """
+    part = _read_part(fd, start, end, name, strict, make(), make_join(), layout, interner, 1)
+    if part.warnings or part.error is not None:
+        part = _read_part(fd, start, end, name, strict, make(), make_join(), layout, interner,
+                          _count_lines(fd, start) + 1)  # fmt: skip
+    return part
+
+
 def _read_part(
-    fd: int, start: int, name: str, strict: bool, partial: Partial, join: HandleJoin,
-    layout: FlagsLayout, first_lineno: int | None,
-) -> dict[str, Any]:
-    """Read from `start` to the end into `partial`; lines numbered from 1 without a count."""
+    fd: int, start: int, end: int | None, name: str, strict: bool, partial: Partial,
+    join: HandleJoin, layout: FlagsLayout, interner: StackInterner, first_lineno: int,
+) -> _Part:
+    """Read a byte range into `partial`, numbering its first line `first_lineno`."""
     warnings: list[str] = []
     watch = _SkipWatch(warnings.append)
-    stream = _PreadStream(fd, start, name)
-    lineno = 1 if first_lineno is None else first_lineno
+    stream: _PreadStream | _Limited = _PreadStream(fd, start, name)
+    if end is not None:
+        stream = _Limited(stream.read, end - start)
     if strict:
         reader = DumpReader(stream, name, strict=strict, on_warning=watch,
-                            first_lineno=lineno)  # fmt: skip
-        samples = _record_samples(reader, StackInterner(), watch, check=False, join=join,
+                            first_lineno=first_lineno)  # fmt: skip
+        samples = _record_samples(reader, interner, watch, check=False, join=join,
                                   layout=layout)
     else:
-        samples = _scan_samples(stream.read, name, StackInterner(), watch, check=False,
-                                first_lineno=lineno, collapse=_collapsible(partial),
+        samples = _scan_samples(stream.read, name, interner, watch, check=False,
+                                first_lineno=first_lineno, collapse=_collapsible(partial),
                                 join=join, layout=layout)
     error = None
     try:
         partial.feed(samples)
     except ParseError as exc:
-        error = [exc.path, exc.lineno, exc.line, exc.reason]
-    return {"samples": watch.samples, "warnings": warnings, "error": error,
-            "partial": None if error else partial.to_json(), "join": join.to_json()}  # fmt: skip
+        error = exc
+    return _Part(partial, join, watch.samples, warnings, error)
 
 
 def _split_point(source: InputSource, jobs: int) -> int | None:
@@ -649,8 +679,8 @@ def aggregate_range(
     """
     interner = interner if interner is not None else StackInterner()
     watch = _SkipWatch(on_warning)
-    partial = make()
     if start == 0:
+        partial = make()
         with open_input(path) as source:
             read = source.read if end is None else _Limited(source.read, end).read
             stream = _sample_stream(source, read, strict, watch, interner, check=False)
@@ -664,21 +694,15 @@ def aggregate_range(
     except OSError as exc:
         raise InputError(f"{path}: cannot open: {exc.strerror or exc}") from None
     try:
-        pread = _PreadStream(fd, start, path)
-        limited = _Limited(pread.read, end - start) if end is not None else None
-        first_lineno = _count_lines(fd, start) + 1
-        if strict:
-            reader = DumpReader(limited if limited is not None else pread, path,
-                                strict=strict, on_warning=watch, first_lineno=first_lineno)
-            partial.feed(_record_samples(reader, interner, watch, check=False))
-        else:  # the scanner, as a whole file gets it
-            read = limited.read if limited is not None else pread.read
-            partial.feed(_scan_samples(read, path, interner, watch, check=False,
-                                       first_lineno=first_lineno,
-                                       collapse=_collapsible(partial)))
+        part = _read_numbered(fd, start, end, path, strict, make, lambda: HandleJoin(path),
+                              DEFAULT_FLAGS_LAYOUT, interner)  # fmt: skip
     finally:
         os.close(fd)
-    return watch.samples, partial
+    for message in part.warnings:
+        watch(message)
+    if part.error is not None:
+        raise part.error
+    return part.samples, cast(P, part.partial)  # make() made it
 
 
 class _Counted:
